@@ -1,0 +1,3 @@
+"""morgan: a PyPI mirror for restricted and air-gapped networks."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from morgan.cli import entry_point
+
+entry_point()

@@ -1,0 +1,131 @@
+"""Reading ``morgan.ini``: client environments and the requirements to mirror.
+
+The format is Morgan's: ``[env.NAME]`` sections of marker values, and a
+``[requirements]`` section of ``name = specifier`` lines. A value may carry
+extras and markers, and may continue over several lines, each adding a separate
+requirement for the same name; a name given twice adds to it as well.
+"""
+
+from __future__ import annotations
+
+import configparser
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+
+from morgan.environments import Environment
+from morgan.errors import ConfigError
+
+ENV_PREFIX = "env."
+REQUIREMENTS_SECTION = "requirements"
+
+
+class _ExtendingDict(dict):  # type: ignore[type-arg]
+    """Section storage in which a repeated option adds its lines instead of replacing.
+
+    configparser stores an option being read as a list of lines; when the same
+    option appears again, this keeps the earlier lines.
+    """
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if isinstance(value, list) and isinstance(self.get(key), list):
+            self[key].extend(value)
+            return
+        super().__setitem__(key, value)
+
+
+@dataclass(frozen=True)
+class MirrorConfig:
+    """What ``morgan.ini`` asks for."""
+
+    path: str
+    environments: tuple[Environment, ...]
+    requirements: tuple[Requirement, ...]
+
+    @classmethod
+    def from_file(cls, path: str) -> MirrorConfig:
+        """Read and check a configuration file; every problem is a ConfigError."""
+        parser = _read(path)
+        environments = tuple(
+            Environment.from_ini_section(name[len(ENV_PREFIX) :], parser[name], path=path)
+            for name in parser.sections()
+            if name.startswith(ENV_PREFIX)
+        )
+        if not environments:
+            raise ConfigError(
+                path,
+                "no [env.NAME] section; add one per client environment "
+                "(`morgan generate_env` prints one for this machine)",
+            )
+        for env in environments:
+            if not env.name:
+                raise ConfigError(path, "environment name is empty", section="env.")
+        if not parser.has_section(REQUIREMENTS_SECTION):
+            raise ConfigError(
+                path,
+                "no [requirements] section; add one with lines like 'requests = >=2.31'",
+            )
+        requirements = tuple(parse_requirements(parser[REQUIREMENTS_SECTION], path))
+        return cls(path=path, environments=environments, requirements=requirements)
+
+
+def _read(path: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(
+        strict=False,
+        interpolation=None,
+        dict_type=_ExtendingDict,
+    )
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(
+            path, "no such configuration file; create it or pass its path with -c/--config"
+        )
+    try:
+        with file.open(encoding="utf-8") as stream:
+            parser.read_file(stream)
+    except UnicodeDecodeError:
+        raise ConfigError(path, "not UTF-8 text") from None
+    except configparser.Error as error:
+        message = str(error).splitlines()[0]
+        raise ConfigError(path, f"not a valid INI file ({message})") from None
+    except OSError as error:
+        raise ConfigError(path, f"cannot be read ({error.strerror})") from None
+    return parser
+
+
+def parse_requirements(section: Mapping[str, str], path: str) -> Iterator[Requirement]:
+    """Each requirement of a ``[requirements]`` section, in file order."""
+    for name, value in section.items():
+        lines = [line.strip() for line in (value or "").splitlines()]
+        lines = [line for line in lines if line and not line.startswith("#")] or [""]
+        for line in lines:
+            yield parse_requirement_line(name, line, path)
+
+
+def parse_requirement_line(name: str, line: str, path: str) -> Requirement:
+    """``name`` plus one value line (``>=1``, ``[extra]~=2``, ``; marker``) as a Requirement."""
+    text = f"{name}{line}" if line.startswith(("[", ";", "@")) or not line else f"{name} {line}"
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement as error:
+        reason = str(error).splitlines()[0]
+        raise ConfigError(
+            path,
+            f"{line!r} is not a valid PEP 508 specifier ({reason}); "
+            "write e.g. '>=1.2,<2' or '[extra]~=1.0'",
+            section=REQUIREMENTS_SECTION,
+            key=name,
+        ) from None
+    if requirement.url:
+        raise ConfigError(
+            path,
+            "direct URL requirements cannot be mirrored from an index; use a version specifier",
+            section=REQUIREMENTS_SECTION,
+            key=name,
+        )
+    requirement.name = canonicalize_name(requirement.name)
+    return requirement

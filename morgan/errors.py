@@ -1,0 +1,118 @@
+"""The errors a user can meet, each able to say what went wrong in one line.
+
+Every error derives from :class:`MorganError`; errors caused by bad input also
+derive from :class:`ValueError`. The CLI turns them into one-line messages and
+exit codes, so messages here name the cause and, where there is one, the fix.
+"""
+
+from __future__ import annotations
+
+
+class MorganError(Exception):
+    """Base class of every error morgan raises on purpose."""
+
+
+class ConfigError(MorganError, ValueError):
+    """The configuration file cannot be used as written."""
+
+    def __init__(
+        self,
+        path: str,
+        problem: str,
+        *,
+        section: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(path, problem, section, key)
+        self.path = path
+        self.problem = problem
+        self.section = section
+        self.key = key
+
+    def __str__(self) -> str:
+        where = self.path
+        if self.section is not None:
+            where += f": [{self.section}]"
+        if self.key is not None:
+            where += f" {self.key}"
+        return f"{where}: {self.problem}"
+
+
+class UpstreamError(MorganError):
+    """The upstream index could not give what was asked of it."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason)
+        self.url = url
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.url}: {self.reason}"
+
+
+class ProjectNotFoundError(UpstreamError):
+    """The index has no page for a project (HTTP 404)."""
+
+    def __init__(self, project: str, url: str) -> None:
+        super().__init__(url, "not found")
+        self.project = project
+
+    def __str__(self) -> str:
+        return f"project {self.project!r} is not on the index ({self.url})"
+
+
+class PageError(UpstreamError, ValueError):
+    """A simple-API page that cannot be parsed or is not for the project asked."""
+
+
+class UnsupportedAPIVersionError(PageError):
+    """A page in a major API version newer than this morgan understands."""
+
+    def __init__(self, url: str, version: str) -> None:
+        super().__init__(
+            url,
+            f"simple API version {version} is not supported (only 1.x); "
+            "upgrade morgan or use another index",
+        )
+        self.version = version
+
+
+class HashMismatchError(MorganError):
+    """Downloaded bytes do not have the digest the index promised."""
+
+    def __init__(self, filename: str, algorithm: str, expected: str, actual: str) -> None:
+        super().__init__(filename, algorithm, expected, actual)
+        self.filename = filename
+        self.algorithm = algorithm
+        self.expected = expected
+        self.actual = actual
+
+    def __str__(self) -> str:
+        return (
+            f"{self.filename}: {self.algorithm} is {self.actual}, the index says "
+            f"{self.expected}; the file was discarded"
+        )
+
+
+class DistributionError(MorganError, ValueError):
+    """A distribution file (wheel or sdist) is malformed, hostile or too large."""
+
+    def __init__(self, filename: str, reason: str) -> None:
+        super().__init__(filename, reason)
+        self.filename = filename
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"{self.filename}: {self.reason}"
+
+
+class UnsafeNameError(MorganError, ValueError):
+    """A project or file name that cannot safely become a path in the index."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(name, reason)
+        self.name = name
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"refusing name {self.name!r}: {self.reason}"

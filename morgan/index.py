@@ -1,0 +1,260 @@
+"""The upstream index client: one pooled, retrying urllib3 client for pages and files.
+
+Credentials may come from the index URL (``https://user:token@host/simple/``) or
+``~/.netrc``. They are sent as an Authorization header, only to the host they
+belong to, and every URL this module lets out for printing is redacted.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import netrc
+import threading
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import urllib3
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.util import Retry, Timeout
+
+from morgan import __version__
+from morgan.errors import ProjectNotFoundError, UpstreamError
+from morgan.models import ProjectPage
+from morgan.simple import ACCEPT, parse_project_page
+
+log = logging.getLogger(__name__)
+
+DEFAULT_INDEX_URL = "https://pypi.org/simple/"
+USER_AGENT = f"morgan/{__version__}"
+#: Status codes worth asking again for: the index is busy or briefly broken.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: A project page larger than this is refused rather than held in memory.
+MAX_PAGE_BYTES = 256 * 1024 * 1024
+
+
+def redact(url: str) -> str:
+    """The URL without its password or token, fit to print."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+def normalize_index_url(url: str) -> str:
+    """The index URL with exactly one trailing slash, or ValueError if it is no http(s) URL."""
+    parts = urllib.parse.urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{redact(url)!r} is not an http(s) URL")
+    path = parts.path.rstrip("/") + "/"
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+class IndexClient:
+    """Fetches project pages and files from one simple index."""
+
+    def __init__(
+        self,
+        index_url: str = DEFAULT_INDEX_URL,
+        *,
+        connections: int = 8,
+        connect_timeout: float = 10.0,
+        read_timeout: float = 60.0,
+        retries: int = 5,
+        backoff: float = 0.5,
+    ) -> None:
+        url = normalize_index_url(index_url)
+        parts = urllib.parse.urlsplit(url)
+        self._credentials: dict[str, str] = {}
+        host_key = _host_key(parts)
+        if parts.username is not None:
+            user = urllib.parse.unquote(parts.username)
+            password = urllib.parse.unquote(parts.password or "")
+            self._credentials[host_key] = _basic(user, password)
+            netloc = parts.hostname or ""
+            if parts.port:
+                netloc += f":{parts.port}"
+            url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+        self.index_url = url
+        self._retry = Retry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            backoff_factor=backoff,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset({"GET", "HEAD"}),
+            raise_on_status=False,
+            respect_retry_after_header=True,
+            redirect=10,
+        )
+        self._timeout = Timeout(connect=connect_timeout, read=read_timeout)
+        self._maxsize = max(connections, 1)
+        self._direct = urllib3.PoolManager(
+            num_pools=16, maxsize=self._maxsize, headers={"User-Agent": USER_AGENT}
+        )
+        self._proxies: dict[str, urllib3.ProxyManager] = {}
+        self._lock = threading.Lock()
+        self._netrc: netrc.netrc | None = None
+        self._netrc_loaded = False
+
+    def project_url(self, project: str) -> str:
+        return urllib.parse.urljoin(self.index_url, f"{project}/")
+
+    def get_project_page(self, project: str) -> ProjectPage:
+        """The parsed page of a (normalized) project name."""
+        url = self.project_url(project)
+        response = self._request(url, headers={"Accept": ACCEPT})
+        try:
+            if response.status == 404:
+                raise ProjectNotFoundError(project, redact(url))
+            if response.status != 200:
+                raise UpstreamError(redact(url), f"HTTP {response.status} {response.reason}")
+            body = _read_limited(response, MAX_PAGE_BYTES, url)
+            final_url = response.geturl() or url
+        finally:
+            response.release_conn()
+        final_url = urllib.parse.urljoin(url, final_url)
+        return parse_project_page(
+            body, response.headers.get("Content-Type", ""), final_url, project
+        )
+
+    def get_bytes(self, url: str, limit: int) -> bytes:
+        """A whole small resource (a metadata file), refused if over ``limit`` bytes."""
+        response = self._request(url)
+        try:
+            if response.status != 200:
+                raise UpstreamError(redact(url), f"HTTP {response.status} {response.reason}")
+            return _read_limited(response, limit, url)
+        finally:
+            response.release_conn()
+
+    @contextmanager
+    def stream(self, url: str) -> Iterator[urllib3.BaseHTTPResponse]:
+        """An open response whose body is read by the caller, chunk by chunk."""
+        response = self._request(url)
+        try:
+            if response.status != 200:
+                raise UpstreamError(redact(url), f"HTTP {response.status} {response.reason}")
+            yield response
+        finally:
+            response.release_conn()
+
+    def close(self) -> None:
+        self._direct.clear()
+        for manager in self._proxies.values():
+            manager.clear()
+
+    def _request(self, url: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise UpstreamError(
+                redact(url), f"refusing {parts.scheme!r} URL; only http(s) is fetched"
+            )
+        all_headers = dict(headers or {})
+        authorization = self._authorization(parts)
+        if authorization:
+            all_headers["Authorization"] = authorization
+        try:
+            return self._manager_for(parts).request(
+                "GET",
+                url,
+                headers=all_headers,
+                retries=self._retry,
+                timeout=self._timeout,
+                preload_content=False,
+                decode_content=True,
+            )
+        except Urllib3Error as error:
+            raise UpstreamError(redact(url), _describe(error)) from None
+
+    def _manager_for(self, parts: urllib.parse.SplitResult) -> urllib3.PoolManager:
+        proxies = urllib.request.getproxies_environment()
+        proxy = proxies.get(parts.scheme)
+        if not proxy or _proxy_bypass(parts.hostname or ""):
+            return self._direct
+        with self._lock:
+            manager = self._proxies.get(proxy)
+            if manager is None:
+                proxy_headers = None
+                proxy_parts = urllib.parse.urlsplit(proxy)
+                if proxy_parts.username:
+                    proxy_headers = urllib3.make_headers(
+                        proxy_basic_auth=f"{urllib.parse.unquote(proxy_parts.username)}:"
+                        f"{urllib.parse.unquote(proxy_parts.password or '')}"
+                    )
+                manager = urllib3.ProxyManager(
+                    proxy,
+                    num_pools=16,
+                    maxsize=self._maxsize,
+                    headers={"User-Agent": USER_AGENT},
+                    proxy_headers=proxy_headers,
+                )
+                self._proxies[proxy] = manager
+            return manager
+
+    def _authorization(self, parts: urllib.parse.SplitResult) -> str | None:
+        key = _host_key(parts)
+        if key in self._credentials:
+            return self._credentials[key]
+        if parts.username is not None:
+            return _basic(
+                urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
+            )
+        entry = self._netrc_entry(parts.hostname or "")
+        return entry
+
+    def _netrc_entry(self, host: str) -> str | None:
+        with self._lock:
+            if not self._netrc_loaded:
+                self._netrc_loaded = True
+                try:
+                    self._netrc = netrc.netrc()
+                except (OSError, netrc.NetrcParseError):
+                    self._netrc = None
+        if self._netrc is None:
+            return None
+        found = self._netrc.authenticators(host)
+        if not found:
+            return None
+        login, _, password = found
+        return _basic(login or "", password or "")
+
+
+# Honours NO_PROXY the way urllib does; not in typeshed, but public since Python 2.
+_proxy_bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
+
+
+def _host_key(parts: urllib.parse.SplitResult) -> str:
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
+
+
+def _basic(user: str, password: str) -> str:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+def _read_limited(response: urllib3.BaseHTTPResponse, limit: int, url: str) -> bytes:
+    chunks = []
+    total = 0
+    try:
+        for chunk in response.stream(64 * 1024):
+            total += len(chunk)
+            if total > limit:
+                raise UpstreamError(redact(url), f"response is larger than {limit} bytes")
+            chunks.append(chunk)
+    except Urllib3Error as error:
+        raise UpstreamError(redact(url), _describe(error)) from None
+    return b"".join(chunks)
+
+
+def _describe(error: Exception) -> str:
+    reason = getattr(error, "reason", None) or error
+    text = str(reason)
+    # urllib3 repeats the whole pool repr; the last part names the cause.
+    return text.split(": ", 1)[-1] if text.startswith("<") else text

@@ -1,0 +1,320 @@
+"""The mirror's directory tree, which is the contract between mirrorer and server.
+
+::
+
+    INDEX/
+      index.html, index.json          the project list (PEP 503 HTML, PEP 691 JSON)
+      server.py                       the copied server (not a project)
+      morgan.ini                      the configuration (never served)
+      <project>/                      PEP 503-normalized name
+        <file>                        a wheel or sdist; mtime = upstream upload time
+        <file>.hash                   "sha256=<hex>" (Morgan's sidecar)
+        <file>.metadata               the wheel's own METADATA bytes (PEP 658)
+        index.html                    the project page with relative links
+        index.json                    its PEP 691 twin; also the store of the facts the
+                                      index gave (requires-python, yanked, upload-time)
+        .<file>.<random>.part         a download in progress: never listed or served
+
+Pages are written only when their content changes, and always atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import logging
+import os
+import re
+import tempfile
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion
+
+from morgan.errors import UnsafeNameError
+from morgan.metadata import parse_core_metadata
+from morgan.models import PREFERRED_HASH, DistributionFile
+
+log = logging.getLogger(__name__)
+
+HASH_SUFFIX = ".hash"
+METADATA_SUFFIX = ".metadata"
+PART_SUFFIX = ".part"
+PAGE_HTML = "index.html"
+PAGE_JSON = "index.json"
+API_VERSION = "1.1"
+#: File endings of distributions the tree lists (wheels, and sdists of any compression).
+DISTRIBUTION_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz")
+_UNSAFE_CHARACTERS = re.compile(r"[\x00-\x1f\x7f/\\:]")
+
+
+def project_dir(index: Path, project: str) -> Path:
+    """The folder of a project, refusing any name that is not a normalized project name."""
+    if (
+        not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?", project)
+        or canonicalize_name(project) != project
+    ):
+        raise UnsafeNameError(project, "not a normalized project name")
+    return index / project
+
+
+def check_filename(filename: str) -> str:
+    """The filename, if it can safely be a file in a project folder; else UnsafeNameError."""
+    if not filename or _UNSAFE_CHARACTERS.search(filename):
+        raise UnsafeNameError(filename, "contains a path separator or control character")
+    if filename.startswith(".") or filename in (PAGE_HTML, PAGE_JSON):
+        raise UnsafeNameError(filename, "would hide or replace a file of the tree")
+    if len(filename.encode("utf-8")) > 200:
+        raise UnsafeNameError(filename, "is longer than 200 bytes")
+    if filename.endswith((HASH_SUFFIX, METADATA_SUFFIX, PART_SUFFIX)):
+        raise UnsafeNameError(filename, "ends like a sidecar file")
+    return filename
+
+
+def is_distribution(filename: str) -> bool:
+    return filename.endswith(DISTRIBUTION_SUFFIXES) and not filename.startswith(".")
+
+
+def atomic_write(path: Path, data: bytes) -> bool:
+    """Replace ``path`` with ``data`` in one step; False (and no write) if unchanged."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PART_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def read_hash_sidecar(path: Path) -> tuple[str, str] | None:
+    """(algorithm, hex digest) from ``<file>.hash``, or None if absent or malformed."""
+    try:
+        text = Path(str(path) + HASH_SUFFIX).read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    algorithm, sep, digest = text.partition("=")
+    if not sep or not re.fullmatch(r"[0-9a-f]+", digest.lower()):
+        return None
+    return algorithm.lower(), digest.lower()
+
+
+def write_hash_sidecar(path: Path, sha256: str) -> None:
+    atomic_write(Path(str(path) + HASH_SUFFIX), f"{PREFERRED_HASH}={sha256}".encode("ascii"))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for chunk in iter(lambda: stream.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One distribution file of a project page, with what the pages say of it."""
+
+    filename: str
+    sha256: str
+    size: int
+    requires_python: str | None = None
+    yanked: bool | str = False
+    metadata_sha256: str | None = None
+    upload_time: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "filename": self.filename,
+            "url": urllib.parse.quote(self.filename),
+            "hashes": {PREFERRED_HASH: self.sha256},
+            "requires-python": self.requires_python,
+            "yanked": self.yanked,
+            "size": self.size,
+        }
+        if self.metadata_sha256 is not None:
+            entry["core-metadata"] = {PREFERRED_HASH: self.metadata_sha256}
+            entry["dist-info-metadata"] = {PREFERRED_HASH: self.metadata_sha256}
+        else:
+            entry["core-metadata"] = False
+        if self.upload_time:
+            entry["upload-time"] = self.upload_time
+        return entry
+
+    def to_html(self) -> str:
+        attributes = [
+            f'href="{html.escape(urllib.parse.quote(self.filename))}#{PREFERRED_HASH}={self.sha256}"'
+        ]
+        if self.requires_python:
+            attributes.append(f'data-requires-python="{html.escape(self.requires_python)}"')
+        if self.yanked is not False:
+            reason = self.yanked if isinstance(self.yanked, str) else ""
+            attributes.append(f'data-yanked="{html.escape(reason)}"')
+        if self.metadata_sha256 is not None:
+            value = f"{PREFERRED_HASH}={self.metadata_sha256}"
+            attributes.append(f'data-core-metadata="{value}"')
+            attributes.append(f'data-dist-info-metadata="{value}"')
+        return f"    <a {' '.join(attributes)}>{html.escape(self.filename)}</a><br/>"
+
+
+def _file_version(filename: str) -> str | None:
+    try:
+        if filename.endswith(".whl"):
+            return str(parse_wheel_filename(filename)[1])
+        return str(parse_sdist_filename(filename)[1])
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        return None
+
+
+def _previous_facts(folder: Path) -> dict[str, Mapping[str, Any]]:
+    try:
+        data = json.loads((folder / PAGE_JSON).read_text(encoding="utf-8"))
+        return {f["filename"]: f for f in data["files"] if isinstance(f, dict) and "filename" in f}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _requires_python_from_metadata(path: Path) -> str | None:
+    try:
+        return parse_core_metadata(path.read_bytes(), path.name).requires_python
+    except (OSError, ValueError):
+        return None
+
+
+def scan_project(folder: Path, known: Mapping[str, DistributionFile]) -> list[FileEntry]:
+    """Every distribution file in a project folder with the facts the pages need.
+
+    Facts come from what the index said in this run (``known``), else from the
+    previous page, else from the files themselves. A file without a ``.hash``
+    sidecar (dropped in by hand) is hashed and given one.
+    """
+    previous = _previous_facts(folder)
+    entries = []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or not is_distribution(path.name):
+            continue
+        sidecar = read_hash_sidecar(path)
+        if sidecar is None or sidecar[0] != PREFERRED_HASH:
+            sha256 = file_sha256(path)
+            write_hash_sidecar(path, sha256)
+        else:
+            sha256 = sidecar[1]
+        metadata_path = Path(str(path) + METADATA_SUFFIX)
+        metadata_sha256 = file_sha256(metadata_path) if metadata_path.is_file() else None
+        upstream = known.get(path.name)
+        before = previous.get(path.name, {})
+        if upstream is not None:
+            requires_python = upstream.requires_python
+            yanked: bool | str = upstream.yanked
+            upload_time = upstream.upload_time
+        else:
+            requires_python = before.get("requires-python")
+            yanked = before.get("yanked", False)
+            upload_time = before.get("upload-time")
+            if requires_python is None and metadata_sha256 is not None:
+                requires_python = _requires_python_from_metadata(metadata_path)
+        entries.append(
+            FileEntry(
+                filename=path.name,
+                sha256=sha256,
+                size=path.stat().st_size,
+                requires_python=requires_python if isinstance(requires_python, str) else None,
+                yanked=yanked if isinstance(yanked, (bool, str)) else False,
+                metadata_sha256=metadata_sha256,
+                upload_time=upload_time if isinstance(upload_time, str) else None,
+            )
+        )
+    return entries
+
+
+def render_project_html(project: str, entries: Iterable[FileEntry]) -> bytes:
+    lines = [
+        "<!DOCTYPE html>",
+        "<html>",
+        "  <head>",
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">',
+        f"    <title>Links for {html.escape(project)}</title>",
+        "  </head>",
+        "  <body>",
+        f"    <h1>Links for {html.escape(project)}</h1>",
+        *(entry.to_html() for entry in entries),
+        "  </body>",
+        "</html>",
+        "",
+    ]
+    return "\n".join(lines).encode("utf-8")
+
+
+def render_project_json(project: str, entries: Iterable[FileEntry]) -> bytes:
+    entries = list(entries)
+    versions = sorted({v for v in (_file_version(e.filename) for e in entries) if v})
+    document = {
+        "meta": {"api-version": API_VERSION},
+        "name": project,
+        "versions": versions,
+        "files": [entry.to_json() for entry in entries],
+    }
+    return (json.dumps(document, indent=1, sort_keys=False) + "\n").encode("utf-8")
+
+
+def write_project_pages(folder: Path, known: Mapping[str, DistributionFile]) -> bool:
+    """(Re)write a project's two pages from what is in its folder; True if either changed."""
+    entries = scan_project(folder, known)
+    project = folder.name
+    changed = atomic_write(folder / PAGE_HTML, render_project_html(project, entries))
+    changed |= atomic_write(folder / PAGE_JSON, render_project_json(project, entries))
+    return changed
+
+
+def project_folders(index: Path) -> list[Path]:
+    """The folders of the tree that are projects: normalized names holding distributions."""
+    folders = []
+    for path in sorted(index.iterdir()):
+        if not path.is_dir() or path.name.startswith("."):
+            continue
+        try:
+            project_dir(index, path.name)
+        except UnsafeNameError:
+            continue
+        if any(is_distribution(child.name) for child in path.iterdir()):
+            folders.append(path)
+    return folders
+
+
+def write_root_pages(index: Path) -> bool:
+    """(Re)write the project list; True if it changed."""
+    names = [folder.name for folder in project_folders(index)]
+    body = "\n".join(f'    <a href="{html.escape(n)}/">{html.escape(n)}</a><br/>' for n in names)
+    page = (
+        "<!DOCTYPE html>\n<html>\n  <head>\n"
+        f'    <meta name="pypi:repository-version" content="{API_VERSION}">\n'
+        "    <title>Simple index</title>\n  </head>\n  <body>\n"
+        f"{body}\n  </body>\n</html>\n"
+    ).encode()
+    document = {
+        "meta": {"api-version": API_VERSION},
+        "projects": [{"name": name} for name in names],
+    }
+    changed = atomic_write(index / PAGE_HTML, page)
+    changed |= atomic_write(index / PAGE_JSON, (json.dumps(document, indent=1) + "\n").encode())
+    return changed

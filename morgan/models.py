@@ -1,0 +1,91 @@
+"""Values read from a simple index: the files of a project and its page."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from packaging.tags import Tag
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    NormalizedName,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
+
+#: The digest morgan records for every file (Morgan's ``.hash`` sidecars use it too).
+PREFERRED_HASH = "sha256"
+
+
+@dataclass(frozen=True)
+class DistributionFile:
+    """One file on a project page, with everything the index says about it."""
+
+    filename: str
+    url: str
+    hashes: Mapping[str, str] = field(default_factory=dict)
+    requires_python: str | None = None
+    #: False, True, or the reason it was yanked (PEP 592 / PEP 691).
+    yanked: bool | str = False
+    #: None when the index offers no PEP 658 metadata file, else its hashes (maybe none).
+    metadata_hashes: Mapping[str, str] | None = None
+    size: int | None = None
+    upload_time: str | None = None
+
+    @property
+    def is_yanked(self) -> bool:
+        return self.yanked is not False
+
+    @property
+    def yanked_reason(self) -> str | None:
+        return self.yanked if isinstance(self.yanked, str) else None
+
+    @property
+    def metadata_url(self) -> str:
+        """Where PEP 658 puts the core metadata of this file."""
+        return self.url + ".metadata"
+
+    @property
+    def is_wheel(self) -> bool:
+        return self.filename.endswith(".whl")
+
+
+@dataclass(frozen=True)
+class ProjectPage:
+    """A project's page on the index."""
+
+    name: NormalizedName
+    url: str
+    files: tuple[DistributionFile, ...]
+    api_version: str = "1.0"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A file whose name parsed as a wheel or sdist of a known version."""
+
+    file: DistributionFile
+    version: Version
+    #: The wheel's tags; empty for an sdist.
+    tags: frozenset[Tag]
+
+    @property
+    def is_wheel(self) -> bool:
+        return bool(self.tags)
+
+    @classmethod
+    def from_file(cls, file: DistributionFile, project: str) -> Candidate | None:
+        """The file as a candidate of ``project``, or None if its name says otherwise."""
+        try:
+            if file.filename.endswith(".whl"):
+                name, version, _, tags = parse_wheel_filename(file.filename)
+            else:
+                name, version = parse_sdist_filename(file.filename)
+                tags = frozenset()
+        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+            return None
+        if name != project:
+            return None
+        return cls(file=file, version=version, tags=frozenset(tags))

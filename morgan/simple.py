@@ -1,0 +1,221 @@
+"""Parsing simple-API project pages, PEP 691 JSON and PEP 503 HTML, into one model.
+
+Both parsers give the same :class:`~morgan.models.ProjectPage`, so nothing
+after them cares which format the index spoke.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import re
+import urllib.parse
+from collections.abc import Mapping
+from html.parser import HTMLParser
+from typing import Any
+
+from packaging.utils import canonicalize_name
+
+from morgan.errors import PageError, UnsupportedAPIVersionError
+from morgan.models import DistributionFile, ProjectPage
+
+log = logging.getLogger(__name__)
+
+MEDIA_JSON_V1 = "application/vnd.pypi.simple.v1+json"
+MEDIA_HTML_V1 = "application/vnd.pypi.simple.v1+html"
+MEDIA_HTML = "text/html"
+#: JSON first, then HTML, as pip asks (PEP 691 content negotiation).
+ACCEPT = f"{MEDIA_JSON_V1}, {MEDIA_HTML_V1};q=0.2, {MEDIA_HTML};q=0.01"
+#: The newest API version this parser knows (PEP 700).
+KNOWN_API_VERSION = (1, 1)
+
+
+def parse_project_page(body: bytes, content_type: str, url: str, project: str) -> ProjectPage:
+    """Parse a project page in the format its Content-Type names."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == MEDIA_JSON_V1:
+        return parse_json_page(body, url, project)
+    if media_type in (MEDIA_HTML_V1, MEDIA_HTML, ""):
+        return parse_html_page(body, url, project)
+    raise PageError(url, f"unexpected Content-Type {content_type!r}; is this a simple index?")
+
+
+def check_api_version(version: str, url: str) -> None:
+    """Refuse a newer major API version; accept a newer minor one with a warning."""
+    match = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", version)
+    if match is None:
+        raise PageError(url, f"api-version {version!r} is not MAJOR.MINOR")
+    major, minor = int(match.group(1)), int(match.group(2))
+    if major != KNOWN_API_VERSION[0]:
+        raise UnsupportedAPIVersionError(url, version)
+    if minor > KNOWN_API_VERSION[1]:
+        log.warning(
+            "%s: api-version %s is newer than this morgan knows; reading it as 1.1", url, version
+        )
+
+
+def _check_name(found: str, project: str, url: str) -> None:
+    if canonicalize_name(found) != canonicalize_name(project):
+        raise PageError(url, f"page is for project {found!r}, not {project!r}")
+
+
+def _hashes(value: Any) -> dict[str, str] | None:
+    if not isinstance(value, Mapping):
+        return None
+    return {str(k).lower(): str(v).lower() for k, v in value.items() if isinstance(v, str)}
+
+
+def _metadata_flag(value: Any) -> dict[str, str] | None:
+    """PEP 691/714 core-metadata: True, False, or a dict of hashes."""
+    if value is True:
+        return {}
+    if isinstance(value, Mapping):
+        return _hashes(value)
+    return None
+
+
+def parse_json_page(body: bytes, url: str, project: str) -> ProjectPage:
+    """Parse a PEP 691 JSON project page."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise PageError(url, f"invalid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise PageError(url, "JSON page is not an object")
+    meta = data.get("meta")
+    version = meta.get("api-version") if isinstance(meta, dict) else None
+    if not isinstance(version, str):
+        raise PageError(url, "JSON page has no meta.api-version")
+    check_api_version(version, url)
+    name = data.get("name")
+    if not isinstance(name, str):
+        raise PageError(url, "JSON page has no project name")
+    _check_name(name, project, url)
+    raw_files = data.get("files")
+    if not isinstance(raw_files, list):
+        raise PageError(url, "JSON page has no list of files")
+
+    files = []
+    for raw in raw_files:
+        file = _json_file(raw, url)
+        if file is not None:
+            files.append(file)
+    return ProjectPage(
+        name=canonicalize_name(project), url=url, files=tuple(files), api_version=version
+    )
+
+
+def _json_file(raw: Any, page_url: str) -> DistributionFile | None:
+    if not isinstance(raw, dict):
+        log.warning("%s: ignoring a file entry that is not an object", page_url)
+        return None
+    filename, href, hashes = raw.get("filename"), raw.get("url"), _hashes(raw.get("hashes"))
+    if not isinstance(filename, str) or not isinstance(href, str) or hashes is None:
+        log.warning("%s: ignoring a file entry without filename, url and hashes", page_url)
+        return None
+    requires_python = raw.get("requires-python")
+    yanked = raw.get("yanked", False)
+    if not isinstance(yanked, (bool, str)):
+        yanked = bool(yanked)
+    metadata = raw.get("core-metadata", raw.get("dist-info-metadata"))
+    size = raw.get("size")
+    upload_time = raw.get("upload-time")
+    return DistributionFile(
+        filename=filename,
+        url=urllib.parse.urljoin(page_url, href),
+        hashes=hashes,
+        requires_python=requires_python if isinstance(requires_python, str) else None,
+        yanked=yanked,
+        metadata_hashes=_metadata_flag(metadata),
+        size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
+        upload_time=upload_time if isinstance(upload_time, str) else None,
+    )
+
+
+class _AnchorCollector(HTMLParser):
+    """Collects the ``<a>`` elements, ``<base>`` and API-version ``<meta>`` of a page."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.anchors: list[dict[str, str | None]] = []
+        self.base: str | None = None
+        self.api_version: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "a" and attributes.get("href"):
+            self.anchors.append(attributes)
+        elif tag == "base" and self.base is None and attributes.get("href"):
+            self.base = attributes["href"]
+        elif tag == "meta" and attributes.get("name") == "pypi:repository-version":
+            self.api_version = attributes.get("content")
+
+
+def _html_metadata(attributes: Mapping[str, str | None]) -> dict[str, str] | None:
+    for name in ("data-core-metadata", "data-dist-info-metadata"):
+        if name not in attributes:
+            continue
+        value = (attributes[name] or "").strip()
+        if value.lower() == "true":
+            return {}
+        algorithm, sep, digest = value.partition("=")
+        if sep and algorithm and digest:
+            return {algorithm.lower(): digest.lower()}
+        return None
+    return None
+
+
+def parse_html_page(body: bytes, url: str, project: str) -> ProjectPage:
+    """Parse a PEP 503 HTML project page (with PEP 592/629/658/714 attributes)."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PageError(url, "HTML page is not UTF-8") from None
+    collector = _AnchorCollector()
+    collector.feed(text)
+    collector.close()
+    if collector.api_version is not None:
+        check_api_version(collector.api_version, url)
+    base = urllib.parse.urljoin(url, collector.base) if collector.base else url
+
+    files = []
+    for attributes in collector.anchors:
+        file = _html_file(attributes, base)
+        if file is not None:
+            files.append(file)
+    return ProjectPage(
+        name=canonicalize_name(project),
+        url=url,
+        files=tuple(files),
+        api_version=collector.api_version or "1.0",
+    )
+
+
+def _html_file(attributes: Mapping[str, str | None], base: str) -> DistributionFile | None:
+    href = attributes.get("href") or ""
+    absolute = urllib.parse.urljoin(base, href.strip())
+    without_fragment, fragment = urllib.parse.urldefrag(absolute)
+    filename = urllib.parse.unquote(
+        posixpath.basename(urllib.parse.urlsplit(without_fragment).path)
+    )
+    if not filename:
+        return None
+    hashes: dict[str, str] = {}
+    algorithm, sep, digest = fragment.partition("=")
+    if sep and algorithm and digest:
+        hashes[algorithm.lower()] = digest.lower()
+    yanked: bool | str = False
+    if "data-yanked" in attributes:
+        yanked = attributes["data-yanked"] or True
+    size_text = attributes.get("data-size") or ""
+    return DistributionFile(
+        filename=filename,
+        url=without_fragment,
+        hashes=hashes,
+        requires_python=attributes.get("data-requires-python") or None,
+        yanked=yanked,
+        metadata_hashes=_html_metadata(attributes),
+        size=int(size_text) if size_text.isdigit() else None,
+        upload_time=attributes.get("data-upload-time") or None,
+    )
