@@ -99,6 +99,8 @@ class IndexClient:
             num_pools=16, maxsize=self._maxsize, headers={"User-Agent": USER_AGENT}
         )
         self._proxies: dict[str, urllib3.ProxyManager] = {}
+        # Read once: the environment does not change during a run.
+        self._proxy_urls = urllib.request.getproxies_environment()
         self._lock = threading.Lock()
         self._netrc: netrc.netrc | None = None
         self._netrc_loaded = False
@@ -111,6 +113,8 @@ class IndexClient:
         url = self.project_url(project)
         response = self._request(url, headers={"Accept": ACCEPT})
         try:
+            if response.status != 200:
+                response.drain_conn()
             if response.status == 404:
                 raise ProjectNotFoundError(project, redact(url))
             if response.status != 200:
@@ -129,6 +133,7 @@ class IndexClient:
         response = self._request(url)
         try:
             if response.status != 200:
+                response.drain_conn()
                 raise UpstreamError(redact(url), f"HTTP {response.status} {response.reason}")
             return _read_limited(response, limit, url)
         finally:
@@ -140,6 +145,7 @@ class IndexClient:
         response = self._request(url)
         try:
             if response.status != 200:
+                response.drain_conn()
                 raise UpstreamError(redact(url), f"HTTP {response.status} {response.reason}")
             yield response
         finally:
@@ -174,8 +180,7 @@ class IndexClient:
             raise UpstreamError(redact(url), _describe(error)) from None
 
     def _manager_for(self, parts: urllib.parse.SplitResult) -> urllib3.PoolManager:
-        proxies = urllib.request.getproxies_environment()
-        proxy = proxies.get(parts.scheme)
+        proxy = self._proxy_urls.get(parts.scheme)
         if not proxy or _proxy_bypass(parts.hostname or ""):
             return self._direct
         with self._lock:

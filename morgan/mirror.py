@@ -1,0 +1,404 @@
+"""The walk: from requirements to a complete tree, through one bounded worker pool.
+
+All network and archive work runs in the pool; all decisions run on the calling
+thread, as each piece of work completes. So dependencies are followed as soon as
+a version's metadata arrives (PEP 658 first, the distribution itself otherwise),
+downloads run while resolution goes on, and no state needs a lock.
+
+A requirement is processed once per (name, specifier, extras, environment), so
+cycles end and shared dependencies cost one page fetch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+
+from morgan.config import MirrorConfig
+from morgan.download import DownloadResult, download
+from morgan.environments import Environment
+from morgan.errors import MorganError, ProjectNotFoundError, UpstreamError
+from morgan.index import IndexClient
+from morgan.layout import (
+    METADATA_SUFFIX,
+    atomic_write,
+    check_filename,
+    project_dir,
+    write_project_pages,
+    write_root_pages,
+)
+from morgan.metadata import (
+    MAX_MEMBER_BYTES,
+    Dependencies,
+    parse_core_metadata,
+    read_sdist_dependencies,
+    read_wheel_metadata,
+)
+from morgan.models import PREFERRED_HASH, Candidate, DistributionFile, ProjectPage
+from morgan.selection import Choice, SelectionOptions, candidates, choose, describe
+
+log = logging.getLogger(__name__)
+
+DepsCallback = Callable[[Dependencies], None]
+
+
+@dataclass(frozen=True)
+class MirrorOptions:
+    index_path: Path
+    jobs: int = 8
+    selection: SelectionOptions = SelectionOptions()
+
+
+@dataclass
+class MirrorReport:
+    """What a run did; the CLI prints it and derives the exit status from it."""
+
+    projects: set[str] = field(default_factory=set)
+    files: set[str] = field(default_factory=set)
+    downloaded: int = 0
+    reused: int = 0
+    bytes_downloaded: int = 0
+    bytes_reused: int = 0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass(frozen=True)
+class _Need:
+    """A requirement to satisfy in some environments, and who asked for it."""
+
+    requirement: Requirement
+    environments: tuple[Environment, ...]
+    required_by: str
+    top_level: bool
+
+
+def _label(requirement: Requirement) -> str:
+    text = requirement.name
+    if requirement.extras:
+        text += "[" + ",".join(sorted(requirement.extras)) + "]"
+    return text + str(requirement.specifier)
+
+
+class Mirrorer:
+    """One run of ``morgan mirror`` over a configuration."""
+
+    def __init__(self, config: MirrorConfig, client: IndexClient, options: MirrorOptions) -> None:
+        self.config = config
+        self.client = client
+        self.options = options
+        self.report = MirrorReport()
+        self._pool = ThreadPoolExecutor(max_workers=max(options.jobs, 1))
+        self._pending: dict[Future[Any], Callable[[Future[Any]], None]] = {}
+        self._seen: set[tuple[str, str, frozenset[str], str, bool]] = set()
+        self._pages: dict[str, ProjectPage | None] = {}
+        self._candidates: dict[str, list[Candidate]] = {}
+        self._page_waiters: dict[str, list[_Need]] = defaultdict(list)
+        self._downloads: dict[str, DownloadResult | None] = {}
+        self._download_waiters: dict[str, list[Callable[[DownloadResult], None]]] = defaultdict(
+            list
+        )
+        self._dist_deps: dict[str, Dependencies] = {}
+        self._meta_deps: dict[str, Dependencies | None] = {}
+        self._meta_waiters: dict[str, list[DepsCallback]] = defaultdict(list)
+        #: What the index said of every file mirrored, for the pages.
+        self._known: dict[str, dict[str, DistributionFile]] = defaultdict(dict)
+        self._warned_extras: set[tuple[str, str]] = set()
+        self._decisions: set[tuple[str, str, str]] = set()
+
+    # -- the event loop -------------------------------------------------------
+
+    def run(self) -> MirrorReport:
+        """Mirror everything the configuration asks for, then write the pages."""
+        try:
+            for requirement in self.config.requirements:
+                envs = tuple(
+                    env
+                    for env in self.config.environments
+                    if requirement.marker is None
+                    or requirement.marker.evaluate(env.marker_environment(""))
+                )
+                if envs:
+                    self._need(_Need(_plain(requirement), envs, "morgan.ini", top_level=True))
+                else:
+                    log.info("%s: its marker excludes every environment", requirement)
+            while self._pending:
+                done, _ = wait(list(self._pending), return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=id):
+                    callback = self._pending.pop(future)
+                    callback(future)
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._write_pages()
+        self.report.errors.sort()
+        return self.report
+
+    def _submit(
+        self, callback: Callable[[Future[Any]], None], function: Callable[..., Any], *args: Any
+    ) -> None:
+        self._pending[self._pool.submit(function, *args)] = callback
+
+    def _error(self, message: str) -> None:
+        log.error("error: %s", message)
+        self.report.errors.append(message)
+
+    def _warn(self, message: str) -> None:
+        log.warning("warning: %s", message)
+        self.report.warnings.append(message)
+
+    # -- requirements and pages -----------------------------------------------
+
+    def _need(self, need: _Need) -> None:
+        requirement = need.requirement
+        name = canonicalize_name(requirement.name)
+        all_versions = need.top_level and self.options.selection.all_versions
+        extras = frozenset(canonicalize_name(e) for e in requirement.extras)
+        fresh = []
+        for env in need.environments:
+            key = (name, str(requirement.specifier), extras, env.name, all_versions)
+            if key not in self._seen:
+                self._seen.add(key)
+                fresh.append(env)
+        if not fresh:
+            return
+        need = _Need(requirement, tuple(fresh), need.required_by, need.top_level)
+        if name in self._pages:
+            self._choose(name, need)
+            return
+        first = name not in self._page_waiters
+        self._page_waiters[name].append(need)
+        if first:
+            self._submit(lambda f: self._page_done(name, f), self.client.get_project_page, name)
+
+    def _page_done(self, name: str, future: Future[ProjectPage]) -> None:
+        waiters = self._page_waiters.pop(name, [])
+        try:
+            page: ProjectPage | None = future.result()
+        except ProjectNotFoundError as error:
+            page = None
+            asked = sorted({need.required_by for need in waiters})
+            self._error(f"{error} (required by {', '.join(asked)})")
+        except MorganError as error:
+            page = None
+            self._error(f"{name}: cannot read its page: {error}")
+        self._pages[name] = page
+        if page is not None:
+            self._candidates[name] = candidates(page, self.options.selection.package_type_regex)
+            for need in waiters:
+                self._choose(name, need)
+
+    def _choose(self, name: str, need: _Need) -> None:
+        if self._pages.get(name) is None:
+            return
+        found = self._candidates[name]
+        for env in need.environments:
+            result = choose(
+                found, need.requirement, env, self.options.selection, top_level=need.top_level
+            )
+            if isinstance(result, str):
+                self._error(
+                    f"{_label(need.requirement)} (required by {need.required_by}) "
+                    f"for {env.name}: {result}"
+                )
+                continue
+            for choice in result:
+                decision = (name, env.name, str(choice.version))
+                if decision not in self._decisions:
+                    self._decisions.add(decision)
+                    log.info("%s: picked %s", name, describe(choice))
+                self._take(name, need, choice)
+
+    def _take(self, name: str, need: _Need, choice: Choice) -> None:
+        self.report.projects.add(name)
+        for candidate in choice.files:
+            self._ensure_download(name, candidate, lambda result: None)
+            if not candidate.is_wheel:
+                self._follow_build_requirements(name, candidate, choice)
+        self._dependencies_of(
+            name,
+            choice.metadata_source,
+            lambda deps: self._follow(name, need, choice, deps),
+        )
+
+    # -- dependencies ---------------------------------------------------------
+
+    def _follow(self, name: str, need: _Need, choice: Choice, deps: Dependencies) -> None:
+        env = choice.environment
+        extras = {canonicalize_name(e) for e in need.requirement.extras}
+        for extra in sorted(extras - deps.extras):
+            if (name, extra) not in self._warned_extras:
+                self._warned_extras.add((name, extra))
+                self._warn(f"{name} {choice.version} has no extra {extra!r}")
+        required_by = f"{name} {choice.version}"
+        contexts = [env.marker_environment(extra) for extra in sorted(extras | {""})]
+        for dependency in deps.requires:
+            if dependency.marker is not None and not any(
+                dependency.marker.evaluate(context) for context in contexts
+            ):
+                continue
+            self._need(_Need(_plain(dependency), (env,), required_by, top_level=False))
+
+    def _follow_build_requirements(self, name: str, sdist: Candidate, choice: Choice) -> None:
+        env = choice.environment
+
+        def follow(deps: Dependencies) -> None:
+            required_by = f"{sdist.file.filename} (to build)"
+            context = env.marker_environment("")
+            for requirement in deps.build_requires:
+                if requirement.marker is None or requirement.marker.evaluate(context):
+                    self._need(_Need(_plain(requirement), (env,), required_by, top_level=False))
+
+        self._ensure_download(name, sdist, lambda result: follow(self._dist_deps[result.path.name]))
+
+    def _dependencies_of(self, name: str, candidate: Candidate, callback: DepsCallback) -> None:
+        """Call back with the candidate's dependencies, from PEP 658 metadata if offered."""
+        filename = candidate.file.filename
+        if candidate.file.metadata_hashes is None or self._meta_deps.get(filename, 0) is None:
+            self._ensure_download(name, candidate, lambda r: callback(self._dist_deps[filename]))
+            return
+        if filename in self._meta_deps:
+            deps = self._meta_deps[filename]
+            assert deps is not None
+            callback(deps)
+            return
+        first = filename not in self._meta_waiters
+        self._meta_waiters[filename].append(callback)
+        if first:
+            self._submit(
+                lambda f: self._metadata_done(name, candidate, f), _fetch_metadata, self.client,
+                candidate.file,
+            )
+
+    def _metadata_done(self, name: str, candidate: Candidate, future: Future[Dependencies]) -> None:
+        filename = candidate.file.filename
+        waiters = self._meta_waiters.pop(filename, [])
+        try:
+            deps: Dependencies | None = future.result()
+        except MorganError as error:
+            log.info("%s: PEP 658 metadata unusable (%s); reading the file itself", filename, error)
+            deps = None
+        self._meta_deps[filename] = deps
+        for callback in waiters:
+            if deps is not None:
+                callback(deps)
+            else:
+                self._ensure_download(
+                    name, candidate, lambda r, cb=callback: cb(self._dist_deps[filename])
+                )
+
+    # -- downloads ------------------------------------------------------------
+
+    def _ensure_download(
+        self, name: str, candidate: Candidate, callback: Callable[[DownloadResult], None]
+    ) -> None:
+        filename = candidate.file.filename
+        if filename in self._downloads:
+            result = self._downloads[filename]
+            if result is not None:
+                callback(result)
+            return
+        first = filename not in self._download_waiters
+        self._download_waiters[filename].append(callback)
+        if not first:
+            return
+        try:
+            dest = project_dir(self.options.index_path, name) / check_filename(filename)
+        except MorganError as error:
+            self._download_waiters.pop(filename)
+            self._downloads[filename] = None
+            self._error(f"{name}: {error}")
+            return
+        self._known[name][filename] = candidate.file
+        self._submit(
+            lambda f: self._download_done(filename, f),
+            _download_and_read,
+            self.client,
+            candidate,
+            dest,
+        )
+
+    def _download_done(
+        self, filename: str, future: Future[tuple[DownloadResult, Dependencies]]
+    ) -> None:
+        waiters = self._download_waiters.pop(filename, [])
+        try:
+            result, deps = future.result()
+        except (MorganError, OSError) as error:
+            self._downloads[filename] = None
+            self._error(f"{filename}: {error}")
+            return
+        self._downloads[filename] = result
+        self._dist_deps[filename] = deps
+        self.report.files.add(filename)
+        if result.reused:
+            self.report.reused += 1
+            self.report.bytes_reused += result.size
+            log.debug("%s: already in the tree", filename)
+        else:
+            self.report.downloaded += 1
+            self.report.bytes_downloaded += result.size
+            log.info("%s: downloaded (%d bytes)", filename, result.size)
+        for callback in waiters:
+            callback(result)
+
+    # -- the tree -------------------------------------------------------------
+
+    def _write_pages(self) -> None:
+        index = self.options.index_path
+        for name in sorted(self.report.projects):
+            folder = index / name
+            if folder.is_dir():
+                write_project_pages(folder, self._known.get(name, {}))
+        write_root_pages(index)
+
+
+def _plain(requirement: Requirement) -> Requirement:
+    """The requirement without its marker (already evaluated) and with a normalized name."""
+    plain = Requirement(str(requirement))
+    plain.marker = None
+    plain.name = canonicalize_name(plain.name)
+    return plain
+
+
+def _fetch_metadata(client: IndexClient, file: DistributionFile) -> Dependencies:
+    data = client.get_bytes(file.metadata_url, MAX_MEMBER_BYTES)
+    hashes = file.metadata_hashes or {}
+    if PREFERRED_HASH in hashes:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != hashes[PREFERRED_HASH]:
+            raise UpstreamError(file.metadata_url, "metadata file does not match its hash")
+    return parse_core_metadata(data, file.filename + METADATA_SUFFIX)
+
+
+def _download_and_read(
+    client: IndexClient, candidate: Candidate, dest: Path
+) -> tuple[DownloadResult, Dependencies]:
+    """Download (or reuse) a file and read its dependencies; wheels get a .metadata sidecar."""
+    result = download(client, candidate.file, dest)
+    project: NormalizedName = canonicalize_name(dest.parent.name)
+    if candidate.is_wheel:
+        metadata = read_wheel_metadata(result.path, project)
+        atomic_write(Path(str(result.path) + METADATA_SUFFIX), metadata)
+        return result, parse_core_metadata(metadata, candidate.file.filename)
+    return result, read_sdist_dependencies(result.path)
+
+
+def copy_server(index_path: Path) -> Path:
+    """Put a copy of the standalone server into the tree."""
+    target = index_path / "server.py"
+    index_path.mkdir(parents=True, exist_ok=True)
+    atomic_write(target, Path(__file__).with_name("server.py").read_bytes())
+    return target

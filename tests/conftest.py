@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from upstream import FixtureIndex  # noqa: E402
+
+from morgan.cli import main  # noqa: E402
+
+
+@pytest.fixture(params=["json", "html"])
+def upstream(request: pytest.FixtureRequest) -> Iterator[FixtureIndex]:
+    """A local upstream index, once speaking PEP 691 JSON and once HTML only."""
+    with FixtureIndex(request.param) as index:
+        yield index
+
+
+class MorganRun:
+    def __init__(self, code: int, out: str, err: str) -> None:
+        self.code, self.out, self.err = code, out, err
+
+    def __repr__(self) -> str:
+        return f"MorganRun(code={self.code}, out={self.out!r}, err={self.err!r})"
+
+
+@pytest.fixture
+def run_morgan(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run the morgan CLI in-process; returns its exit code and output."""
+
+    def run(*args: str) -> MorganRun:
+        capsys.readouterr()
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return MorganRun(code, captured.out, captured.err)
+
+    return run

@@ -1,0 +1,374 @@
+"""End-to-end runs of ``morgan mirror`` against a local upstream, in JSON and HTML-only modes."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+from builders import build_sdist, build_wheel
+from support import ENVIRONMENTS, GRAPH_REQUIREMENTS, populate_graph, write_config
+from upstream import FixtureIndex
+
+
+def files_in(index: Path, project: str) -> set[str]:
+    folder = index / project
+    if not folder.is_dir():
+        return set()
+    return {
+        p.name
+        for p in folder.iterdir()
+        if p.name.endswith((".whl", ".tar.gz", ".zip")) and not p.name.startswith(".")
+    }
+
+
+def mirror(run_morgan, upstream: FixtureIndex, index: Path, requirements: str, **kw):  # type: ignore[no-untyped-def]
+    environments = kw.pop("environments", ENVIRONMENTS)
+    config = write_config(index / "morgan.ini", environments, requirements)
+    extra = kw.pop("args", ())
+    return run_morgan(
+        "-i", str(index), "-c", str(config), "-I", upstream.url, "mirror", "--skip-server-copy",
+        *extra,
+    )
+
+
+@pytest.fixture
+def graph(upstream: FixtureIndex, tmp_path: Path) -> FixtureIndex:
+    populate_graph(upstream, tmp_path / "dists")
+    return upstream
+
+
+def test_graph_is_mirrored_per_environment(run_morgan, graph: FixtureIndex, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    result = mirror(run_morgan, graph, index, GRAPH_REQUIREMENTS)
+    assert result.code == 0, result
+
+    # requires-python splits lib between environments: 3.9 gets 1.0, the rest 2.0
+    assert files_in(index, "lib") == {"lib-1.0-py3-none-any.whl", "lib-2.0-py3-none-any.whl"}
+    # the [fancy] extra brings extrasdep, whose deepdep[speed] brings speedy, not slowpoke
+    assert files_in(index, "extrasdep") and files_in(index, "deepdep")
+    assert files_in(index, "speedy") and not files_in(index, "slowpoke")
+    # markers: only for Windows, only below 3.10
+    assert files_in(index, "winonly") and files_in(index, "oldpy")
+    # one wheel per environment, the one its pip prefers, plus the sdist
+    assert files_in(index, "native") == {
+        "native-1.0-cp39-cp39-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "native-1.0-cp312-cp312-manylinux_2_28_x86_64.whl",
+        "native-1.0-cp312-cp312-musllinux_1_1_x86_64.whl",
+        "native-1.0-cp311-cp311-win_amd64.whl",
+        "native-1.0-cp312-cp312-macosx_11_0_arm64.whl",
+        "native-1.0.tar.gz",
+    }
+    # the cycle ends
+    assert files_in(index, "cyc-a") and files_in(index, "cyc-b")
+    # yanked skipped, pre-releases only when nothing else exists
+    assert files_in(index, "yanky") == {"yanky-1.0-py3-none-any.whl"}
+    assert files_in(index, "pre") == {"pre-1.0-py3-none-any.whl"}
+    assert files_in(index, "onlypre") == {"onlypre-1.0a1-py3-none-any.whl"}
+    # the build requirement of app's sdist
+    assert "app-1.0.tar.gz" in files_in(index, "app")
+    assert files_in(index, "flit-core")
+
+    assert "native: picked 1.0 for win311: native-1.0-cp311-cp311-win_amd64.whl" in result.out
+    assert "0 errors" in result.out
+
+
+def test_sidecars_and_pages(run_morgan, graph: FixtureIndex, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    assert mirror(run_morgan, graph, index, "app = [fancy]").code == 0
+    folder = index / "app"
+    wheel = folder / "app-1.0-py3-none-any.whl"
+    sdist = folder / "app-1.0.tar.gz"
+    import hashlib
+
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    assert (folder / "app-1.0-py3-none-any.whl.hash").read_text() == f"sha256={digest}"
+    with zipfile.ZipFile(wheel) as archive:
+        metadata = archive.read("app-1.0.dist-info/METADATA")
+    assert (folder / "app-1.0-py3-none-any.whl.metadata").read_bytes() == metadata
+    assert not (folder / "app-1.0.tar.gz.metadata").exists()
+    assert (folder / "app-1.0.tar.gz.hash").is_file()
+    # upload time becomes the mtime
+    assert int(sdist.stat().st_mtime) == 1704164645
+
+    page = json.loads((folder / "index.json").read_text())
+    assert page["meta"]["api-version"] == "1.1"
+    assert page["versions"] == ["1.0"]
+    by_name = {f["filename"]: f for f in page["files"]}
+    entry = by_name["app-1.0-py3-none-any.whl"]
+    assert entry["url"] == "app-1.0-py3-none-any.whl"
+    assert entry["hashes"] == {"sha256": digest}
+    assert entry["core-metadata"] == {"sha256": hashlib.sha256(metadata).hexdigest()}
+    assert entry["size"] == wheel.stat().st_size
+    assert entry["upload-time"] == "2024-01-02T03:04:05.000000Z"
+    assert by_name["app-1.0.tar.gz"]["core-metadata"] is False
+
+    html = (folder / "index.html").read_text()
+    assert f'href="app-1.0-py3-none-any.whl#sha256={digest}"' in html
+    assert "data-core-metadata=" in html and "data-dist-info-metadata=" in html
+    root = json.loads((index / "index.json").read_text())
+    names = {p["name"] for p in root["projects"]}
+    assert {"app", "lib", "extrasdep", "deepdep", "speedy", "flit-core"} <= names
+    assert '<a href="app/">app</a>' in (index / "index.html").read_text()
+    assert not list(index.rglob("*.part"))
+
+
+def test_lib_requires_python_lands_in_pages(run_morgan, graph: FixtureIndex, tmp_path) -> None:
+    index = tmp_path / "index"
+    assert mirror(run_morgan, graph, index, "lib =").code == 0
+    page = json.loads((index / "lib" / "index.json").read_text())
+    facts = {f["filename"]: f["requires-python"] for f in page["files"]}
+    assert facts == {"lib-1.0-py3-none-any.whl": None, "lib-2.0-py3-none-any.whl": ">=3.10"}
+    assert 'data-requires-python="&gt;=3.10"' in (index / "lib" / "index.html").read_text()
+
+
+def test_yanked_file_is_mirrored_when_pinned(run_morgan, graph: FixtureIndex, tmp_path) -> None:
+    index = tmp_path / "index"
+    result = mirror(run_morgan, graph, index, "yanky = ==2.0")
+    assert result.code == 0, result
+    assert files_in(index, "yanky") == {"yanky-2.0-py3-none-any.whl"}
+    page = json.loads((index / "yanky" / "index.json").read_text())
+    assert page["files"][0]["yanked"] == "broken build"
+    assert 'data-yanked="broken build"' in (index / "yanky" / "index.html").read_text()
+
+
+def test_prerelease_when_asked(run_morgan, graph: FixtureIndex, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    assert mirror(run_morgan, graph, index, "pre = >=2.0b1").code == 0
+    assert files_in(index, "pre") == {"pre-2.0b1-py3-none-any.whl"}
+
+
+def test_missing_dependency_is_reported_and_the_rest_mirrored(
+    run_morgan, upstream: FixtureIndex, tmp_path: Path
+) -> None:
+    dists = tmp_path / "dists"
+    upstream.add(build_wheel(dists, "needsghost", "1.0", requires=["ghost>=1", "real"]))
+    upstream.add(build_wheel(dists, "real", "1.0"))
+    index = tmp_path / "index"
+    result = mirror(run_morgan, upstream, index, "needsghost =", environments={
+        "linux": ENVIRONMENTS["linux39"],
+    })
+    assert result.code == 1
+    assert "project 'ghost' is not on the index" in result.err
+    assert "required by needsghost 1.0" in result.err
+    assert "Traceback" not in result.err
+    assert files_in(index, "real") == {"real-1.0-py3-none-any.whl"}
+    assert (index / "needsghost" / "index.html").is_file()
+
+
+def test_unknown_top_level_project(run_morgan, upstream: FixtureIndex, tmp_path: Path) -> None:
+    result = mirror(run_morgan, upstream, tmp_path / "index", "nope =")
+    assert result.code == 1
+    assert "project 'nope' is not on the index" in result.err
+
+
+def test_hash_mismatch_is_discarded(run_morgan, upstream: FixtureIndex, tmp_path: Path) -> None:
+    dists = tmp_path / "dists"
+    upstream.add(build_wheel(dists, "tampered", "1.0"), wrong_hash=True, metadata=False)
+    upstream.add(build_wheel(dists, "fine", "1.0"))
+    index = tmp_path / "index"
+    result = mirror(run_morgan, upstream, index, "tampered =\nfine =")
+    assert result.code == 1
+    assert "tampered-1.0-py3-none-any.whl: sha256 is" in result.err
+    assert "the file was discarded" in result.err
+    assert files_in(index, "tampered") == set()
+    assert not list(index.rglob("*.part"))
+    assert files_in(index, "fine") == {"fine-1.0-py3-none-any.whl"}
+    assert not (index / "tampered" / "index.html").exists() or "tampered-1.0" not in (
+        index / "tampered" / "index.html"
+    ).read_text()
+
+
+def test_sdist_only_project_reads_requires_txt_and_build_requirements(
+    run_morgan, upstream: FixtureIndex, tmp_path: Path
+) -> None:
+    dists = tmp_path / "dists"
+    requires_txt = (
+        "base-dep>=1\n\n[feature]\nfeat-dep\n\n[unused]\nunused-dep\n\n"
+        '[:sys_platform == "win32"]\nwin-dep\n'
+    )
+    upstream.add(
+        build_sdist(
+            dists,
+            "sdistonly",
+            "1.0",
+            requires_txt=requires_txt,
+            setup_requires_txt="setup-helper\n",
+            pyproject='[build-system]\nrequires = ["buildtool>=1"]\n'
+            'build-backend = "buildtool.api"\n',
+        )
+    )
+    for name in ("base-dep", "feat-dep", "unused-dep", "win-dep", "buildtool", "setup-helper"):
+        upstream.add(build_wheel(dists, name, "1.0"))
+    index = tmp_path / "index"
+    environments = {"linux": ENVIRONMENTS["linux39"], "win": ENVIRONMENTS["win311"]}
+    result = mirror(run_morgan, upstream, index, "sdistonly = [feature]", environments=environments)
+    assert result.code == 0, result
+    for present in ("sdistonly", "base-dep", "feat-dep", "win-dep", "buildtool", "setup-helper"):
+        assert files_in(index, present), present
+    assert not files_in(index, "unused-dep")
+
+
+def test_windows_marker_dependency_only_for_windows(
+    run_morgan, graph: FixtureIndex, tmp_path: Path
+) -> None:
+    index = tmp_path / "index"
+    environments = {"linux": ENVIRONMENTS["linux312"]}
+    assert mirror(run_morgan, graph, index, "app =", environments=environments).code == 0
+    assert not files_in(index, "winonly")
+    assert not files_in(index, "oldpy")
+    assert not files_in(index, "extrasdep")
+
+
+def test_rerun_reuses_files_and_writes_nothing(
+    run_morgan, graph: FixtureIndex, tmp_path: Path
+) -> None:
+    index = tmp_path / "index"
+    assert mirror(run_morgan, graph, index, "app = [fancy]").code == 0
+
+    def stamps() -> dict[Path, int]:
+        return {
+            p: p.stat().st_mtime_ns
+            for p in index.rglob("*")
+            if p.is_file() and p.name != "morgan.ini"
+        }
+
+    before = stamps()
+    second = mirror(run_morgan, graph, index, "app = [fancy]")
+    assert second.code == 0
+    assert " 0 downloaded" in second.out
+    assert stamps() == before
+
+
+def test_all_versions_and_all_wheels(run_morgan, graph: FixtureIndex, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    environments = {"linux": ENVIRONMENTS["linux312"]}
+    result = mirror(
+        run_morgan, graph, index, "pre = >=1.0\nnative =", environments=environments,
+        args=("--mirror-all-versions", "--mirror-all-wheels"),
+    )
+    assert result.code == 0, result
+    assert files_in(index, "pre") == {"pre-1.0-py3-none-any.whl"}  # 2.0b1 is a pre-release
+    assert files_in(index, "native") == {
+        "native-1.0-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "native-1.0-cp312-cp312-manylinux_2_28_x86_64.whl",
+        "native-1.0.tar.gz",
+    }
+
+
+def test_missing_extra_is_a_warning(run_morgan, graph: FixtureIndex, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    environments = {"linux": ENVIRONMENTS["linux312"]}
+    result = mirror(run_morgan, graph, index, "lib = [turbo]", environments=environments)
+    assert result.code == 0
+    assert "lib 2.0 has no extra 'turbo'" in result.err
+
+
+def test_package_type_regex_limits_files(run_morgan, graph: FixtureIndex, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    environments = {"linux": ENVIRONMENTS["linux312"]}
+    result = mirror(
+        run_morgan, graph, index, "native =", environments=environments,
+        args=("--package-type-regex", "whl"),
+    )
+    assert result.code == 0
+    assert files_in(index, "native") == {"native-1.0-cp312-cp312-manylinux_2_28_x86_64.whl"}
+
+
+MORGAN_EXAMPLE = """\
+[env.legacy]
+python_version = 3.9
+python_full_version = 3.9.9
+os_name = posix
+platform_tag = linux-x86_64
+sys_platform = linux
+platform_machine = i686
+platform_python_implementation = CPython
+platform_system = Linux
+implementation_name = cpython
+
+[env.edge]
+os_name = posix
+platform_tag = linux-x86_64
+sys_platform = linux
+platform_machine = x86_64
+platform_python_implementation = CPython
+platform_system = Linux
+python_version = 3.12
+python_full_version = 3.12.7
+implementation_name = cpython
+
+[env.windows]
+os_name = nt
+platform_tag = win_amd64
+sys_platform = win32
+platform_machine = AMD64
+platform_python_implementation = CPython
+platform_system = Windows
+python_version = 3.12
+python_full_version = 3.12.7
+implementation_name = cpython
+
+[requirements]
+requests = >=2.24.0
+protobuf = ==3.20.1
+redis = >4.1.0,<4.2.1
+xonsh = [full]~=0.11.0
+"""
+
+
+def test_morgans_own_example_config(run_morgan, upstream: FixtureIndex, tmp_path: Path) -> None:
+    dists = tmp_path / "dists"
+    for version in ("2.23.0", "2.26.0"):
+        upstream.add(build_wheel(dists, "requests", version, requires=["idna>=2"]))
+    upstream.add(build_wheel(dists, "idna", "3.4"))
+    for tags in (
+        "cp39-cp39-manylinux_2_5_x86_64.manylinux1_x86_64",
+        "cp312-cp312-win_amd64",
+        "cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64",
+        "py2.py3-none-any",
+    ):
+        upstream.add(build_wheel(dists, "protobuf", "3.20.1", tags=tags))
+    for version in ("4.1.0", "4.2.0", "4.2.1"):
+        upstream.add(build_wheel(dists, "redis", version))
+    upstream.add(
+        build_wheel(
+            dists, "xonsh", "0.11.0", requires=['prompt-toolkit; extra == "full"'], extras=["full"]
+        )
+    )
+    upstream.add(build_wheel(dists, "prompt-toolkit", "3.0.0"))
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "morgan.ini").write_text(MORGAN_EXAMPLE)
+    # Morgan's own invocation: options before the command, config found in the index
+    result = run_morgan("--index-path", str(index), "--index-url", upstream.url, "mirror")
+    assert result.code == 0, result
+    assert files_in(index, "requests") == {"requests-2.26.0-py3-none-any.whl"}
+    assert files_in(index, "redis") == {"redis-4.2.0-py3-none-any.whl"}
+    assert files_in(index, "prompt-toolkit")
+    assert files_in(index, "protobuf") == {
+        # legacy: platform_tag says x86_64 (Morgan's own example says i686 in the markers)
+        "protobuf-3.20.1-cp39-cp39-manylinux_2_5_x86_64.manylinux1_x86_64.whl",
+        "protobuf-3.20.1-cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64.whl",
+        "protobuf-3.20.1-cp312-cp312-win_amd64.whl",
+    }
+    assert (index / "server.py").is_file()
+
+
+def test_options_after_the_command(run_morgan, graph: FixtureIndex, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    config = write_config(tmp_path / "elsewhere.ini", {"l": ENVIRONMENTS["linux312"]}, "lib =")
+    result = run_morgan(
+        "mirror", "-i", str(index), "-c", str(config), "-I", graph.url, "--skip-server-copy"
+    )
+    assert result.code == 0, result
+    assert files_in(index, "lib") == {"lib-2.0-py3-none-any.whl"}
+    assert not (index / "server.py").exists()
+
+
+def test_copy_server_command(run_morgan, tmp_path: Path) -> None:
+    result = run_morgan("copy_server", "-i", str(tmp_path))
+    assert result.code == 0
+    copied = (tmp_path / "server.py").read_bytes()
+    assert copied == (Path(__file__).parents[1] / "morgan" / "server.py").read_bytes()
