@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+from builders import build_sdist, build_wheel
 
 from morgan.errors import UnsafeNameError
 from morgan.layout import (
@@ -24,7 +25,6 @@ from morgan.layout import (
 from morgan.metadata import read_wheel_metadata
 from morgan.models import DistributionFile
 from morgan.simple import parse_html_page, parse_json_page
-from tests.builders import build_sdist, build_wheel
 
 OLD = 1_500_000_000  # an mtime long past, to see whether a file was rewritten
 

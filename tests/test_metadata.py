@@ -10,6 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from builders import build_sdist, build_wheel, core_metadata
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 
@@ -24,7 +25,6 @@ from morgan.metadata import (
     read_sdist_dependencies,
     read_wheel_metadata,
 )
-from tests.builders import build_sdist, build_wheel, core_metadata
 
 LINUX_312 = Environment.from_ini_section(
     "linux", {"python_version": "3.12", "sys_platform": "linux", "platform_machine": "x86_64"}
