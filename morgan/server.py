@@ -681,6 +681,18 @@ def quality_of(media_type: str, ranges: List[Tuple[str, float]]) -> Tuple[float,
     return best
 
 
+def format_parameter(query: str) -> Optional[str]:
+    """The ``format`` query parameter. A "+" is kept as it is: PEP 691 writes media
+    types in the query unencoded (``?format=application/vnd.pypi.simple.v1+json``).
+    """
+    value = None
+    for pair in query.split("&"):
+        name, _, text = pair.partition("=")
+        if urllib.parse.unquote(name) == "format":
+            value = urllib.parse.unquote(text)
+    return value
+
+
 def choose_media_type(accept: Optional[str], format_: Optional[str]) -> Optional[str]:
     """The media type to serve a page in, or None for 406 Not Acceptable.
 
@@ -816,12 +828,11 @@ def parse_range(header: str, size: int) -> Optional[Tuple[int, int]]:
             return UNSATISFIABLE
         return (max(0, size - length), size - 1)
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None
     if start >= size:
         return UNSATISFIABLE
-    return (start, min(end, size - 1))
+    return (start, min(int(last), size - 1) if last else size - 1)
 
 
 def parse_http_date(value: str) -> Optional[float]:
@@ -1248,8 +1259,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # -- pages ---------------------------------------------------------------
 
     def send_page(self, head: bool, query: str, render: Callable[[str], bytes]) -> None:
-        formats = urllib.parse.parse_qs(query).get("format")
-        media_type = choose_media_type(self.headers.get("Accept"), formats[-1] if formats else None)
+        media_type = choose_media_type(self.headers.get("Accept"), format_parameter(query))
         if media_type is None:
             served = ", ".join(SERVED_TYPES)
             self.send_plain(406, "Not Acceptable: this server serves %s" % served)
