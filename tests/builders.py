@@ -119,9 +119,7 @@ def build_sdist(
     }
     if pyproject is None and build_requires is not None:
         listed = ", ".join(f'"{r}"' for r in build_requires)
-        pyproject = (
-            f'[build-system]\nrequires = [{listed}]\nbuild-backend = "flit_core.buildapi"\n'
-        )
+        pyproject = f'[build-system]\nrequires = [{listed}]\nbuild-backend = "flit_core.buildapi"\n'
     if pyproject is not None:
         members[f"{top}/pyproject.toml"] = pyproject.encode()
     if requires_txt is not None:

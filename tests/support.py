@@ -74,25 +74,13 @@ ENVIRONMENTS: dict[str, dict[str, str]] = {
 
 #: How pip and uv are told to pretend to be each environment.
 PIP_TARGETS = {
-    "linux39": ["--platform", "manylinux2014_x86_64", "--python-version", "3.9", "--abi", "cp39"],
-    "linux312": [
-        "--platform",
-        "manylinux_2_28_x86_64",
-        "--python-version",
-        "3.12",
-        "--abi",
-        "cp312",
-    ],
-    "musl312": [
-        "--platform",
-        "musllinux_1_2_x86_64",
-        "--python-version",
-        "3.12",
-        "--abi",
-        "cp312",
-    ],
-    "win311": ["--platform", "win_amd64", "--python-version", "3.11", "--abi", "cp311"],
-    "mac312": ["--platform", "macosx_12_0_arm64", "--python-version", "3.12", "--abi", "cp312"],
+    "linux39": "--platform manylinux2014_x86_64 --python-version 3.9 --abi cp39",
+    "linux312": "--platform manylinux_2_28_x86_64 --python-version 3.12 --abi cp312",
+    # pip widens manylinux and macOS levels itself, but not musllinux ones
+    "musl312": "--platform musllinux_1_2_x86_64 --platform musllinux_1_1_x86_64"
+    " --python-version 3.12 --abi cp312",
+    "win311": "--platform win_amd64 --python-version 3.11 --abi cp311",
+    "mac312": "--platform macosx_12_0_arm64 --python-version 3.12 --abi cp312",
 }
 UV_TARGETS = {
     "linux39": ["--python-platform", "x86_64-manylinux_2_17", "--python-version", "3.9"],

@@ -28,7 +28,14 @@ def mirror(run_morgan, upstream: FixtureIndex, index: Path, requirements: str, *
     config = write_config(index / "morgan.ini", environments, requirements)
     extra = kw.pop("args", ())
     return run_morgan(
-        "-i", str(index), "-c", str(config), "-I", upstream.url, "mirror", "--skip-server-copy",
+        "-i",
+        str(index),
+        "-c",
+        str(config),
+        "-I",
+        upstream.url,
+        "mirror",
+        "--skip-server-copy",
         *extra,
     )
 
@@ -146,9 +153,15 @@ def test_missing_dependency_is_reported_and_the_rest_mirrored(
     upstream.add(build_wheel(dists, "needsghost", "1.0", requires=["ghost>=1", "real"]))
     upstream.add(build_wheel(dists, "real", "1.0"))
     index = tmp_path / "index"
-    result = mirror(run_morgan, upstream, index, "needsghost =", environments={
-        "linux": ENVIRONMENTS["linux39"],
-    })
+    result = mirror(
+        run_morgan,
+        upstream,
+        index,
+        "needsghost =",
+        environments={
+            "linux": ENVIRONMENTS["linux39"],
+        },
+    )
     assert result.code == 1
     assert "project 'ghost' is not on the index" in result.err
     assert "required by needsghost 1.0" in result.err
@@ -175,9 +188,10 @@ def test_hash_mismatch_is_discarded(run_morgan, upstream: FixtureIndex, tmp_path
     assert files_in(index, "tampered") == set()
     assert not list(index.rglob("*.part"))
     assert files_in(index, "fine") == {"fine-1.0-py3-none-any.whl"}
-    assert not (index / "tampered" / "index.html").exists() or "tampered-1.0" not in (
-        index / "tampered" / "index.html"
-    ).read_text()
+    assert (
+        not (index / "tampered" / "index.html").exists()
+        or "tampered-1.0" not in (index / "tampered" / "index.html").read_text()
+    )
 
 
 def test_sdist_only_project_reads_requires_txt_and_build_requirements(
@@ -245,7 +259,11 @@ def test_all_versions_and_all_wheels(run_morgan, graph: FixtureIndex, tmp_path: 
     index = tmp_path / "index"
     environments = {"linux": ENVIRONMENTS["linux312"]}
     result = mirror(
-        run_morgan, graph, index, "pre = >=1.0\nnative =", environments=environments,
+        run_morgan,
+        graph,
+        index,
+        "pre = >=1.0\nnative =",
+        environments=environments,
         args=("--mirror-all-versions", "--mirror-all-wheels"),
     )
     assert result.code == 0, result
@@ -269,7 +287,11 @@ def test_package_type_regex_limits_files(run_morgan, graph: FixtureIndex, tmp_pa
     index = tmp_path / "index"
     environments = {"linux": ENVIRONMENTS["linux312"]}
     result = mirror(
-        run_morgan, graph, index, "native =", environments=environments,
+        run_morgan,
+        graph,
+        index,
+        "native =",
+        environments=environments,
         args=("--package-type-regex", "whl"),
     )
     assert result.code == 0

@@ -161,7 +161,9 @@ class FixtureIndex:
                 attributes += f' data-upload-time="{entry.upload_time}"'
             metadata = entry.wheel_metadata()
             if metadata is not None:
-                attributes += f' data-dist-info-metadata="sha256={hashlib.sha256(metadata).hexdigest()}"'
+                attributes += (
+                    f' data-dist-info-metadata="sha256={hashlib.sha256(metadata).hexdigest()}"'
+                )
             links.append(f"<a {attributes}>{entry.filename}</a><br/>")
         body = "\n".join(links)
         return f"<!DOCTYPE html><html><body>\n{body}\n</body></html>".encode()

@@ -1,0 +1,74 @@
+"""The live end-to-end test: mirror the shipped example from the real default index,
+then install it offline with pip in a fresh virtual environment."""
+
+from __future__ import annotations
+
+import subprocess
+import venv
+from pathlib import Path
+
+import pytest
+import urllib3
+from support import clean_client_env
+
+from morgan.cli import main
+from morgan.config import MirrorConfig
+from morgan.generate import environment_block
+from morgan.index import DEFAULT_INDEX_URL
+
+pytestmark = pytest.mark.live
+EXAMPLE = Path(__file__).parents[1] / "morgan.ini.example"
+
+
+def default_index_reachable() -> str | None:
+    """None if the default index answers, else why not."""
+    try:
+        response = urllib3.request(
+            "GET", DEFAULT_INDEX_URL + "pip/", timeout=urllib3.Timeout(15), retries=2
+        )
+    except urllib3.exceptions.HTTPError as error:
+        return str(error)
+    return None if response.status == 200 else f"HTTP {response.status}"
+
+
+def test_mirror_example_and_install_offline(tmp_path: Path) -> None:
+    problem = default_index_reachable()
+    if problem is not None:
+        pytest.skip(f"the default index {DEFAULT_INDEX_URL} is unreachable: {problem}")
+
+    # The example's environments and requirements, plus one environment for this machine.
+    config = tmp_path / "morgan.ini"
+    config.write_text(EXAMPLE.read_text() + "\n" + environment_block("this-machine"))
+    index = tmp_path / "index"
+    assert main(["-q", "-i", str(index), "-c", str(config), "mirror"]) == 0
+    assert (index / "server.py").is_file()
+
+    requirements = [str(r) for r in MirrorConfig.from_file(str(config)).requirements]
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    install = subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--isolated",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--index-url",
+            index.as_uri() + "/",
+            *requirements,
+        ],  # fmt: skip
+        env=clean_client_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    check = subprocess.run(
+        [str(python), "-c", "import requests, socks, charset_normalizer, packaging, attrs"],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 0, check.stderr
