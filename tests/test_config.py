@@ -312,3 +312,24 @@ def test_requirement_objects_are_plain_requirements(tmp_path: Path) -> None:
     config = MirrorConfig.from_file(write(tmp_path, MORGAN_EXAMPLE))
     assert all(isinstance(r, Requirement) for r in config.requirements)
     assert all(r.url is None for r in config.requirements)
+
+
+def test_comment_line_inside_a_continued_value_is_skipped(tmp_path: Path) -> None:
+    body = "urllib3 =\n    >=2\n    # not a requirement\n    <3\n"
+    assert requirements_of(tmp_path, body) == ["urllib3>=2", "urllib3<3"]
+
+
+@pytest.mark.xfail(
+    reason="configparser takes a continuation line starting with ';' for a comment, so "
+    "'pywin32 =\\n    ; sys_platform == \"win32\"' silently becomes an unconstrained "
+    "'pywin32' for every environment",
+    strict=True,
+)
+def test_marker_on_a_continuation_line_is_not_lost(tmp_path: Path) -> None:
+    path = write(tmp_path, ENV + '[requirements]\npywin32 =\n    ; sys_platform == "win32"\n')
+    try:
+        requirements = MirrorConfig.from_file(path).requirements
+    except ConfigError:
+        return  # refusing the line outright would be fine too
+    assert requirements
+    assert all(r.marker is not None for r in requirements)
