@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,7 +19,7 @@ from morgan.config import MirrorConfig
 from morgan.errors import MorganError
 from morgan.generate import MODES, environment_block, requirements_block
 from morgan.index import DEFAULT_INDEX_URL, IndexClient, normalize_index_url
-from morgan.mirror import MirrorOptions, Mirrorer, copy_server
+from morgan.mirror import Mirrorer, MirrorOptions, copy_server
 from morgan.selection import DEFAULT_PACKAGE_TYPE_REGEX, SelectionOptions
 
 COMMANDS = ("mirror", "serve", "copy_server", "generate_env", "generate_reqs", "version")
@@ -48,7 +47,9 @@ def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         return value if defaults else argparse.SUPPRESS
 
     add = parser.add_argument
-    add("-i", "--index-path", default=default(os.getcwd()), help="the index folder (default: .)")
+    add(
+        "-i", "--index-path", default=default(str(Path.cwd())), help="the index folder (default: .)"
+    )
     add("-c", "--config", default=default(None), help="config file (default: INDEX/morgan.ini)")
     add(
         "-I",
@@ -92,7 +93,9 @@ def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     add("-v", "--verbose", action="store_true", default=default(False), help="say more")
     add("-q", "--quiet", action="store_true", default=default(False), help="errors only")
     add("-e", "--env", default=default("local"), help="generate_env: the environment's name")
-    add("-m", "--mode", choices=MODES, default=default(">="), help="generate_reqs: version operator")
+    add(
+        "-m", "--mode", choices=MODES, default=default(">="), help="generate_reqs: version operator"
+    )
     add("-H", "--host", default=default("0.0.0.0"), help="serve: address to listen on")  # noqa: S104
     add("-p", "--port", type=int, default=default(8080), help="serve: port (default: 8080)")
     add("--no-metadata", action="store_true", default=default(False), help="serve: no PEP 658")

@@ -55,7 +55,7 @@ DepsCallback = Callable[[Dependencies], None]
 class MirrorOptions:
     index_path: Path
     jobs: int = 8
-    selection: SelectionOptions = SelectionOptions()
+    selection: SelectionOptions = field(default_factory=SelectionOptions)
 
 
 @dataclass
@@ -261,13 +261,13 @@ class Mirrorer:
                 if requirement.marker is None or requirement.marker.evaluate(context):
                     self._need(_Need(_plain(requirement), (env,), required_by, top_level=False))
 
-        self._ensure_download(name, sdist, lambda result: follow(self._dist_deps[result.path.name]))
+        self._ensure_download(name, sdist, self._with_dist_deps(sdist.file.filename, follow))
 
     def _dependencies_of(self, name: str, candidate: Candidate, callback: DepsCallback) -> None:
         """Call back with the candidate's dependencies, from PEP 658 metadata if offered."""
         filename = candidate.file.filename
         if candidate.file.metadata_hashes is None or self._meta_deps.get(filename, 0) is None:
-            self._ensure_download(name, candidate, lambda r: callback(self._dist_deps[filename]))
+            self._ensure_download(name, candidate, self._with_dist_deps(filename, callback))
             return
         if filename in self._meta_deps:
             deps = self._meta_deps[filename]
@@ -278,7 +278,9 @@ class Mirrorer:
         self._meta_waiters[filename].append(callback)
         if first:
             self._submit(
-                lambda f: self._metadata_done(name, candidate, f), _fetch_metadata, self.client,
+                lambda f: self._metadata_done(name, candidate, f),
+                _fetch_metadata,
+                self.client,
                 candidate.file,
             )
 
@@ -295,9 +297,13 @@ class Mirrorer:
             if deps is not None:
                 callback(deps)
             else:
-                self._ensure_download(
-                    name, candidate, lambda r, cb=callback: cb(self._dist_deps[filename])
-                )
+                self._ensure_download(name, candidate, self._with_dist_deps(filename, callback))
+
+    def _with_dist_deps(
+        self, filename: str, callback: DepsCallback
+    ) -> Callable[[DownloadResult], None]:
+        """A download callback that hands the file's own dependencies to ``callback``."""
+        return lambda result: callback(self._dist_deps[filename])
 
     # -- downloads ------------------------------------------------------------
 

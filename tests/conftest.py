@@ -8,9 +8,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from upstream import FixtureIndex  # noqa: E402
+from upstream import FixtureIndex
 
-from morgan.cli import main  # noqa: E402
+from morgan.cli import main
 
 
 @pytest.fixture(params=["json", "html"])

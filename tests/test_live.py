@@ -59,7 +59,7 @@ def test_mirror_example_and_install_offline(tmp_path: Path) -> None:
             "--index-url",
             index.as_uri() + "/",
             *requirements,
-        ],  # fmt: skip
+        ],
         env=clean_client_env(),
         capture_output=True,
         text=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import zipfile
 from pathlib import Path
@@ -87,7 +88,6 @@ def test_sidecars_and_pages(run_morgan, graph: FixtureIndex, tmp_path: Path) -> 
     folder = index / "app"
     wheel = folder / "app-1.0-py3-none-any.whl"
     sdist = folder / "app-1.0.tar.gz"
-    import hashlib
 
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     assert (folder / "app-1.0-py3-none-any.whl.hash").read_text() == f"sha256={digest}"
