@@ -524,12 +524,16 @@ def status_of(reply: bytes) -> int:
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """The environment for pip and uv with every machine-wide index setting removed."""
+    """The environment for pip and uv with every machine-wide index setting removed.
+
+    Also gone: proxies, and the CA bundles that requests would take over pip's ``--cert``.
+    """
+    dropped = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    dropped += ("requests_ca_bundle", "curl_ca_bundle")
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.upper().startswith(("PIP_", "UV_"))
-        and key.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+        if not key.upper().startswith(("PIP_", "UV_")) and key.lower() not in dropped
     }
     env["PIP_CONFIG_FILE"] = os.devnull
     env.update(extra)

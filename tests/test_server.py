@@ -10,6 +10,7 @@ import ast
 import base64
 import hashlib
 import http.client
+import io
 import json
 import re
 import shutil
@@ -450,6 +451,53 @@ def test_redirect_is_followed_by_urllib(server: ServerProcess) -> None:
 )
 def test_unknown_projects_and_files_are_404(server: ServerProcess, path: str) -> None:
     assert server.request(path).status == 404
+
+
+def test_an_html_only_client_resolves_through_the_pages(server: ServerProcess) -> None:
+    """A client that sends ``Accept: text/html`` only, as pip did before PEP 691.
+
+    It finds alpha, reads its dependency from the PEP 658 metadata, and picks beta
+    by the data-yanked and data-requires-python attributes, checking every hash.
+    """
+
+    def fetch(url: str, accept: str | None = None) -> tuple[str, bytes]:
+        request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.headers["Content-Type"], response.read()
+
+    def links(project: str) -> list[dict[str, str]]:
+        content_type, body = fetch(f"{server.url}{project}/", "text/html")
+        assert content_type == "text/html"
+        found = []
+        for tag in re.findall(r"<a [^>]*>", body.decode()):
+            attrs = dict(re.findall(r'([a-z-]+)="([^"]*)"', tag))
+            found.append({k: v.replace("&gt;", ">").replace("&lt;", "<") for k, v in attrs.items()})
+        return found
+
+    def verified(project: str, link: dict[str, str]) -> bytes:
+        url, _, fragment = link["href"].partition("#")
+        _, data = fetch(f"{server.url}{project}/{url}")
+        assert fragment == f"sha256={sha256_hex(data)}"
+        return data
+
+    (alpha,) = [link for link in links("alpha") if link["href"].startswith("alpha-1.0-py3")]
+    _, metadata = fetch(f"{server.url}alpha/{alpha['href'].partition('#')[0]}.metadata")
+    assert alpha["data-core-metadata"] == f"sha256={sha256_hex(metadata)}"
+    assert b"Requires-Dist: beta>=1.0" in metadata
+    verified("alpha", alpha)
+
+    candidates = [
+        link
+        for link in links("beta")
+        if link["href"].partition("#")[0].endswith(".whl")
+        and "data-yanked" not in link
+        and link.get("data-requires-python", "") != ">=4"
+    ]
+    chosen = max(candidates, key=lambda link: link["href"])
+    assert chosen["href"].startswith("beta-1.2-")
+    wheel = verified("beta", chosen)
+    with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
+        assert "beta-1.2.dist-info/METADATA" in archive.namelist()
 
 
 # ---------------------------------------------------------------------------
