@@ -144,19 +144,24 @@ def facts(index: FixtureIndex, tmp_path: Path) -> list[tuple[Any, ...]]:
     ]
 
 
-def populate(index: FixtureIndex, up: Path) -> None:
-    index.add(build_wheel(up, "demo", "1.0", requires_python=">=3.8"), requires_python=">=3.8")
-    index.add(build_sdist(up, "demo", "1.0"), requires_python=">=3.8")
-    index.add(build_wheel(up, "demo", "0.9"), yanked="broken")
-    index.add(build_sdist(up, "demo", "0.9"), yanked=True)
-    index.add(build_wheel(up, "demo", "0.8"), metadata=False)
+def build_files(up: Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Built once: an sdist's gzip header holds the build time, so a rebuild differs."""
+    return [
+        (build_wheel(up, "demo", "1.0", requires_python=">=3.8"), {"requires_python": ">=3.8"}),
+        (build_sdist(up, "demo", "1.0"), {"requires_python": ">=3.8"}),
+        (build_wheel(up, "demo", "0.9"), {"yanked": "broken"}),
+        (build_sdist(up, "demo", "0.9"), {"yanked": True}),
+        (build_wheel(up, "demo", "0.8"), {"metadata": False}),
+    ]
 
 
 def test_json_and_html_upstreams_give_the_same_files(tmp_path: Path) -> None:
+    built = build_files(tmp_path / "up")
     found = {}
     for mode in ("json", "html"):
         with FixtureIndex(mode) as index:
-            populate(index, tmp_path / "up")
+            for path, extra in built:
+                index.add(path, **extra)
             found[mode] = facts(index, tmp_path)
     assert found["json"] == found["html"]
     by_name = {row[0]: row for row in found["json"]}
