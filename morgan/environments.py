@@ -161,6 +161,13 @@ class Environment:
                     section=section_name,
                     key=key,
                 )
+        for key, example in (
+            ("glibc_version", "2.28"),
+            ("musl_version", "1.2"),
+            ("macos_version", "12.0"),
+        ):
+            if key in values:
+                _level(values[key], key, section_name, path, example)
         markers = _complete_markers(values, section_name, path)
         python_version = Version(markers["python_full_version"])
         tags, level_unknown = _wheel_tags(values, markers, section_name, path)
