@@ -174,9 +174,8 @@ def _mirror(args: argparse.Namespace) -> int:
         f"{report.downloaded} downloaded ({_size(report.bytes_downloaded)}), "
         f"{report.reused} already present ({_size(report.bytes_reused)}); "
         f"{len(report.errors)} errors, {len(report.warnings)} warnings"
+        + (" (each said above)" if report.errors or report.warnings else "")
     )
-    for error in report.errors:
-        print(f"error: {error}", file=sys.stderr)
     return EXIT_OK if report.ok else EXIT_INCOMPLETE
 
 

@@ -78,6 +78,9 @@ def _read(path: str) -> configparser.ConfigParser:
         strict=False,
         interpolation=None,
         dict_type=_ExtendingDict,
+        # Only "#" starts a comment everywhere: an indented "; marker" line continues a
+        # requirement. Column-0 ";" comments (allowed by Morgan) are dropped below.
+        comment_prefixes=("#",),
     )
     file = Path(path)
     if not file.is_file():
@@ -85,8 +88,9 @@ def _read(path: str) -> configparser.ConfigParser:
             path, "no such configuration file; create it or pass its path with -c/--config"
         )
     try:
-        with file.open(encoding="utf-8") as stream:
-            parser.read_file(stream)
+        text = file.read_text(encoding="utf-8")
+        lines = [line for line in text.splitlines() if not line.startswith(";")]
+        parser.read_string("\n".join(lines) + "\n", source=path)
     except UnicodeDecodeError:
         raise ConfigError(path, "not UTF-8 text") from None
     except configparser.Error as error:

@@ -101,8 +101,14 @@ def _level(text: str, key: str, section: str, path: str, example: str) -> tuple[
     return int(match.group(1)), int(match.group(2))
 
 
+#: The level of a plain ``linux_<arch>`` wheel: unknown, so assumed higher than any.
+_UNKNOWN_LINUX_LEVEL = (999, 0)
+
+
 def platform_level(platform: str) -> tuple[int, int]:
     """The glibc, musl or macOS level a wheel platform tag needs ((0, 0) if none)."""
+    if platform.startswith("linux_"):
+        return _UNKNOWN_LINUX_LEVEL
     match = _LEVELLED_PLATFORM.match(platform)
     if match:
         return int(match.group(1)), int(match.group(2))
@@ -320,6 +326,10 @@ def _platforms(
         return list(tagslib.mac_platforms(version, arch)), unknown
 
     if sys_platform.startswith("linux") or hint_tag.startswith(("linux", "manylinux", "musllinux")):
+        legacy = re.fullmatch(r"(manylinux1|manylinux2010|manylinux2014)_(\w+)", hint_tag)
+        if legacy:
+            level = _LEGACY_MANYLINUX_LEVEL[legacy.group(1)]
+            hint_tag = f"manylinux_{level[0]}_{level[1]}_{legacy.group(2)}"
         arch_source = hint_tag
         for prefix in ("linux_", "manylinux_", "musllinux_"):
             if hint_tag.startswith(prefix):

@@ -37,13 +37,23 @@ MAX_PAGE_BYTES = 256 * 1024 * 1024
 
 def redact(url: str) -> str:
     """The URL without its password or token, fit to print."""
-    parts = urllib.parse.urlsplit(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable URL>"
     if parts.username is None and parts.password is None:
         return url
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{_host_port(parts)}"))
+
+
+def _host_port(parts: urllib.parse.SplitResult) -> str:
+    """The netloc without credentials, keeping an IPv6 literal's brackets."""
     host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
     if parts.port:
         host += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host}"))
+    return host
 
 
 def normalize_index_url(url: str) -> str:
@@ -76,10 +86,7 @@ class IndexClient:
             user = urllib.parse.unquote(parts.username)
             password = urllib.parse.unquote(parts.password or "")
             self._credentials[host_key] = _basic(user, password)
-            netloc = parts.hostname or ""
-            if parts.port:
-                netloc += f":{parts.port}"
-            url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+            url = urllib.parse.urlunsplit(parts._replace(netloc=_host_port(parts)))
         self.index_url = url
         self._retry = Retry(
             total=retries,
@@ -162,7 +169,8 @@ class IndexClient:
             raise UpstreamError(
                 redact(url), f"refusing {parts.scheme!r} URL; only http(s) is fetched"
             )
-        all_headers = dict(headers or {})
+        # per-request headers replace the pool's defaults in urllib3, so name ours here
+        all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
         authorization = self._authorization(parts)
         if authorization:
             all_headers["Authorization"] = authorization
@@ -261,5 +269,6 @@ def _read_limited(response: urllib3.BaseHTTPResponse, limit: int, url: str) -> b
 def _describe(error: Exception) -> str:
     reason = getattr(error, "reason", None) or error
     text = str(reason)
-    # urllib3 repeats the whole pool repr; the last part names the cause.
-    return text.split(": ", 1)[-1] if text.startswith("<") else text
+    # urllib3 prefixes the connection's repr ("HTTPConnection(host=..., port=...): ");
+    # the URL is named elsewhere, so keep only the cause.
+    return text.split("): ", 1)[1] if "): " in text else text

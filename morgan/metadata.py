@@ -234,7 +234,12 @@ def _sdist_members(path: Path, source: str) -> Iterator[tuple[str, IO[bytes]]]:
 
 def _sdist_role(name: str) -> str | None:
     """Which metadata file an sdist member is, judged by its place in the tree."""
-    parts = name.replace("\\", "/").lstrip("./").split("/")
+    normalized = name.replace("\\", "/")
+    if normalized.startswith("./"):
+        normalized = normalized[2:]
+    parts = normalized.split("/")
+    if normalized.startswith("/") or ".." in parts or "" in parts:
+        return None
     if len(parts) == 2 and parts[1] in ("PKG-INFO", "pyproject.toml"):
         return parts[1]
     if (

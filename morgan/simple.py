@@ -79,8 +79,8 @@ def parse_json_page(body: bytes, url: str, project: str) -> ProjectPage:
     """Parse a PEP 691 JSON project page."""
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise PageError(url, f"invalid JSON ({error})") from None
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
+        raise PageError(url, f"invalid JSON ({str(error)[:200]})") from None
     if not isinstance(data, dict):
         raise PageError(url, "JSON page is not an object")
     meta = data.get("meta")
@@ -121,9 +121,15 @@ def _json_file(raw: Any, page_url: str) -> DistributionFile | None:
     metadata = raw.get("core-metadata", raw.get("dist-info-metadata"))
     size = raw.get("size")
     upload_time = raw.get("upload-time")
+    try:
+        absolute = urllib.parse.urljoin(page_url, href)
+        urllib.parse.urlsplit(absolute)
+    except ValueError:
+        log.warning("%s: ignoring %s, whose URL cannot be parsed", page_url, filename)
+        return None
     return DistributionFile(
         filename=filename,
-        url=urllib.parse.urljoin(page_url, href),
+        url=absolute,
         hashes=hashes,
         requires_python=requires_python if isinstance(requires_python, str) else None,
         yanked=yanked,
@@ -173,11 +179,21 @@ def parse_html_page(body: bytes, url: str, project: str) -> ProjectPage:
     except UnicodeDecodeError:
         raise PageError(url, "HTML page is not UTF-8") from None
     collector = _AnchorCollector()
-    collector.feed(text)
-    collector.close()
+    try:
+        collector.feed(text)
+        collector.close()
+    except (AssertionError, ValueError) as error:  # html.parser's own complaints
+        raise PageError(url, f"unparsable HTML ({error})") from None
     if collector.api_version is not None:
         check_api_version(collector.api_version, url)
-    base = urllib.parse.urljoin(url, collector.base) if collector.base else url
+    base = url
+    if collector.base:
+        try:
+            base = urllib.parse.urljoin(url, collector.base)
+            urllib.parse.urlsplit(base)
+        except ValueError:
+            log.warning("%s: ignoring a <base href> that cannot be parsed", url)
+            base = url
 
     files = []
     for attributes in collector.anchors:
@@ -194,11 +210,14 @@ def parse_html_page(body: bytes, url: str, project: str) -> ProjectPage:
 
 def _html_file(attributes: Mapping[str, str | None], base: str) -> DistributionFile | None:
     href = attributes.get("href") or ""
-    absolute = urllib.parse.urljoin(base, href.strip())
-    without_fragment, fragment = urllib.parse.urldefrag(absolute)
-    filename = urllib.parse.unquote(
-        posixpath.basename(urllib.parse.urlsplit(without_fragment).path)
-    )
+    try:
+        absolute = urllib.parse.urljoin(base, href.strip())
+        without_fragment, fragment = urllib.parse.urldefrag(absolute)
+        path = urllib.parse.urlsplit(without_fragment).path
+    except ValueError:
+        log.warning("%s: ignoring a link whose URL cannot be parsed", base)
+        return None
+    filename = urllib.parse.unquote(posixpath.basename(path))
     if not filename:
         return None
     hashes: dict[str, str] = {}
@@ -216,6 +235,6 @@ def _html_file(attributes: Mapping[str, str | None], base: str) -> DistributionF
         requires_python=attributes.get("data-requires-python") or None,
         yanked=yanked,
         metadata_hashes=_html_metadata(attributes),
-        size=int(size_text) if size_text.isdigit() else None,
+        size=int(size_text) if size_text.isascii() and size_text.isdigit() else None,
         upload_time=attributes.get("data-upload-time") or None,
     )
