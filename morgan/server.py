@@ -22,7 +22,8 @@ pip.conf):
   is read from the wheel.
 
 What is public and what is not: only the names above. Everything else answers
-404 exactly as a missing file would, so that nothing about it is revealed:
+404 exactly as a missing file would (400 if the target is not a path of UTF-8
+names at all), so that nothing about it is revealed:
 ``morgan.ini`` (it may hold credentials), ``server.py``, the raw ``index.html``
 and ``index.json`` files (their content is public through the pages), the
 ``.hash`` sidecars (their content is public in the pages), ``.part`` downloads
@@ -179,10 +180,10 @@ def is_distribution_name(name: str) -> bool:
 def is_plain_name(name: str) -> bool:
     """A single visible path segment: no separator, no control character, no leading dot.
 
-    Names that cannot be written as UTF-8 (undecodable bytes on disk) are refused
-    too, as they could not appear in a page.
+    ":" is refused too (a drive on Windows), and so are names that cannot be
+    written as UTF-8 (undecodable bytes on disk), as they could not appear in a page.
     """
-    if not name or name.startswith(".") or "/" in name or "\\" in name:
+    if not name or name.startswith(".") or "/" in name or "\\" in name or ":" in name:
         return False
     if _CONTROL_CHARACTERS.search(name):
         return False
@@ -609,6 +610,23 @@ class Tree:
             return None
         etag = '"m%s"' % hashlib.sha256(data).hexdigest()[:32]
         return Resource(None, data, len(data), wheel[1].st_mtime, etag, content_type)
+
+
+def open_regular_file(path: str) -> Optional[Any]:
+    """The file opened for reading if it is still a regular file (never blocks on a FIFO)."""
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+    flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        descriptor = os.open(path, flags)
+    except OSError:
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(descriptor).st_mode):
+            return os.fdopen(descriptor, "rb")
+    except OSError:
+        pass
+    os.close(descriptor)
+    return None
 
 
 def file_etag(st: os.stat_result) -> str:
@@ -1129,6 +1147,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(length))
         if self.close_connection:
             self.send_header("Connection", "close")
+        elif self.request_version == "HTTP/1.0":
+            self.send_header("Connection", "keep-alive")  # it asked for keep-alive
         self.end_headers()
         self.headers_sent = True
 
@@ -1309,6 +1329,21 @@ class Handler(http.server.BaseHTTPRequestHandler):
         return moment is not None and int(resource.mtime) == int(moment)
 
     def send_resource(self, resource: Resource, head: bool) -> None:
+        """Send a file or bytes, with conditional requests and a single byte range."""
+        if resource.path is None:
+            self.send_representation(resource, None, head)
+            return
+        stream = open_regular_file(resource.path)
+        if stream is None:
+            self.not_found()  # removed (or replaced by something odd) since it was found
+            return
+        with stream:
+            # Describe what was opened, not what was looked at before.
+            st = os.fstat(stream.fileno())
+            opened = resource._replace(size=st.st_size, mtime=st.st_mtime, etag=file_etag(st))
+            self.send_representation(opened, stream, head)
+
+    def send_representation(self, resource: Resource, stream: Any, head: bool) -> None:
         headers = [
             ("ETag", resource.etag),
             ("Cache-Control", self.cache_control(FILE_CACHE_CONTROL)),
@@ -1333,21 +1368,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 headers.append(("Content-Range", "bytes %d-%d/%d" % (first, last, resource.size)))
         headers.insert(0, ("Content-Type", resource.content_type))
         length = last - first + 1
-        if resource.data is not None:
-            self.start(status, headers, length)
-            if not head:
-                self.wfile.write(resource.data[first : last + 1])
+        self.start(status, headers, length)
+        if head or length <= 0:
             return
-        assert resource.path is not None
-        try:
-            with open(resource.path, "rb") as stream:
-                self.start(status, headers, length)
-                if not head and length > 0:
-                    self.copy(stream, first, length)
-        except FileNotFoundError:
-            if self.headers_sent:
-                raise
-            self.not_found()  # removed since it was found
+        if resource.data is not None:
+            self.wfile.write(resource.data[first : last + 1])
+        else:
+            self.copy(stream, first, length)
 
     def copy(self, stream: Any, offset: int, count: int) -> None:
         """Send part of a file in chunks (the kernel's sendfile where it can)."""
@@ -1487,7 +1514,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 2)
     with server:
-        host, port = server.server_address[:2]
+        port = int(server.server_address[1])
         url = display_url(options.host, port, options.certfile is not None)
         print(
             "Serving %s at %s  (pip install --index-url %s ...)"

@@ -388,7 +388,12 @@ class ServerProcess:
         self.logs.mkdir(parents=True, exist_ok=True)
         for attempt in range(3):
             self.port = free_port()
-            if self._start():
+            try:
+                started = self._start()
+            except BaseException:
+                self.stop()
+                raise
+            if started:
                 return self
             self.stop()
             if "in use" not in self.stderr() or attempt == 2:

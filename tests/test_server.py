@@ -651,6 +651,23 @@ def test_keep_alive_serves_several_requests_on_one_connection(server: ServerProc
         connection.close()
 
 
+def test_http_1_0_clients(server: ServerProcess) -> None:
+    reply = raw_exchange(server.port, b"GET /simple/ HTTP/1.0\r\n\r\n")  # closed after one
+    assert status_of(reply) == 200
+    assert b"Connection: close" in reply
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
+        sock.sendall(b"GET /simple/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        assert response.status == 200
+        assert response.getheader("Connection") == "keep-alive"
+        response.read()
+        sock.sendall(b"HEAD /simple/alpha/ HTTP/1.0\r\n\r\n")
+        with sock.makefile("rb") as stream:
+            rest = stream.read()  # the server closes after this one
+    assert rest.startswith(b"HTTP/1.1 200 ")
+
+
 # ---------------------------------------------------------------------------
 # Safety
 # ---------------------------------------------------------------------------
@@ -719,6 +736,9 @@ PRIVATE_TARGETS = [
     "/proc/self/environ",
     "/simple/alpha/alpha-1.0.tar.gz/..",
     "/simple/alpha/alpha-1.0.tar.gz/",
+    "/simple/alpha/C:%5Cmorgan.ini",
+    "/simple/alpha/C:..%5C..%5Cmorgan.ini",
+    "/simple/C:/",
 ]
 
 
@@ -857,6 +877,12 @@ def test_hand_dropped_files_show_up_without_restart(fresh_tree: Tree) -> None:
         build_wheel(tree.root / "delta", "delta", "1.0")
         assert "delta" in [p["name"] for p in json_page(server, "/simple/")["projects"]]
         assert json_page(server, "/simple/delta/")["versions"] == ["1.0"]
+
+        # Names that need quoting in URLs (a local version) are linked quoted and served.
+        local, _ = build_wheel(tree.root / "beta", "beta", "3.1+local.1")
+        entry = {f["filename"]: f for f in json_page(server, "/simple/beta/")["files"]}[local.name]
+        assert entry["url"] == "beta-3.1%2Blocal.1-py3-none-any.whl"
+        assert server.request("/simple/beta/" + entry["url"]).body == local.read_bytes()
 
         # A file removed is gone from the page and 404s.
         path.unlink()
