@@ -413,9 +413,11 @@ class Tree:
         """The real path of project ``name`` (normalized) if it is a real project folder."""
         if not is_project_name(name):
             return None
-        folder = os.path.realpath(os.path.join(self.root, name))
-        if not is_inside(self.root, folder):
-            return None
+        folder = os.path.join(self.root, name)
+        if os.path.islink(folder):  # the root is real and the name plain: only links lead away
+            folder = os.path.realpath(folder)
+            if not is_inside(self.root, folder):
+                return None
         try:
             st = os.stat(folder)
         except OSError:

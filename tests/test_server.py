@@ -58,9 +58,13 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Tree:
     return make_tree(tmp_path_factory.mktemp("server"))
 
 
-@pytest.fixture(scope="module")
-def server(tree: Tree) -> Iterator[ServerProcess]:
-    with ServerProcess(tree.root) as running:
+@pytest.fixture(scope="module", params=["current", "3.7"])
+def server(tree: Tree, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    """The server on this Python, and again on the oldest Python it supports, if present."""
+    python = sys.executable if request.param == "current" else find_python(request.param)
+    if python is None:
+        pytest.skip(f"no Python {request.param} on this machine")
+    with ServerProcess(tree.root, python=python) as running:
         yield running
 
 
