@@ -336,6 +336,34 @@ def make_cert(folder: Path) -> tuple[Path, Path]:
     return cert, key
 
 
+def make_signed_cert(folder: Path) -> tuple[Path, Path, Path]:
+    """(CA, certificate, key): a server certificate signed by a throwaway CA.
+
+    Clients built on rustls (uv) refuse a self-signed CA certificate as a server's
+    own, so they need this more usual arrangement.
+    """
+    ca, ca_key = folder / "ca.pem", folder / "ca-key.pem"
+    cert, key, request = folder / "server.pem", folder / "server-key.pem", folder / "server.csr"
+    extensions = folder / "server.ext"
+    extensions.write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "basicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n"
+    )
+    new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    days = ["-days", "2"]
+    commands = [
+        ["openssl", "req", "-x509", *new_key, *days, "-subj", "/CN=Morgan test CA"],
+        ["openssl", "req", *new_key, "-subj", "/CN=localhost"],
+        ["openssl", "x509", "-req", *days, "-CAcreateserial", "-extfile", str(extensions)],
+    ]
+    commands[0] += ["-keyout", str(ca_key), "-out", str(ca)]
+    commands[1] += ["-keyout", str(key), "-out", str(request)]
+    commands[2] += ["-in", str(request), "-CA", str(ca), "-CAkey", str(ca_key), "-out", str(cert)]
+    for command in commands:
+        subprocess.run(command, check=True, capture_output=True)
+    return ca, cert, key
+
+
 # ---------------------------------------------------------------------------
 # The server process
 # ---------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from server_support import (
     find_python,
     installed_versions,
     make_cert,
+    make_signed_cert,
     make_tree,
     pip_args,
     run,
@@ -145,6 +146,15 @@ def test_pip_over_https(tree: Tree, tmp_path: Path) -> None:
         command = pip("install", *pip_args(server.url), "--cert", str(cert))
         run([*command, "--target", str(target), "alpha"])
         assert installed_versions(target) == EXPECTED
+
+
+def test_uv_over_https(tree: Tree, uv: str, tmp_path: Path) -> None:
+    ca, cert, key = make_signed_cert(tmp_path)
+    with ServerProcess(tree.root, "--certfile", str(cert), "--keyfile", str(key)) as server:
+        command = [uv, "pip", "compile", "--no-cache", "--no-config", "--no-python-downloads"]
+        command += ["--index-url", server.url, "--python", sys.executable, "-"]
+        result = run(command, input="alpha\n", env=clean_env(SSL_CERT_FILE=str(ca)))
+        assert pins(result.stdout) == EXPECTED
 
 
 def test_pip_with_basic_auth(tree: Tree, tmp_path: Path) -> None:
