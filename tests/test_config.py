@@ -319,17 +319,11 @@ def test_comment_line_inside_a_continued_value_is_skipped(tmp_path: Path) -> Non
     assert requirements_of(tmp_path, body) == ["urllib3>=2", "urllib3<3"]
 
 
-@pytest.mark.xfail(
-    reason="configparser takes a continuation line starting with ';' for a comment, so "
-    "'pywin32 =\\n    ; sys_platform == \"win32\"' silently becomes an unconstrained "
-    "'pywin32' for every environment",
-    strict=True,
-)
 def test_marker_on_a_continuation_line_is_not_lost(tmp_path: Path) -> None:
-    path = write(tmp_path, ENV + '[requirements]\npywin32 =\n    ; sys_platform == "win32"\n')
-    try:
-        requirements = MirrorConfig.from_file(path).requirements
-    except ConfigError:
-        return  # refusing the line outright would be fine too
-    assert requirements
-    assert all(r.marker is not None for r in requirements)
+    found = requirements_of(tmp_path, 'pywin32 =\n    ; sys_platform == "win32"\n    >=306\n')
+    assert found == ['pywin32; sys_platform == "win32"', "pywin32>=306"]
+
+
+def test_comments_at_the_start_of_a_line(tmp_path: Path) -> None:
+    body = "; a comment\n# another\nsix =\n; six = >=99\n"
+    assert requirements_of(tmp_path, body) == ["six"]

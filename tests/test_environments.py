@@ -322,25 +322,21 @@ def test_known_glibc_follows_pip_order() -> None:
     assert environment.tags[0] == Tag("cp312", "cp312", "manylinux_2_28_x86_64")
 
 
-@pytest.mark.xfail(
-    reason="unknown glibc ranks a linux_x86_64 wheel (level (0, 0)) above every manylinux "
-    "wheel, although it may need any glibc; pip ranks linux_* last",
-    strict=True,
-)
 def test_unknown_glibc_does_not_prefer_a_plain_linux_wheel() -> None:
     environment = env(**LINUX_312)
     wheels = ["cp312-cp312-linux_x86_64", "cp312-cp312-manylinux_2_17_x86_64"]
     assert best(environment, wheels) == "cp312-cp312-manylinux_2_17_x86_64"
+    assert best(environment, ["cp312-cp312-linux_x86_64", "py3-none-any"]) == (
+        "cp312-cp312-linux_x86_64"
+    )
 
 
-@pytest.mark.xfail(
-    reason="platform_tag = manylinux2014_x86_64 (a legacy wheel platform tag) yields no "
-    "platform tags at all: only the manylinux_X_Y_ spelling is parsed",
-    strict=True,
-)
 def test_legacy_manylinux_platform_tag() -> None:
     environment = env(python_version="3.12", platform_tag="manylinux2014_x86_64")
+    assert not environment.level_unknown
     assert rank(environment, "cp312-cp312-manylinux2014_x86_64") is not None
+    assert rank(environment, "cp312-cp312-manylinux_2_17_x86_64") is not None
+    assert rank(environment, "cp312-cp312-manylinux_2_28_x86_64") is None
 
 
 # -- pure-only environments --------------------------------------------------------------------
@@ -636,13 +632,18 @@ def test_config_errors(keys: dict[str, str], key: str | None, fragment: str) -> 
         ("musllinux_1_2_x86_64", (1, 2)),
         ("macosx_10_9_x86_64", (10, 9)),
         ("macosx_14_0_arm64", (14, 0)),
-        ("linux_x86_64", (0, 0)),
         ("win_amd64", (0, 0)),
         ("any", (0, 0)),
     ],
 )
 def test_platform_level(platform: str, level: tuple[int, int]) -> None:
     assert platform_level(platform) == level
+
+
+def test_plain_linux_wheel_needs_more_than_any_manylinux() -> None:
+    # A linux_<arch> wheel says nothing of the glibc it was built against.
+    assert platform_level("linux_x86_64") > platform_level("manylinux_2_60_x86_64")
+    assert platform_level("linux_aarch64") > platform_level("musllinux_1_2_aarch64")
 
 
 def test_manylinux_platforms() -> None:

@@ -242,11 +242,6 @@ def test_request_headers(recorder: Recorder) -> None:
     assert "authorization" not in headers
 
 
-@pytest.mark.xfail(
-    reason="IndexClient passes headers= to every request, so urllib3 ignores the pool's "
-    "default headers and sends 'python-urllib3/<version>' instead of USER_AGENT",
-    strict=True,
-)
 def test_user_agent_is_morgans(recorder: Recorder) -> None:
     recorder.routes["/simple/demo/"] = json_page("demo", [])
     recorder.routes["/f"] = (200, {}, b"x")
@@ -425,11 +420,6 @@ def test_redact(url: str, expected: str) -> None:
     assert redact(url) == expected
 
 
-@pytest.mark.xfail(
-    reason="redact() and IndexClient rebuild the netloc from .hostname, which drops the "
-    "brackets of an IPv6 literal: 'http://u:p@[::1]:8080/x' becomes 'http://***@::1:8080/x'",
-    strict=True,
-)
 def test_ipv6_host_with_credentials_keeps_its_brackets() -> None:
     assert redact("http://u:p@[::1]:8080/simple/") == "http://***@[::1]:8080/simple/"
     client = IndexClient("http://u:p@[::1]:8080/simple/")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 import logging
-from html.parser import HTMLParser
 from typing import Any
 
 import pytest
@@ -527,62 +526,31 @@ def test_structured_html_raises_only_morgan_errors(anchors: list[dict[str, str]]
     _only_morgan_errors(parse_html_page, f"<html><body>{links}</body></html>".encode())
 
 
-# Known inputs on which the parsers let a foreign exception escape.
+# Inputs on which the parsers once let a foreign exception escape (urllib's ValueError,
+# RecursionError, html.parser's AssertionError, int() of a non-decimal digit).
 
 
-@pytest.mark.xfail(
-    reason="deeply nested JSON raises RecursionError out of parse_json_page", strict=True
-)
 def test_deeply_nested_json_is_a_page_error() -> None:
     with pytest.raises(PageError):
         parse_json_page(b"[" * 100_000, PAGE, "demo")
 
 
-@pytest.mark.xfail(
-    reason="a file URL that urllib cannot split (bad IPv6 host) raises ValueError", strict=True
-)
 def test_json_unsplittable_url_does_not_escape() -> None:
     entry = {"filename": "demo-1.0.tar.gz", "url": "http://[broken/demo-1.0.tar.gz", "hashes": {}}
     _only_morgan_errors(parse_json_page, json_body([entry]))
 
 
-@pytest.mark.xfail(
-    reason="an href that urllib cannot split (bad IPv6 host) raises ValueError", strict=True
-)
 def test_html_unsplittable_href_does_not_escape() -> None:
     _only_morgan_errors(parse_html_page, b'<a href="http://[broken/demo-1.0.tar.gz">x</a>')
 
 
-@pytest.mark.xfail(
-    reason="a <base href> that urllib cannot split (bad IPv6 host) raises ValueError",
-    strict=True,
-)
 def test_html_unsplittable_base_does_not_escape() -> None:
     _only_morgan_errors(parse_html_page, b'<base href="http://[x"><a href="demo-1.0.tar.gz">x</a>')
 
 
-@pytest.mark.xfail(
-    reason="data-size='\u00b2' passes str.isdigit() but int() raises ValueError", strict=True
-)
 def test_html_non_decimal_digit_size_does_not_escape() -> None:
     _only_morgan_errors(parse_html_page, '<a href="demo-1.0.tar.gz" data-size="²">x</a>'.encode())
 
 
-def _stdlib_htmlparser_raises(text: str) -> bool:
-    try:
-        parser = HTMLParser()
-        parser.feed(text)
-        parser.close()
-    except Exception:
-        return True
-    return False
-
-
-@pytest.mark.xfail(
-    _stdlib_htmlparser_raises("<![foo["),
-    reason="html.parser raises AssertionError on an unknown marked section (<![foo[) "
-    "and parse_html_page lets it escape",
-    strict=True,
-)
 def test_html_marked_section_does_not_escape() -> None:
     _only_morgan_errors(parse_html_page, b"<html><![foo[ x ]]><a href='demo-1.0.tar.gz'>x</a>")
