@@ -170,11 +170,7 @@ def is_project_name(name: str) -> bool:
 
 def is_distribution_name(name: str) -> bool:
     """True for a name that may be served as a distribution file."""
-    return (
-        name.endswith(DISTRIBUTION_SUFFIXES)
-        and is_plain_name(name)
-        and len(name) > len(WHEEL_SUFFIX)
-    )
+    return name.endswith(DISTRIBUTION_SUFFIXES) and is_plain_name(name)
 
 
 def is_plain_name(name: str) -> bool:
@@ -342,8 +338,9 @@ def read_wheel_metadata(path: str) -> Optional[bytes]:
                 return None
             with archive.open(candidates[0]) as member:
                 data = member.read(MAX_METADATA_BYTES + 1)
-    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, ValueError,
-            NotImplementedError, KeyError):  # fmt: skip
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, ValueError):
+        return None  # not a zip, damaged, encrypted, or an unknown compression
+    except (NotImplementedError, KeyError):
         return None
     if len(data) > MAX_METADATA_BYTES:
         return None
@@ -931,7 +928,7 @@ def load_auth_file(path: str) -> Dict[str, Tuple[int, bytes, bytes]]:
     """Users of an auth file: ``user:pbkdf2_sha256$...`` lines, ``#`` comments."""
     users = {}
     try:
-        with open(path, encoding="utf-8") as stream:
+        with open(path, encoding="utf-8-sig") as stream:  # a BOM is not part of a name
             lines = stream.read().splitlines()
     except (OSError, UnicodeDecodeError) as error:
         raise UserError("cannot read auth file %s: %s" % (path, describe(error))) from None

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 SERVER_SOURCE = Path(__file__).resolve().parent.parent / "morgan" / "server.py"
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
 HTML_V1 = "application/vnd.pypi.simple.v1+html"
@@ -306,8 +308,14 @@ def make_tree(base: Path) -> Tree:
     return tree
 
 
+def require_openssl() -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+
+
 def make_cert(folder: Path) -> tuple[Path, Path]:
     """A self-signed certificate for 127.0.0.1 and localhost, made with openssl."""
+    require_openssl()
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         [
@@ -342,6 +350,7 @@ def make_signed_cert(folder: Path) -> tuple[Path, Path, Path]:
     Clients built on rustls (uv) refuse a self-signed CA certificate as a server's
     own, so they need this more usual arrangement.
     """
+    require_openssl()
     ca, ca_key = folder / "ca.pem", folder / "ca-key.pem"
     cert, key, request = folder / "server.pem", folder / "server-key.pem", folder / "server.csr"
     extensions = folder / "server.ext"
