@@ -102,6 +102,7 @@ def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     add("--certfile", default=default(None), help="serve: TLS certificate (PEM)")
     add("--keyfile", default=default(None), help="serve: TLS private key (PEM)")
     add("--auth-file", default=default(None), help="serve: basic-auth password file")
+    add("--timeout", type=float, default=default(60.0), help="serve: idle client timeout (s)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,6 +184,7 @@ def _serve(args: argparse.Namespace) -> int:
     from morgan import server  # noqa: PLC0415 - the server is standalone; load it only to serve
 
     argv = ["-i", args.index_path, "-H", args.host, "-p", str(args.port)]
+    argv += ["--timeout", str(args.timeout)]
     if args.no_metadata:
         argv.append("--no-metadata")
     if args.quiet:

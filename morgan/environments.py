@@ -173,7 +173,15 @@ class Environment:
             ("macos_version", "12.0"),
         ):
             if key in values:
-                _level(values[key], key, section_name, path, example)
+                level = _level(values[key], key, section_name, path, example)
+                major = {"glibc_version": 2, "musl_version": 1}.get(key, level[0])
+                if level[0] != major:
+                    raise ConfigError(
+                        path,
+                        f"{values[key]} is no {key.split('_')[0]} version; write e.g. {example}",
+                        section=section_name,
+                        key=key,
+                    )
         markers = _complete_markers(values, section_name, path)
         python_version = Version(markers["python_full_version"])
         tags, level_unknown = _wheel_tags(values, markers, section_name, path)
@@ -279,6 +287,18 @@ def _complete_markers(values: Mapping[str, str], section: str, path: str) -> dic
     if sys_platform is None:
         system = markers.get("platform_system", "")
         sys_platform = {"Linux": "linux", "Windows": "win32", "Darwin": "darwin"}.get(system, "")
+        if not sys_platform:
+            hint = values.get("platform_tag", "").lower()
+            for prefix, platform in (
+                ("win", "win32"),
+                ("macosx", "darwin"),
+                ("linux", "linux"),
+                ("manylinux", "linux"),
+                ("musllinux", "linux"),
+            ):
+                if hint.startswith(prefix):
+                    sys_platform = platform
+                    break
         markers["sys_platform"] = sys_platform
     markers.setdefault("os_name", "nt" if sys_platform == "win32" else "posix")
     markers.setdefault(

@@ -89,7 +89,7 @@ class IndexClient:
             url = urllib.parse.urlunsplit(parts._replace(netloc=_host_port(parts)))
         self.index_url = url
         self._retry = Retry(
-            total=retries,
+            total=None,  # each kind has its own budget: redirects must not eat retries
             connect=retries,
             read=retries,
             status=retries,

@@ -118,6 +118,8 @@ def _json_file(raw: Any, page_url: str) -> DistributionFile | None:
     yanked = raw.get("yanked", False)
     if not isinstance(yanked, (bool, str)):
         yanked = bool(yanked)
+    elif yanked == "":
+        yanked = True
     metadata = raw.get("core-metadata", raw.get("dist-info-metadata"))
     size = raw.get("size")
     upload_time = raw.get("upload-time")
