@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from builders import build_wheel
+from packaging.tags import sys_tags
 
 from morgan import __version__
 from morgan.config import MirrorConfig
@@ -33,8 +34,6 @@ def test_generate_env_round_trips_and_matches_this_interpreter(run_morgan, tmp_p
     assert env.name == "here"
     assert env.markers["python_full_version"] == ".".join(map(str, sys.version_info[:3]))
     # the first tag this interpreter supports is the first the generated env supports
-    from packaging.tags import sys_tags
-
     assert next(iter(sys_tags())) in set(env.tags)
 
 
