@@ -9,6 +9,7 @@ client there accepts, best first, the way pip orders ``packaging.tags.sys_tags()
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -208,13 +209,8 @@ class Environment:
 
         An unparsable value is ignored, as pip does, rather than hiding the file.
         """
-        if not requires_python or not requires_python.strip():
-            return True
-        try:
-            spec = SpecifierSet(requires_python)
-        except InvalidSpecifier:
-            return True
-        return spec.contains(self.python_version, prereleases=True)
+        spec = _requires_python(requires_python) if requires_python else None
+        return spec is None or spec.contains(self.python_version, prereleases=True)
 
     def wheel_rank(self, wheel_tags: Iterable[Tag]) -> tuple[int, tuple[int, int], int] | None:
         """A sort key for a wheel in this environment (lower is better), or None.
@@ -243,6 +239,15 @@ class Environment:
         if not self.level_unknown:
             return (0, (0, 0), best)
         return (1 if pure else 0, level or (0, 0), best)
+
+
+@functools.lru_cache(maxsize=4096)
+def _requires_python(text: str) -> SpecifierSet | None:
+    """A parsed Requires-Python; the same few strings recur on every file of a project."""
+    try:
+        return SpecifierSet(text) if text.strip() else None
+    except InvalidSpecifier:
+        return None
 
 
 def _complete_markers(values: Mapping[str, str], section: str, path: str) -> dict[str, str]:

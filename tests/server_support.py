@@ -6,11 +6,9 @@ mirrorer, so that the server is tested against the tree contract alone.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import http.client
-import io
 import json
 import os
 import shutil
@@ -18,7 +16,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import tarfile
 import time
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -26,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import builders
 import pytest
 
 SERVER_SOURCE = Path(__file__).resolve().parent.parent / "morgan" / "server.py"
@@ -46,25 +44,6 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def metadata_text(
-    name: str,
-    version: str,
-    requires_python: str | None = None,
-    requires_dist: Iterable[str] = (),
-) -> str:
-    lines = ["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}"]
-    if requires_python:
-        lines.append(f"Requires-Python: {requires_python}")
-    lines.extend(f"Requires-Dist: {requirement}" for requirement in requires_dist)
-    lines.extend(["", f"The {name} project, version {version}, made for tests.", ""])
-    return "\n".join(lines)
-
-
-def _record_line(path: str, data: bytes) -> str:
-    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-    return f"{path},sha256={digest},{len(data)}"
-
-
 def build_wheel(
     folder: Path,
     name: str,
@@ -75,45 +54,17 @@ def build_wheel(
     requires_dist: Iterable[str] = (),
 ) -> tuple[Path, bytes]:
     """A small installable wheel; returns its path and its METADATA bytes."""
-    module = name.replace("-", "_").replace(".", "_").lower()
-    distribution = name.replace("-", "_").replace(".", "_")
-    dist_info = f"{distribution}-{version}.dist-info"
-    metadata = metadata_text(name, version, requires_python, requires_dist).encode()
-    purelib = tag.endswith("-none-any")
-    files = {
-        f"{module}/__init__.py": f"VERSION = {version!r}\n".encode(),
-        f"{dist_info}/METADATA": metadata,
-        f"{dist_info}/WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: morgan-tests\n"
-            f"Root-Is-Purelib: {'true' if purelib else 'false'}\nTag: {tag}\n"
-        ).encode(),
-    }
-    record = [_record_line(path, data) for path, data in files.items()]
-    record.append(f"{dist_info}/RECORD,,")
-    files[f"{dist_info}/RECORD"] = ("\n".join(record) + "\n").encode()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{distribution}-{version}-{tag}.whl"
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        for member, data in files.items():
-            archive.writestr(member, data)
-    return path, metadata
+    path = builders.build_wheel(
+        folder, name, version, tags=tag, requires=requires_dist, requires_python=requires_python
+    )
+    with zipfile.ZipFile(path) as archive:
+        member = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        return path, archive.read(member)
 
 
 def build_sdist(folder: Path, name: str, version: str) -> Path:
-    """A small sdist (tar.gz with PKG-INFO); never built by the tests, only listed and fetched."""
-    base = f"{name.replace('-', '_')}-{version}"
-    files = {
-        f"{base}/PKG-INFO": metadata_text(name, version).encode(),
-        f"{base}/pyproject.toml": b"[build-system]\nrequires = []\n",
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{base}.tar.gz"
-    with tarfile.open(path, "w:gz") as archive:
-        for member, data in files.items():
-            info = tarfile.TarInfo(member)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
+    """A small sdist; never built by the tests, only listed and fetched."""
+    return builders.build_sdist(folder, name, version)
 
 
 # ---------------------------------------------------------------------------

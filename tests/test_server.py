@@ -50,7 +50,7 @@ from server_support import (
 from morgan import server as server_module
 
 PROJECTS = ["alpha", "beta", "gamma", "legacy", "zope-interface"]
-SECRETS = [b"hunter2", b"outside secret", b"PARTIAL DOWNLOAD", b"private notes", b"VERSION ="]
+SECRETS = [b"hunter2", b"outside secret", b"PARTIAL DOWNLOAD", b"private notes", b"__version__ ="]
 
 
 @pytest.fixture(scope="module")

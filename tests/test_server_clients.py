@@ -69,7 +69,7 @@ def test_pip_install_into_a_fresh_venv(server: ServerProcess, tmp_path: Path) ->
     python = environment / "bin" / "python"
     run([str(python), "-m", "pip", "install", *pip_args(server.url), "alpha"])
     result = run(
-        [str(python), "-c", "import alpha, beta; print(alpha.VERSION, beta.VERSION)"],
+        [str(python), "-c", "import alpha, beta; print(alpha.__version__, beta.__version__)"],
     )
     assert result.stdout.split() == ["1.0", "1.2"]
     log = server.stderr()
@@ -117,7 +117,9 @@ def test_uv_pip_install(server: ServerProcess, uv: str, tmp_path: Path) -> None:
     python = environment / "bin" / "python"
     command = [uv, "pip", "install", *uv_flags, "--python", str(python)]
     run([*command, "--index-url", server.url, "alpha"])
-    result = run([str(python), "-c", "import alpha, beta; print(alpha.VERSION, beta.VERSION)"])
+    result = run(
+        [str(python), "-c", "import alpha, beta; print(alpha.__version__, beta.__version__)"]
+    )
     assert result.stdout.split() == ["1.0", "1.2"]
 
 
