@@ -41,10 +41,12 @@ class ConfigError(MorganError, ValueError):
 class UpstreamError(MorganError):
     """The upstream index could not give what was asked of it."""
 
-    def __init__(self, url: str, reason: str) -> None:
+    def __init__(self, url: str, reason: str, *, status: int | None = None) -> None:
         super().__init__(url, reason)
         self.url = url
         self.reason = reason
+        #: The HTTP status that caused it, when there was one.
+        self.status = status
 
     def __str__(self) -> str:
         return f"{self.url}: {self.reason}"
@@ -116,3 +118,24 @@ class UnsafeNameError(MorganError, ValueError):
 
     def __str__(self) -> str:
         return f"refusing name {self.name!r}: {self.reason}"
+
+
+class IndexLockedError(MorganError):
+    """Another morgan run is writing the same index."""
+
+    def __init__(self, lock_path: str) -> None:
+        super().__init__(lock_path)
+        self.lock_path = lock_path
+
+    def __str__(self) -> str:
+        return (
+            f"another morgan run is mirroring into this index (it holds {self.lock_path}); "
+            "wait for it to finish, then run again"
+        )
+
+
+class DownloadCancelled(MorganError):
+    """The run is stopping (interrupted); work in progress gives up where it stands."""
+
+    def __str__(self) -> str:
+        return "cancelled"
