@@ -19,6 +19,7 @@ from morgan.config import MirrorConfig
 from morgan.errors import MorganError
 from morgan.generate import MODES, environment_block, requirements_block
 from morgan.index import DEFAULT_INDEX_URL, IndexClient, normalize_index_url
+from morgan.lock import IndexLock
 from morgan.mirror import Mirrorer, MirrorOptions, copy_server
 from morgan.selection import DEFAULT_PACKAGE_TYPE_REGEX, SelectionOptions
 
@@ -38,6 +39,16 @@ def _jobs(value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 64:
         raise argparse.ArgumentTypeError("must be a whole number from 1 to 64")
     return int(value)
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= 3600:
+        raise argparse.ArgumentTypeError("must be a number of seconds from 0 to 3600")
+    return seconds
 
 
 def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -90,6 +101,12 @@ def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         default=default(DEFAULT_JOBS),
         help=f"parallel requests (default: {DEFAULT_JOBS})",
     )
+    add(
+        "--verify",
+        action="store_true",
+        default=default(False),
+        help="mirror: re-hash every file already in the index instead of trusting unchanged ones",
+    )
     add("-v", "--verbose", action="store_true", default=default(False), help="say more")
     add("-q", "--quiet", action="store_true", default=default(False), help="errors only")
     add("-e", "--env", default=default("local"), help="generate_env: the environment's name")
@@ -102,7 +119,12 @@ def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     add("--certfile", default=default(None), help="serve: TLS certificate (PEM)")
     add("--keyfile", default=default(None), help="serve: TLS private key (PEM)")
     add("--auth-file", default=default(None), help="serve: basic-auth password file")
-    add("--timeout", type=float, default=default(60.0), help="serve: idle client timeout (s)")
+    add(
+        "--timeout",
+        type=_seconds,
+        default=default(60.0),
+        help="seconds to wait for a silent peer: the index (mirror) or a client (serve)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,10 +175,16 @@ def _size(count: int) -> str:
 def _mirror(args: argparse.Namespace) -> int:
     index_path = Path(args.index_path).resolve()
     config = MirrorConfig.from_file(args.config or str(index_path / "morgan.ini"))
-    client = IndexClient(args.index_url, connections=args.jobs)
+    client = IndexClient(
+        args.index_url,
+        connections=args.jobs,
+        connect_timeout=min(args.timeout, 10.0),
+        read_timeout=args.timeout,
+    )
     options = MirrorOptions(
         index_path=index_path,
         jobs=args.jobs,
+        verify=args.verify,
         selection=SelectionOptions(
             all_versions=args.mirror_all_versions,
             all_wheels=args.mirror_all_wheels,
@@ -164,12 +192,13 @@ def _mirror(args: argparse.Namespace) -> int:
         ),
     )
     index_path.mkdir(parents=True, exist_ok=True)
-    try:
-        report = Mirrorer(config, client, options).run()
-    finally:
-        client.close()
-    if not args.skip_server_copy:
-        copy_server(index_path)
+    with IndexLock(index_path):
+        try:
+            report = Mirrorer(config, client, options).run()
+        finally:
+            client.close()
+        if not args.skip_server_copy:
+            copy_server(index_path)
     print(
         f"mirrored {len(report.projects)} projects, {len(report.files)} files: "
         f"{report.downloaded} downloaded ({_size(report.bytes_downloaded)}), "

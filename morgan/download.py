@@ -1,8 +1,10 @@
 """Verified downloads into the tree: stream, hash, check, then rename into place.
 
 A file becomes visible under its real name only after its digest matched what
-the index promised; until then it is a hidden ``.part`` file in the same
-folder, which the pages and the server never list.
+the index promised; until then it is the hidden ``.<file>.part`` in the same
+folder, which the pages and the server never list. A broken-off transfer is
+resumed from that part (HTTP Range), in this run or the next, and the part is
+deleted whenever its bytes cannot be right.
 """
 
 from __future__ import annotations
@@ -11,24 +13,27 @@ import calendar
 import hashlib
 import logging
 import os
-import tempfile
+import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from morgan.errors import HashMismatchError, UpstreamError
-from morgan.index import IndexClient, redact
+from morgan.errors import DownloadCancelled, HashMismatchError, UpstreamError
+from morgan.index import BACKOFF_MAX, IndexClient, redact
 from morgan.layout import PART_SUFFIX, file_sha256, read_hash_sidecar, write_hash_sidecar
 from morgan.models import PREFERRED_HASH, DistributionFile
+from morgan.state import VerifiedFile, trusted_sha256
 
 log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 256 * 1024
 #: Whole-download attempts when the body breaks off after the headers arrived
 #: (urllib3 itself retries only until the response starts).
-ATTEMPTS = 3
+ATTEMPTS = 5
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+|\*)")
 
 
 @dataclass(frozen=True)
@@ -40,14 +45,17 @@ class DownloadResult:
     size: int
     reused: bool
 
+    def record(self) -> VerifiedFile:
+        return VerifiedFile.of(self.path, self.sha256)
+
 
 def expected_digest(file: DistributionFile) -> tuple[str, str] | None:
     """The (algorithm, digest) to check a download against: sha256 when given."""
     if PREFERRED_HASH in file.hashes:
-        return PREFERRED_HASH, file.hashes[PREFERRED_HASH]
+        return PREFERRED_HASH, file.hashes[PREFERRED_HASH].lower()
     for algorithm in sorted(file.hashes):
         if algorithm in hashlib.algorithms_guaranteed:
-            return algorithm, file.hashes[algorithm]
+            return algorithm, file.hashes[algorithm].lower()
     return None
 
 
@@ -62,26 +70,56 @@ def upload_timestamp(upload_time: str | None) -> float | None:
         return None
 
 
-def _reusable(dest: Path, file: DistributionFile) -> DownloadResult | None:
-    """The file already in the tree, if its recorded hash is the one the index gives."""
+def part_path(dest: Path) -> Path:
+    """Where the download of ``dest`` grows until it is verified."""
+    return dest.with_name(f".{dest.name}{PART_SUFFIX}")
+
+
+def _reusable(
+    dest: Path, file: DistributionFile, record: VerifiedFile | None, verify: bool
+) -> DownloadResult | None:
+    """The file already in the tree, if its recorded hash is the one the index gives.
+
+    A file unchanged (size, mtime) since it was last verified is not read again
+    unless ``verify`` asks for it.
+    """
     if not dest.is_file():
         return None
-    recorded = read_hash_sidecar(dest)
+    sidecar = read_hash_sidecar(dest)
+    if sidecar is None or sidecar[0] != PREFERRED_HASH:
+        return None
+    recorded = sidecar[1]
     expected = expected_digest(file)
-    if recorded is None or recorded[0] != PREFERRED_HASH:
+    if expected is not None and expected[0] == PREFERRED_HASH and expected[1] != recorded:
         return None
-    if expected is not None and expected[0] == PREFERRED_HASH and expected[1] != recorded[1]:
-        return None
+    trusted = None if verify else trusted_sha256(dest, record)
+    if trusted == recorded and expected is not None and expected[0] == PREFERRED_HASH:
+        return DownloadResult(path=dest, sha256=recorded, size=dest.stat().st_size, reused=True)
     actual = file_sha256(dest)
-    if actual != recorded[1]:
+    if actual != recorded:
         log.warning("%s: content differs from its .hash sidecar; fetching it again", dest.name)
         return None
+    if expected is not None and expected[0] != PREFERRED_HASH:
+        other = hashlib.new(expected[0])
+        with dest.open("rb") as stream:
+            for chunk in iter(lambda: stream.read(1024 * 1024), b""):
+                other.update(chunk)
+        if other.hexdigest() != expected[1]:
+            return None
     return DownloadResult(path=dest, sha256=actual, size=dest.stat().st_size, reused=True)
 
 
-def download(client: IndexClient, file: DistributionFile, dest: Path) -> DownloadResult:
+def download(
+    client: IndexClient,
+    file: DistributionFile,
+    dest: Path,
+    *,
+    record: VerifiedFile | None = None,
+    verify: bool = False,
+    cancel: threading.Event | None = None,
+) -> DownloadResult:
     """Put ``file`` at ``dest`` verified, or raise; a verified copy already there is kept."""
-    reused = _reusable(dest, file)
+    reused = _reusable(dest, file, record, verify)
     if reused is not None:
         return reused
     expected = expected_digest(file)
@@ -90,54 +128,163 @@ def download(client: IndexClient, file: DistributionFile, dest: Path) -> Downloa
             "%s: the index gives no usable hash; recording the sha256 of what was received",
             file.filename,
         )
-    last_error: Exception | None = None
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            return _fetch(client, file, dest, expected)
-        except (UpstreamError, Urllib3Error) as error:
-            last_error = error
-            log.info("%s: attempt %d of %d failed (%s)", file.filename, attempt, ATTEMPTS, error)
-    assert last_error is not None
-    if isinstance(last_error, UpstreamError):
-        raise last_error
-    raise UpstreamError(redact(file.url), str(last_error))
-
-
-def _fetch(
-    client: IndexClient, file: DistributionFile, dest: Path, expected: tuple[str, str] | None
-) -> DownloadResult:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    sha256 = hashlib.sha256()
-    other = hashlib.new(expected[0]) if expected and expected[0] != PREFERRED_HASH else None
-    size = 0
-    fd, temp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=PART_SUFFIX)
-    temp = Path(temp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, client.stream(file.url) as response:
-            for chunk in response.stream(CHUNK_SIZE):
-                sha256.update(chunk)
-                if other is not None:
-                    other.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if file.size is not None and size != file.size:
-            raise UpstreamError(
-                redact(file.url), f"received {size} bytes, the index says {file.size}"
-            )
-        if expected is not None:
-            actual = (other or sha256).hexdigest()
-            if actual != expected[1].lower():
-                raise HashMismatchError(file.filename, expected[0], expected[1], actual)
-        os.chmod(temp, 0o644)
-        stamp = upload_timestamp(file.upload_time)
-        if stamp is not None:
-            os.utime(temp, (stamp, stamp))
-        os.replace(temp, dest)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    digest = sha256.hexdigest()
-    write_hash_sidecar(dest, digest)
-    return DownloadResult(path=dest, sha256=digest, size=size, reused=False)
+    transfer = _Transfer(client, file, dest, expected, cancel)
+    for attempt in range(1, ATTEMPTS + 1):
+        resumed = transfer.resume_point() > 0
+        try:
+            return transfer.run()
+        except HashMismatchError:
+            if not resumed:
+                raise
+            # the kept part was stale (the file changed upstream?): start from nothing
+            log.info("%s: resumed download did not verify; fetching it whole", file.filename)
+        except (UpstreamError, Urllib3Error) as error:
+            if isinstance(error, UpstreamError) and error.status == 416 and resumed:
+                transfer.part.unlink(missing_ok=True)  # the part is complete or too long
+                continue
+            if attempt == ATTEMPTS:
+                if isinstance(error, UpstreamError):
+                    raise
+                raise UpstreamError(redact(file.url), str(error)) from None
+            log.info("%s: attempt %d of %d failed (%s)", file.filename, attempt, ATTEMPTS, error)
+            _sleep(min(client.backoff * 2 ** (attempt - 1), BACKOFF_MAX), cancel)
+    raise UpstreamError(redact(file.url), f"gave up after {ATTEMPTS} attempts")
+
+
+def _sleep(seconds: float, cancel: threading.Event | None) -> None:
+    if cancel is None:
+        time.sleep(seconds)
+    elif cancel.wait(seconds):
+        raise DownloadCancelled()
+
+
+class _Transfer:
+    """One file's bytes on their way into the tree, resumable across attempts and runs."""
+
+    def __init__(
+        self,
+        client: IndexClient,
+        file: DistributionFile,
+        dest: Path,
+        expected: tuple[str, str] | None,
+        cancel: threading.Event | None,
+    ) -> None:
+        self.client = client
+        self.file = file
+        self.dest = dest
+        self.part = part_path(dest)
+        self.expected = expected
+        self.cancel = cancel
+
+    def _hashers(self) -> tuple[hashlib._Hash, hashlib._Hash | None]:
+        other = None
+        if self.expected and self.expected[0] != PREFERRED_HASH:
+            other = hashlib.new(self.expected[0])
+        return hashlib.sha256(), other
+
+    def resume_point(self) -> int:
+        """Bytes already in the part file that are worth keeping."""
+        try:
+            size = self.part.stat().st_size
+        except FileNotFoundError:
+            return 0
+        if self.file.size is not None and size >= self.file.size:
+            self.part.unlink()
+            return 0
+        return size
+
+    def run(self) -> DownloadResult:
+        sha256, other = self._hashers()
+        offset = self.resume_point()
+        headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+        try:
+            with self.client.stream(
+                self.file.url, headers=headers, accept_partial=bool(offset)
+            ) as response:
+                if offset and not _continues_at(response, offset):
+                    log.debug("%s: the index sent the whole file again", self.file.filename)
+                    offset = 0
+                mode = "ab" if offset else "wb"
+                with self.part.open(mode) as out:
+                    if offset:
+                        _hash_existing(self.part, offset, sha256, other)
+                        out.truncate(offset)
+                    size = offset
+                    for chunk in response.stream(CHUNK_SIZE):
+                        if self.cancel is not None and self.cancel.is_set():
+                            raise DownloadCancelled()
+                        size += len(chunk)
+                        if self.file.size is not None and size > self.file.size:
+                            raise UpstreamError(
+                                redact(self.file.url),
+                                f"sent more than the {self.file.size} bytes the index announced",
+                            )
+                        sha256.update(chunk)
+                        if other is not None:
+                            other.update(chunk)
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+        except (UpstreamError, Urllib3Error, DownloadCancelled):
+            raise  # the part is kept: the next attempt or run resumes it
+        except BaseException:
+            self.part.unlink(missing_ok=True)  # a local failure (disk full): leave nothing
+            raise
+        return self._finish(size, sha256, other)
+
+    def _finish(
+        self, size: int, sha256: hashlib._Hash, other: hashlib._Hash | None
+    ) -> DownloadResult:
+        try:
+            if self.file.size is not None and size != self.file.size:
+                # the body broke off early without a transport error: resume it
+                raise UpstreamError(
+                    redact(self.file.url), f"received {size} bytes, the index says {self.file.size}"
+                )
+            if self.expected is not None:
+                actual = (other or sha256).hexdigest()
+                if actual != self.expected[1]:
+                    self.part.unlink(missing_ok=True)
+                    raise HashMismatchError(
+                        self.file.filename, self.expected[0], self.expected[1], actual
+                    )
+            os.chmod(self.part, 0o644)
+            stamp = upload_timestamp(self.file.upload_time)
+            if stamp is not None:
+                os.utime(self.part, (stamp, stamp))
+            os.replace(self.part, self.dest)
+        except UpstreamError:
+            raise
+        except BaseException:
+            self.part.unlink(missing_ok=True)
+            raise
+        digest = sha256.hexdigest()
+        write_hash_sidecar(self.dest, digest)
+        return DownloadResult(path=self.dest, sha256=digest, size=size, reused=False)
+
+
+def _continues_at(response: object, offset: int) -> bool:
+    """True if the response is a 206 whose body starts at ``offset``."""
+    if getattr(response, "status", None) != 206:
+        return False
+    headers = getattr(response, "headers", {})
+    match = _CONTENT_RANGE.fullmatch(str(headers.get("Content-Range", "")).strip())
+    return match is not None and int(match.group(1)) == offset
+
+
+def _hash_existing(
+    path: Path, length: int, sha256: hashlib._Hash, other: hashlib._Hash | None
+) -> None:
+    with path.open("rb") as stream:
+        remaining = length
+        while remaining:
+            chunk = stream.read(min(1024 * 1024, remaining))
+            if not chunk:
+                raise UpstreamError(str(path), "the partial download shrank while resuming")
+            sha256.update(chunk)
+            if other is not None:
+                other.update(chunk)
+            remaining -= len(chunk)

@@ -11,19 +11,23 @@ import base64
 import logging
 import netrc
 import threading
+import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util import Retry, Timeout
 
 from morgan import __version__
-from morgan.errors import ProjectNotFoundError, UpstreamError
+from morgan.errors import PageError, ProjectNotFoundError, UpstreamError
 from morgan.models import ProjectPage
 from morgan.simple import ACCEPT, parse_project_page
+from morgan.state import CachedPage
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,23 @@ USER_AGENT = f"morgan/{__version__}"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: A project page larger than this is refused rather than held in memory.
 MAX_PAGE_BYTES = 256 * 1024 * 1024
+#: Seconds before the second attempt of a transfer; each further wait doubles.
+DEFAULT_BACKOFF = 0.5
+#: The longest wait between two attempts of one transfer, in seconds.
+BACKOFF_MAX = 10.0
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PageFetch:
+    """A project page, and what to remember of it for a conditional request next time."""
+
+    page: ProjectPage
+    #: The page with its validators, or None when the index sent none.
+    cache: CachedPage | None
+    #: True when the index answered 304 and the page came from the cache.
+    not_modified: bool
 
 
 def redact(url: str) -> str:
@@ -76,7 +97,8 @@ class IndexClient:
         connect_timeout: float = 10.0,
         read_timeout: float = 60.0,
         retries: int = 5,
-        backoff: float = 0.5,
+        backoff: float | None = None,
+        attempts: int = 4,
     ) -> None:
         url = normalize_index_url(index_url)
         parts = urllib.parse.urlsplit(url)
@@ -88,12 +110,16 @@ class IndexClient:
             self._credentials[host_key] = _basic(user, password)
             url = urllib.parse.urlunsplit(parts._replace(netloc=_host_port(parts)))
         self.index_url = url
+        self._index_host = (parts.hostname or "").lower()
+        #: Whole-transfer attempts for pages and metadata (see ``_attempts``).
+        self.attempts = attempts
+        self.backoff = DEFAULT_BACKOFF if backoff is None else backoff
         self._retry = Retry(
             total=None,  # each kind has its own budget: redirects must not eat retries
             connect=retries,
             read=retries,
             status=retries,
-            backoff_factor=backoff,
+            backoff_factor=self.backoff,
             status_forcelist=RETRY_STATUSES,
             allowed_methods=frozenset({"GET", "HEAD"}),
             raise_on_status=False,
@@ -115,45 +141,104 @@ class IndexClient:
     def project_url(self, project: str) -> str:
         return urllib.parse.urljoin(self.index_url, f"{project}/")
 
-    def get_project_page(self, project: str) -> ProjectPage:
-        """The parsed page of a (normalized) project name."""
+    def get_project_page(self, project: str, cached: CachedPage | None = None) -> PageFetch:
+        """The parsed page of a (normalized) project name.
+
+        With a ``cached`` copy the request is conditional, and a ``304 Not
+        Modified`` answer is served from the copy.
+        """
         url = self.project_url(project)
-        response = self._request(url, headers={"Accept": ACCEPT})
+        headers = {"Accept": ACCEPT}
+        if cached is not None and cached.url == url:
+            headers.update(cached.conditional_headers())
+        else:
+            cached = None
+        return self._attempts(url, lambda: self._fetch_page(project, url, headers, cached))
+
+    def _fetch_page(
+        self, project: str, url: str, headers: dict[str, str], cached: CachedPage | None
+    ) -> PageFetch:
+        response = self._request(url, headers=headers)
         try:
             if response.status != 200:
                 response.drain_conn()
+            if response.status == 304 and cached is not None:
+                page = parse_project_page(
+                    cached.body.encode("utf-8"), cached.content_type, url, project
+                )
+                return PageFetch(page, cached, not_modified=True)
             if response.status == 404:
                 raise ProjectNotFoundError(project, redact(url))
             if response.status != 200:
-                raise UpstreamError(redact(url), f"HTTP {response.status} {response.reason}")
+                raise _status_error(url, response)
             body = _read_limited(response, MAX_PAGE_BYTES, url)
-            final_url = response.geturl() or url
+            final_url = urllib.parse.urljoin(url, response.geturl() or url)
         finally:
             response.release_conn()
-        final_url = urllib.parse.urljoin(url, final_url)
-        return parse_project_page(
-            body, response.headers.get("Content-Type", ""), final_url, project
-        )
+        content_type = response.headers.get("Content-Type", "")
+        page = parse_project_page(body, content_type, final_url, project)
+        etag = response.headers.get("ETag")
+        last_modified = response.headers.get("Last-Modified")
+        fresh = None
+        if (etag or last_modified) and final_url == url:
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            if text is not None:
+                fresh = CachedPage(url, text, content_type, etag, last_modified)
+        return PageFetch(page, fresh, not_modified=False)
 
     def get_bytes(self, url: str, limit: int) -> bytes:
         """A whole small resource (a metadata file), refused if over ``limit`` bytes."""
+        return self._attempts(url, lambda: self._fetch_bytes(url, limit))
+
+    def _fetch_bytes(self, url: str, limit: int) -> bytes:
         response = self._request(url)
         try:
             if response.status != 200:
                 response.drain_conn()
-                raise UpstreamError(redact(url), f"HTTP {response.status} {response.reason}")
+                raise _status_error(url, response)
             return _read_limited(response, limit, url)
         finally:
             response.release_conn()
 
+    def _attempts(self, url: str, fetch: Callable[[], T]) -> T:
+        """``fetch()``, again with backoff when the transfer broke (not when the index said no).
+
+        urllib3 retries until a response starts; a body cut off, stalled or
+        garbled after that is only caught here. A page that does not parse may
+        be such a body, so it gets one more try.
+        """
+        parse_failures = 0
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return fetch()
+            except PageError:
+                parse_failures += 1
+                if parse_failures > 1 or attempt == self.attempts:
+                    raise
+            except UpstreamError as error:
+                if error.status is not None or attempt == self.attempts:
+                    raise
+                log.info("%s: attempt %d failed (%s)", redact(url), attempt, error.reason)
+            time.sleep(min(self.backoff * 2 ** (attempt - 1), BACKOFF_MAX))
+        raise UpstreamError(redact(url), f"gave up after {self.attempts} attempts")
+
     @contextmanager
-    def stream(self, url: str) -> Iterator[urllib3.BaseHTTPResponse]:
-        """An open response whose body is read by the caller, chunk by chunk."""
-        response = self._request(url)
+    def stream(
+        self, url: str, *, headers: dict[str, str] | None = None, accept_partial: bool = False
+    ) -> Iterator[urllib3.BaseHTTPResponse]:
+        """An open response whose body is read by the caller, chunk by chunk.
+
+        ``accept_partial`` lets a ``206 Partial Content`` answer through (for a
+        ranged request); any other status than 200 raises UpstreamError.
+        """
+        response = self._request(url, headers=headers)
         try:
-            if response.status != 200:
+            if response.status != 200 and not (accept_partial and response.status == 206):
                 response.drain_conn()
-                raise UpstreamError(redact(url), f"HTTP {response.status} {response.reason}")
+                raise _status_error(url, response)
             yield response
         finally:
             response.release_conn()
@@ -171,6 +256,8 @@ class IndexClient:
             )
         # per-request headers replace the pool's defaults in urllib3, so name ours here
         all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        if (parts.hostname or "").lower() != self._index_host:
+            log.debug("%s: fetched from another host than the index", redact(url))
         authorization = self._authorization(parts)
         if authorization:
             all_headers["Authorization"] = authorization
@@ -250,6 +337,12 @@ def _host_key(parts: urllib.parse.SplitResult) -> str:
 def _basic(user: str, password: str) -> str:
     token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
     return f"Basic {token}"
+
+
+def _status_error(url: str, response: urllib3.BaseHTTPResponse) -> UpstreamError:
+    return UpstreamError(
+        redact(url), f"HTTP {response.status} {response.reason}", status=response.status
+    )
 
 
 def _read_limited(response: urllib3.BaseHTTPResponse, limit: int, url: str) -> bytes:

@@ -11,8 +11,11 @@ cycles end and shared dependencies cost one page fetch.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
+import threading
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -24,12 +27,13 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
 from morgan.config import MirrorConfig
-from morgan.download import DownloadResult, download
+from morgan.download import DownloadResult, download, part_path
 from morgan.environments import Environment
 from morgan.errors import MorganError, ProjectNotFoundError, UpstreamError
-from morgan.index import IndexClient
+from morgan.index import IndexClient, PageFetch
 from morgan.layout import (
     METADATA_SUFFIX,
+    PART_SUFFIX,
     atomic_write,
     check_filename,
     project_dir,
@@ -45,6 +49,7 @@ from morgan.metadata import (
 )
 from morgan.models import PREFERRED_HASH, Candidate, DistributionFile, ProjectPage
 from morgan.selection import Choice, SelectionOptions, candidates, choose, describe
+from morgan.state import ProjectState, VerifiedFile
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +61,8 @@ class MirrorOptions:
     index_path: Path
     jobs: int = 8
     selection: SelectionOptions = field(default_factory=SelectionOptions)
+    #: Re-hash every file already in the tree instead of trusting unchanged ones.
+    verify: bool = False
 
 
 @dataclass
@@ -68,6 +75,7 @@ class MirrorReport:
     reused: int = 0
     bytes_downloaded: int = 0
     bytes_reused: int = 0
+    pages_not_modified: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -118,6 +126,10 @@ class Mirrorer:
         self._known: dict[str, dict[str, DistributionFile]] = defaultdict(dict)
         self._warned_extras: set[tuple[str, str]] = set()
         self._decisions: set[tuple[str, str, str]] = set()
+        self._states: dict[str, ProjectState] = {}
+        #: Parts of downloads that broke off, kept for the next run to resume.
+        self._resumable: set[Path] = set()
+        self._cancel = threading.Event()
 
     # -- the event loop -------------------------------------------------------
 
@@ -139,7 +151,16 @@ class Mirrorer:
                 done, _ = wait(list(self._pending), return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=id):
                     callback = self._pending.pop(future)
-                    callback(future)
+                    try:
+                        callback(future)
+                    except MorganError as error:
+                        self._error(str(error))
+                    except Exception as error:  # a bug must not lose the rest of the run
+                        log.debug("unexpected error", exc_info=True)
+                        self._error(f"unexpected error: {error!r}; please report it")
+        except BaseException:
+            self._cancel.set()  # interrupted: downloads stop, their parts stay for the next run
+            raise
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
         self._write_pages()
@@ -161,6 +182,12 @@ class Mirrorer:
 
     # -- requirements and pages -----------------------------------------------
 
+    def _state(self, name: str) -> ProjectState:
+        state = self._states.get(name)
+        if state is None:
+            state = self._states[name] = ProjectState.load(self.options.index_path / name)
+        return state
+
     def _need(self, need: _Need) -> None:
         requirement = need.requirement
         name = canonicalize_name(requirement.name)
@@ -181,12 +208,22 @@ class Mirrorer:
         first = name not in self._page_waiters
         self._page_waiters[name].append(need)
         if first:
-            self._submit(lambda f: self._page_done(name, f), self.client.get_project_page, name)
+            project_dir(self.options.index_path, name)
+            self._submit(
+                lambda f: self._page_done(name, f),
+                self.client.get_project_page,
+                name,
+                self._state(name).page,
+            )
 
-    def _page_done(self, name: str, future: Future[ProjectPage]) -> None:
+    def _page_done(self, name: str, future: Future[PageFetch]) -> None:
         waiters = self._page_waiters.pop(name, [])
         try:
-            page: ProjectPage | None = future.result()
+            fetch = future.result()
+            page: ProjectPage | None = fetch.page
+            self._state(name).page = fetch.cache
+            if fetch.not_modified:
+                self.report.pages_not_modified += 1
         except ProjectNotFoundError as error:
             page = None
             asked = sorted({need.required_by for need in waiters})
@@ -264,9 +301,17 @@ class Mirrorer:
         self._ensure_download(name, sdist, self._with_dist_deps(sdist.file.filename, follow))
 
     def _dependencies_of(self, name: str, candidate: Candidate, callback: DepsCallback) -> None:
-        """Call back with the candidate's dependencies, from PEP 658 metadata if offered."""
+        """Call back with the candidate's dependencies, from PEP 658 metadata if offered.
+
+        A file already in the tree is read instead: that costs no request.
+        """
         filename = candidate.file.filename
-        if candidate.file.metadata_hashes is None or self._meta_deps.get(filename, 0) is None:
+        if (
+            candidate.file.metadata_hashes is None
+            or self._meta_deps.get(filename, 0) is None
+            or filename in self._downloads
+            or self._in_tree(name, candidate)
+        ):
             self._ensure_download(name, candidate, self._with_dist_deps(filename, callback))
             return
         if filename in self._meta_deps:
@@ -299,6 +344,14 @@ class Mirrorer:
             else:
                 self._ensure_download(name, candidate, self._with_dist_deps(filename, callback))
 
+    def _in_tree(self, name: str, candidate: Candidate) -> bool:
+        """True if the file is in the tree, unchanged since it was verified as the index's."""
+        record = self._state(name).verified.get(candidate.file.filename)
+        expected = candidate.file.hashes.get(PREFERRED_HASH)
+        if record is None or expected is None or record.sha256 != expected.lower():
+            return False
+        return record.still_matches(self.options.index_path / name / candidate.file.filename)
+
     def _with_dist_deps(
         self, filename: str, callback: DepsCallback
     ) -> Callable[[DownloadResult], None]:
@@ -329,25 +382,39 @@ class Mirrorer:
             return
         self._known[name][filename] = candidate.file
         self._submit(
-            lambda f: self._download_done(filename, f),
+            lambda f: self._download_done(name, filename, f),
             _download_and_read,
             self.client,
             candidate,
             dest,
+            _Checks(self._state(name).verified.get(filename), self.options.verify, self._cancel),
         )
 
     def _download_done(
-        self, filename: str, future: Future[tuple[DownloadResult, Dependencies]]
+        self,
+        name: str,
+        filename: str,
+        future: Future[tuple[DownloadResult, Dependencies, VerifiedFile]],
     ) -> None:
         waiters = self._download_waiters.pop(filename, [])
         try:
-            result, deps = future.result()
-        except (MorganError, OSError) as error:
+            result, deps, record = future.result()
+        except UpstreamError as error:
+            self._downloads[filename] = None
+            self._resumable.add(part_path(self.options.index_path / name / filename))
+            self._error(f"{filename}: {error}")
+            return
+        except MorganError as error:
             self._downloads[filename] = None
             self._error(f"{filename}: {error}")
             return
+        except OSError as error:
+            self._downloads[filename] = None
+            self._error(f"{filename}: cannot write {error.filename or 'it'}: {error.strerror}")
+            return
         self._downloads[filename] = result
         self._dist_deps[filename] = deps
+        self._state(name).verified[filename] = record
         self.report.files.add(filename)
         if result.reused:
             self.report.reused += 1
@@ -363,12 +430,24 @@ class Mirrorer:
     # -- the tree -------------------------------------------------------------
 
     def _write_pages(self) -> None:
+        """Pages, saved state and clean-up; an unwritable folder is an error, not a stop."""
         index = self.options.index_path
-        for name in sorted(self.report.projects):
+        for name in sorted(set(self.report.projects) | set(self._states)):
             folder = index / name
-            if folder.is_dir():
-                write_project_pages(folder, self._known.get(name, {}))
-        write_root_pages(index)
+            if not folder.is_dir():
+                continue
+            try:
+                _remove_leftovers(folder, self._resumable)
+                if name in self.report.projects:
+                    write_project_pages(folder, self._known.get(name, {}))
+                self._state(name).save(folder)
+            except OSError as error:
+                self._error(f"{name}: cannot write its pages: {error.strerror} ({error.filename})")
+        try:
+            _remove_leftovers(index, set())
+            write_root_pages(index)
+        except OSError as error:
+            self._error(f"cannot write the project list: {error.strerror} ({error.filename})")
 
 
 def _plain(requirement: Requirement) -> Requirement:
@@ -377,6 +456,24 @@ def _plain(requirement: Requirement) -> Requirement:
     plain.marker = None
     plain.name = canonicalize_name(plain.name)
     return plain
+
+
+def _remove_leftovers(folder: Path, keep: set[Path]) -> None:
+    """Delete the temporary files of writes that never finished (a killed run's)."""
+    for entry in os.scandir(folder):
+        if entry.name.startswith(".") and entry.name.endswith(PART_SUFFIX):
+            path = Path(entry.path)
+            if path not in keep:
+                path.unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class _Checks:
+    """How much to trust what is already in the tree, and when to stop."""
+
+    record: VerifiedFile | None
+    verify: bool
+    cancel: threading.Event
 
 
 def _fetch_metadata(client: IndexClient, file: DistributionFile) -> Dependencies:
@@ -390,16 +487,32 @@ def _fetch_metadata(client: IndexClient, file: DistributionFile) -> Dependencies
 
 
 def _download_and_read(
-    client: IndexClient, candidate: Candidate, dest: Path
-) -> tuple[DownloadResult, Dependencies]:
+    client: IndexClient, candidate: Candidate, dest: Path, checks: _Checks
+) -> tuple[DownloadResult, Dependencies, VerifiedFile]:
     """Download (or reuse) a file and read its dependencies; wheels get a .metadata sidecar."""
-    result = download(client, candidate.file, dest)
+    result = download(
+        client,
+        candidate.file,
+        dest,
+        record=checks.record,
+        verify=checks.verify,
+        cancel=checks.cancel,
+    )
     project: NormalizedName = canonicalize_name(dest.parent.name)
+    record = checks.record
+    if record is None or not result.reused or record.sha256 != result.sha256:
+        record = result.record()
     if candidate.is_wheel:
-        metadata = read_wheel_metadata(result.path, project)
-        atomic_write(Path(str(result.path) + METADATA_SUFFIX), metadata)
-        return result, parse_core_metadata(metadata, candidate.file.filename)
-    return result, read_sdist_dependencies(result.path)
+        sidecar = Path(str(result.path) + METADATA_SUFFIX)
+        metadata = None
+        if result.reused and not checks.verify:
+            with contextlib.suppress(FileNotFoundError):
+                metadata = sidecar.read_bytes()  # written by an earlier run from this very wheel
+        if metadata is None:
+            metadata = read_wheel_metadata(result.path, project)
+            atomic_write(sidecar, metadata)
+        return result, parse_core_metadata(metadata, candidate.file.filename), record
+    return result, read_sdist_dependencies(result.path), record
 
 
 def copy_server(index_path: Path) -> Path:

@@ -10,7 +10,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from upstream import FixtureIndex
 
+import morgan.index
 from morgan.cli import main
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries wait milliseconds, not seconds, so fault tests stay quick."""
+    monkeypatch.setattr(morgan.index, "DEFAULT_BACKOFF", 0.01)
 
 
 @pytest.fixture(params=["json", "html"])

@@ -125,7 +125,7 @@ def client_for(url: str, **options: Any) -> IndexClient:
 def facts(index: FixtureIndex, tmp_path: Path) -> list[tuple[Any, ...]]:
     client = client_for(index.url)
     try:
-        page = client.get_project_page("demo")
+        page = client.get_project_page("demo").page
     finally:
         client.close()
     assert page.name == "demo"
@@ -188,7 +188,7 @@ def test_content_negotiation(tmp_path: Path, mode: str, api_version: str) -> Non
         index.add(build_sdist(tmp_path, "demo", "1.0"))
         client = client_for(index.url)
         try:
-            assert client.get_project_page("demo").api_version == api_version
+            assert client.get_project_page("demo").page.api_version == api_version
         finally:
             client.close()
 
@@ -199,7 +199,7 @@ def test_metadata_file_is_fetched(tmp_path: Path) -> None:
         entry = index.add(wheel)
         client = client_for(index.url)
         try:
-            (file,) = client.get_project_page("demo").files
+            (file,) = client.get_project_page("demo").page.files
             assert client.get_bytes(file.metadata_url, 1 << 20) == entry.wheel_metadata()
             with pytest.raises(UpstreamError, match="larger than 10 bytes"):
                 client.get_bytes(file.metadata_url, 10)
@@ -285,7 +285,7 @@ def test_credentials_are_sent_as_basic_auth(recorder: Recorder) -> None:
     client = client_for(f"http://{QUOTED}@{recorder.netloc}/simple/")
     try:
         assert client.index_url == recorder.base + "/simple/"
-        page = client.get_project_page("demo")
+        page = client.get_project_page("demo").page
     finally:
         client.close()
     (headers,) = recorder.headers_for("/simple/demo/")
@@ -303,7 +303,7 @@ def test_credentials_go_to_the_index_host_only(recorder: Recorder, elsewhere: Re
     elsewhere.routes["/demo-2.0.tar.gz"] = (200, {}, b"two")
     client = client_for(f"http://{QUOTED}@{recorder.netloc}/simple/")
     try:
-        same_host, other_host = client.get_project_page("demo").files
+        same_host, other_host = client.get_project_page("demo").page.files
         assert client.get_bytes(same_host.url, 100) == b"one"
         assert client.get_bytes(other_host.url, 100) == b"two"
     finally:

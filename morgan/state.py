@@ -1,0 +1,115 @@
+"""What the mirrorer remembers between runs, per project, so a re-run costs almost nothing.
+
+Each project folder may hold a hidden ``.morgan-state.json`` (never listed or
+served; Morgan ignores it) with two things:
+
+* ``verified``: for every file whose digest was checked, the size and mtime it
+  had then. A file that still has them, and whose recorded digest is the one the
+  index gives, is trusted without being read again (``--verify`` re-reads).
+* ``page``: the last project page the index sent, with its ``ETag`` and
+  ``Last-Modified``, so the next run can ask "has it changed?" and, on
+  ``304 Not Modified``, parse the copy instead of downloading it again.
+
+The file is a cache: if it is missing, unreadable or from another version,
+the run simply does the work again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from morgan.layout import atomic_write
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = ".morgan-state.json"
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class VerifiedFile:
+    """A file whose sha256 was checked, and how it looked on disk at that moment."""
+
+    sha256: str
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path, sha256: str) -> VerifiedFile:
+        info = path.stat()
+        return cls(sha256=sha256, size=info.st_size, mtime_ns=info.st_mtime_ns)
+
+    def still_matches(self, path: Path) -> bool:
+        """True if the file has the size and mtime it had when it was verified."""
+        try:
+            info = path.stat()
+        except OSError:
+            return False
+        return info.st_size == self.size and info.st_mtime_ns == self.mtime_ns
+
+
+@dataclass(frozen=True)
+class CachedPage:
+    """A project page as the index last sent it, with its validators."""
+
+    url: str
+    body: str
+    content_type: str
+    etag: str | None = None
+    last_modified: str | None = None
+
+    def conditional_headers(self) -> dict[str, str]:
+        headers = {}
+        if self.etag:
+            headers["If-None-Match"] = self.etag
+        if self.last_modified:
+            headers["If-Modified-Since"] = self.last_modified
+        return headers
+
+
+@dataclass
+class ProjectState:
+    verified: dict[str, VerifiedFile] = field(default_factory=dict)
+    page: CachedPage | None = None
+
+    @classmethod
+    def load(cls, folder: Path) -> ProjectState:
+        """The saved state of a project folder; empty if there is none or it is unusable."""
+        try:
+            data = json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+            if data.get("version") != STATE_VERSION:
+                return cls()
+            verified = {
+                name: VerifiedFile(**record) for name, record in data.get("verified", {}).items()
+            }
+            page = CachedPage(**data["page"]) if data.get("page") else None
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError, TypeError, AttributeError) as error:
+            log.debug("%s: ignoring unreadable %s (%s)", folder.name, STATE_FILE, error)
+            return cls()
+        return cls(verified=verified, page=page)
+
+    def save(self, folder: Path) -> bool:
+        """Write the state if it changed (and the folder exists); True if written."""
+        if not folder.is_dir():
+            return False
+        known = {name: record for name, record in self.verified.items() if (folder / name).exists()}
+        document: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "verified": {name: asdict(known[name]) for name in sorted(known)},
+            "page": asdict(self.page) if self.page else None,
+        }
+        data = (json.dumps(document, indent=1, sort_keys=True) + "\n").encode("utf-8")
+        return atomic_write(folder / STATE_FILE, data)
+
+
+def trusted_sha256(path: Path, record: VerifiedFile | None) -> str | None:
+    """The recorded digest of ``path`` if the file is unchanged since it was verified."""
+    if record is not None and record.still_matches(path):
+        return record.sha256
+    return None
