@@ -22,7 +22,7 @@ from pathlib import Path
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from morgan.errors import DownloadCancelled, HashMismatchError, UpstreamError
-from morgan.index import BACKOFF_MAX, IndexClient, redact
+from morgan.index import BACKOFF_MAX, IndexClient, describe_transport_error, redact
 from morgan.layout import PART_SUFFIX, file_sha256, read_hash_sidecar, write_hash_sidecar
 from morgan.models import PREFERRED_HASH, DistributionFile
 from morgan.state import VerifiedFile, trusted_sha256
@@ -146,8 +146,15 @@ def download(
             if attempt == ATTEMPTS:
                 if isinstance(error, UpstreamError):
                     raise
-                raise UpstreamError(redact(file.url), str(error)) from None
-            log.info("%s: attempt %d of %d failed (%s)", file.filename, attempt, ATTEMPTS, error)
+                raise UpstreamError(redact(file.url), describe_transport_error(error)) from None
+            reason = error.reason if isinstance(error, UpstreamError) else error
+            log.info(
+                "%s: attempt %d of %d failed (%s)",
+                file.filename,
+                attempt,
+                ATTEMPTS,
+                describe_transport_error(reason) if isinstance(reason, Exception) else reason,
+            )
             _sleep(min(client.backoff * 2 ** (attempt - 1), BACKOFF_MAX), cancel)
     raise UpstreamError(redact(file.url), f"gave up after {ATTEMPTS} attempts")
 

@@ -272,7 +272,7 @@ class IndexClient:
                 decode_content=True,
             )
         except Urllib3Error as error:
-            raise UpstreamError(redact(url), _describe(error)) from None
+            raise UpstreamError(redact(url), describe_transport_error(error)) from None
 
     def _manager_for(self, parts: urllib.parse.SplitResult) -> urllib3.PoolManager:
         proxy = self._proxy_urls.get(parts.scheme)
@@ -355,12 +355,15 @@ def _read_limited(response: urllib3.BaseHTTPResponse, limit: int, url: str) -> b
                 raise UpstreamError(redact(url), f"response is larger than {limit} bytes")
             chunks.append(chunk)
     except Urllib3Error as error:
-        raise UpstreamError(redact(url), _describe(error)) from None
+        raise UpstreamError(redact(url), describe_transport_error(error)) from None
     return b"".join(chunks)
 
 
-def _describe(error: Exception) -> str:
+def describe_transport_error(error: Exception) -> str:
+    """A urllib3 error as one readable line (its repr-laden text trimmed)."""
     reason = getattr(error, "reason", None) or error
+    if reason.args and isinstance(reason.args[0], str):
+        reason = reason.args[0]
     text = str(reason)
     # urllib3 prefixes the connection's repr ("HTTPConnection(host=..., port=...): ");
     # the URL is named elsewhere, so keep only the cause.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 from builders import build_sdist, build_wheel
@@ -149,3 +150,43 @@ def populate_graph(index: FixtureIndex, dists: Path) -> None:
     wheel("pre", "1.0")
     wheel("pre", "2.0b1")
     wheel("onlypre", "1.0a1")
+
+
+def populate_many(index: FixtureIndex, dists: Path, count: int = 100) -> str:
+    """``count`` projects in a binary tree of dependencies (p000 needs p001 and p002, ...).
+
+    Every project has a wheel; every 7th also an sdist (whose build needs flit-core),
+    every 10th a 300 kB wheel (so transfers can break half-way). Returns the
+    [requirements] that pull in all of them.
+    """
+    for number in range(count):
+        name = f"p{number:03d}"
+        children = [f"p{c:03d}>=1" for c in (2 * number + 1, 2 * number + 2) if c < count]
+        payload = (
+            {f"{name}/blob.bin": random.Random(number).randbytes(300_000)}
+            if number % 10 == 0
+            else None
+        )
+        index.add(build_wheel(dists, name, "1.0", requires=children, extra_members=payload))
+        if number % 7 == 0:
+            index.add(
+                build_sdist(dists, name, "1.0", requires=children, build_requires=["flit_core"])
+            )
+    index.add(build_wheel(dists, "flit-core", "3.9.0"))
+    return "p000 =\n"
+
+
+def tree_snapshot(index: Path, *, state: bool = True) -> dict[str, bytes]:
+    """Every file of a mirrored tree (relative path → bytes), without the run's own files.
+
+    ``state=False`` leaves out the hidden per-project state, which names the
+    upstream's URL (and so its port).
+    """
+    skip = {"server.py", "morgan.ini", ".morgan.lock"}
+    if not state:
+        skip.add(".morgan-state.json")
+    return {
+        str(path.relative_to(index)): path.read_bytes()
+        for path in sorted(index.rglob("*"))
+        if path.is_file() and path.name not in skip
+    }

@@ -1,8 +1,10 @@
 """A local upstream simple index on a real socket, speaking PEP 691 JSON or HTML only.
 
 Tests add files (built with ``tests.builders``) with the facts the index should
-state about them; the index serves project pages, files and PEP 658 metadata,
-and records every request path.
+state about them; the index serves project pages (with ETag/Last-Modified and
+304 answers), files (with single Range requests) and PEP 658 metadata, and
+records every request path. A seeded :class:`Faults` plan makes it misbehave
+the way real links and proxies do.
 """
 
 from __future__ import annotations
@@ -10,9 +12,14 @@ from __future__ import annotations
 import hashlib
 import html
 import json
+import random
+import socket
+import struct
 import threading
+import time
 import zipfile
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,6 +28,44 @@ from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 HTML_TYPE = "text/html"
+LAST_MODIFIED = "Tue, 02 Jan 2024 03:04:05 GMT"
+FAULT_KINDS = ("503", "429", "reset", "cut", "stall", "length")
+
+
+@dataclass
+class Faults:
+    """Which requests misbehave, and how: a seeded plan, deterministic per request.
+
+    The n-th request for a path fails with probability ``rate``; whether it does,
+    and how, depends only on (seed, path, n), so a run is reproducible whatever
+    order its concurrent requests arrive in. ``always`` makes the paths ending
+    with a key fail every time with the given kind.
+    """
+
+    rate: float = 0.0
+    seed: int = 0
+    kinds: tuple[str, ...] = FAULT_KINDS
+    #: How long a "stall" holds the connection silent (longer than the client's timeout).
+    stall_seconds: float = 2.0
+    always: dict[str, str] = field(default_factory=dict)
+    #: How many of each kind were injected.
+    injected: Counter[str] = field(default_factory=Counter)
+    _counts: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def pick(self, path: str) -> str | None:
+        with self._lock:
+            for suffix, kind in self.always.items():
+                if path.endswith(suffix):
+                    self.injected[kind] += 1
+                    return kind
+            self._counts[path] += 1
+            rng = random.Random(f"{self.seed}:{path}:{self._counts[path]}")
+            if rng.random() >= self.rate:
+                return None
+            kind = rng.choice(self.kinds)
+            self.injected[kind] += 1
+            return kind
 
 
 @dataclass
@@ -54,11 +99,17 @@ class UpstreamFile:
 class FixtureIndex:
     """A simple index serving ``/simple/<project>/`` and ``/files/<filename>``."""
 
-    def __init__(self, mode: str = "json") -> None:
+    def __init__(self, mode: str = "json", faults: Faults | None = None) -> None:
         assert mode in ("json", "html")
         self.mode = mode
+        self.faults = faults or Faults()
         self.projects: dict[str, list[UpstreamFile]] = {}
         self.requests: list[str] = []
+        #: The headers of every request, in order, beside ``requests``.
+        self.request_headers: list[dict[str, str]] = []
+        #: Paths answered with a redirect to another path (a loop, if they point at each other).
+        self.redirects: dict[str, str] = {}
+        self.bytes_sent = 0
         self._server: ThreadingHTTPServer | None = None
 
     def add(self, path: Path, **facts: Any) -> UpstreamFile:
@@ -85,6 +136,11 @@ class FixtureIndex:
 
             def do_GET(self) -> None:
                 index.requests.append(self.path)
+                index.request_headers.append(dict(self.headers.items()))
+                fault = index.faults.pick(self.path.split("?", 1)[0])
+                if fault is not None:
+                    index._misbehave(self, fault)
+                    return
                 index._answer(self)
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -104,16 +160,79 @@ class FixtureIndex:
                     return entry
         return None
 
-    def _answer(self, handler: BaseHTTPRequestHandler) -> None:
+    def _misbehave(self, handler: BaseHTTPRequestHandler, fault: str) -> None:
+        handler.close_connection = True
+        if fault in ("503", "429"):
+            handler.send_response(int(fault))
+            handler.send_header("Retry-After", "0")
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+        elif fault == "reset":
+            handler.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+        elif fault == "stall":
+            time.sleep(self.faults.stall_seconds)
+        elif fault in ("cut", "length"):
+            head, body = self._response_of(handler)
+            if fault == "cut":  # breaks off half-way
+                handler.wfile.write(head + body[: len(body) // 2])
+            else:  # announces more than it sends
+                length = f"Content-Length: {len(body)}".encode()
+                longer = f"Content-Length: {len(body) + 1000}".encode()
+                handler.wfile.write(head.replace(length, longer) + body)
+        else:  # pragma: no cover
+            raise AssertionError(fault)
+
+    def _response_of(self, handler: BaseHTTPRequestHandler) -> tuple[bytes, bytes]:
+        """The (head, body) a well-behaved answer would have had."""
+        saved = handler.wfile
+
+        class Capture:
+            data = b""
+
+            def write(self, chunk: bytes) -> None:
+                Capture.data += chunk
+
+        handler.wfile = Capture()  # type: ignore[assignment]
+        try:
+            self._answer(handler, count=False)
+        finally:
+            handler.wfile = saved
+        head, _, body = Capture.data.partition(b"\r\n\r\n")
+        return head + b"\r\n\r\n", body
+
+    def _answer(self, handler: BaseHTTPRequestHandler, *, count: bool = True) -> None:
         path = handler.path.split("?", 1)[0]
+        if path in self.redirects:
+            handler.send_response(302)
+            handler.send_header("Location", self.redirects[path])
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return None
         if path.startswith("/simple/") and path.endswith("/"):
             project = path[len("/simple/") : -1]
             if project not in self.projects:
                 return _send(handler, 404, b"not found", "text/plain")
             wants_json = JSON_TYPE in handler.headers.get("Accept", "")
             if self.mode == "json" and wants_json:
-                return _send(handler, 200, self._json_page(project), JSON_TYPE)
-            return _send(handler, 200, self._html_page(project), HTML_TYPE)
+                body, content_type = self._json_page(project), JSON_TYPE
+            else:
+                body, content_type = self._html_page(project), HTML_TYPE
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            if handler.headers.get("If-None-Match") == etag:
+                handler.send_response(304)
+                handler.send_header("ETag", etag)
+                handler.end_headers()
+                return None
+            return self._send(
+                handler,
+                200,
+                body,
+                content_type,
+                {"ETag": etag, "Last-Modified": LAST_MODIFIED},
+                count=count,
+            )
         if path.startswith("/files/"):
             name = path[len("/files/") :]
             if name.endswith(".metadata"):
@@ -125,8 +244,42 @@ class FixtureIndex:
             entry = self._find(name)
             if entry is None:
                 return _send(handler, 404, b"no such file", "text/plain")
-            return _send(handler, 200, entry.path.read_bytes(), "application/octet-stream")
+            data = entry.path.read_bytes()
+            wanted = handler.headers.get("Range", "")
+            if wanted.startswith("bytes=") and wanted.endswith("-"):
+                start = int(wanted[len("bytes=") : -1])
+                if start >= len(data):
+                    handler.send_response(416)
+                    handler.send_header("Content-Range", f"bytes */{len(data)}")
+                    handler.send_header("Content-Length", "0")
+                    handler.end_headers()
+                    return None
+                headers = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
+                return self._send(
+                    handler, 206, data[start:], "application/octet-stream", headers, count=count
+                )
+            return self._send(handler, 200, data, "application/octet-stream", count=count)
         return _send(handler, 404, b"not found", "text/plain")
+
+    def _send(
+        self,
+        handler: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+        *,
+        count: bool = True,
+    ) -> None:
+        handler.send_response(status)
+        for key, value in (headers or {}).items():
+            handler.send_header(key, value)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        handler.wfile.write(body)
+        if count:
+            self.bytes_sent += len(body)
 
     def _json_page(self, project: str) -> bytes:
         files = []
