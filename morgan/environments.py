@@ -15,11 +15,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from packaging import tags as tagslib
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
+from packaging.markers import Marker
+from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
 from packaging.version import InvalidVersion, Version
 
-from morgan.errors import ConfigError
+from morgan.errors import ConfigError, DistributionError
 
 #: Every marker variable of PEP 508; each may be set in an ``[env.NAME]`` section.
 MARKER_KEYS = (
@@ -35,6 +36,13 @@ MARKER_KEYS = (
     "implementation_name",
     "implementation_version",
 )
+
+#: A marker environment in which every variable is a valid version: a marker that cannot
+#: be evaluated even here fails because of its own literals, in every environment.
+PROBE_MARKER_ENVIRONMENT = {**dict.fromkeys(MARKER_KEYS, "1.0"), "extra": ""}
+
+#: The longest Requires-Python value read; longer ones are ignored like unparsable ones.
+MAX_REQUIRES_PYTHON = 1024
 
 #: Facts for wheel selection that markers cannot express.
 TAG_KEYS = ("platform_tag", "glibc_version", "musl_version", "macos_version", "abi")
@@ -204,6 +212,15 @@ class Environment:
         env["extra"] = extra
         return env
 
+    def evaluate_marker(self, marker: Marker, extra: str = "", *, source: str) -> bool:
+        """Whether ``marker`` holds here (for one extra); DistributionError if it cannot say.
+
+        ``source`` names where the marker comes from, for the message.
+        """
+        return evaluate_marker(
+            marker, self.marker_environment(extra), source=f"{source} (for {self.name})"
+        )
+
     def allows_python(self, requires_python: str | None) -> bool:
         """Whether this environment's Python satisfies a Requires-Python value.
 
@@ -241,13 +258,35 @@ class Environment:
         return (1 if pure else 0, level or (0, 0), best)
 
 
+def evaluate_marker(marker: Marker, environment: Mapping[str, str], *, source: str) -> bool:
+    """``marker.evaluate(environment)``, with any failure a one-line DistributionError.
+
+    packaging raises UndefinedComparison (``python_version ~= "3"``),
+    UndefinedEnvironmentName (``"a" == "b"``) and others for markers that parse
+    but have no value.
+    """
+    try:
+        return marker.evaluate(dict(environment))
+    except (ValueError, LookupError, TypeError, RecursionError) as error:
+        text = str(marker)
+        shown = repr(text) if len(text) <= 200 else repr(text[:200]) + "..."
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DistributionError(
+            source, f"marker {shown} cannot be evaluated ({reason[:200]})"
+        ) from None
+
+
 @functools.lru_cache(maxsize=4096)
 def _requires_python(text: str) -> SpecifierSet | None:
     """A parsed Requires-Python; the same few strings recur on every file of a project."""
-    try:
-        return SpecifierSet(text) if text.strip() else None
-    except InvalidSpecifier:
+    if len(text) > MAX_REQUIRES_PYTHON or not text.strip():
         return None
+    try:
+        spec = SpecifierSet(text)
+        spec.contains(Version("0"), prereleases=True)  # parses each version once: may fail
+    except ValueError:  # InvalidSpecifier, or a version with thousands of digits
+        return None
+    return spec
 
 
 def _complete_markers(values: Mapping[str, str], section: str, path: str) -> dict[str, str]:

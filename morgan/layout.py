@@ -27,20 +27,14 @@ import logging
 import os
 import re
 import tempfile
+import unicodedata
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    canonicalize_name,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion
+from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
 from morgan.errors import UnsafeNameError
 from morgan.metadata import parse_core_metadata
@@ -56,7 +50,30 @@ PAGE_JSON = "index.json"
 API_VERSION = "1.1"
 #: File endings of distributions the tree lists (wheels, and sdists of any compression).
 DISTRIBUTION_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz")
-_UNSAFE_CHARACTERS = re.compile(r"[\x00-\x1f\x7f/\\:]")
+#: Characters that are never part of a file name in the tree: path separators, the
+#: drive/stream separator ``:`` and control characters.
+_PATH_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f/\\:]")
+#: Characters Windows forbids in names, so a mirror stays copyable to any system.
+_WINDOWS_CHARACTERS = re.compile(r'[<>"|?*]')
+#: Names Windows reserves for devices, with or without an extension.
+_WINDOWS_DEVICES = re.compile(r"(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]|conin\$|conout\$)", re.I)
+#: The longest file name accepted, in UTF-8 bytes (most file systems allow 255).
+MAX_FILENAME_BYTES = 200
+
+
+def path_hazard(name: str) -> str | None:
+    """Why ``name`` could reach outside its folder or address a path, or None if it cannot.
+
+    The name is judged as given and in its NFKC form (the fullwidth solidus U+FF0F becomes
+    ``/`` there), so a name that only turns into a path after normalization is
+    refused too.
+    """
+    for form in dict.fromkeys((name, unicodedata.normalize("NFKC", name))):
+        if _PATH_CHARACTERS.search(form):
+            return "contains a path separator, ':' or a control character"
+        if form.strip(" .") == "":
+            return "is empty, or only dots and spaces"
+    return None
 
 
 def project_dir(index: Path, project: str) -> Path:
@@ -70,15 +87,30 @@ def project_dir(index: Path, project: str) -> Path:
 
 
 def check_filename(filename: str) -> str:
-    """The filename, if it can safely be a file in a project folder; else UnsafeNameError."""
-    if not filename or _UNSAFE_CHARACTERS.search(filename):
-        raise UnsafeNameError(filename, "contains a path separator or control character")
-    if filename.startswith(".") or filename in (PAGE_HTML, PAGE_JSON):
+    """The filename, if it can safely be a file in a project folder; else UnsafeNameError.
+
+    Beyond :func:`path_hazard`, a name must not hide or replace a file of the tree
+    (compared case-insensitively, as on macOS and Windows), and must be a name
+    every common file system can hold.
+    """
+    try:
+        size = len(filename.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise UnsafeNameError(filename, "is not valid Unicode") from None
+    hazard = path_hazard(filename)
+    if hazard is not None:
+        raise UnsafeNameError(filename, hazard)
+    folded = unicodedata.normalize("NFKC", filename).casefold()
+    if folded.startswith(".") or folded in (PAGE_HTML, PAGE_JSON):
         raise UnsafeNameError(filename, "would hide or replace a file of the tree")
-    if len(filename.encode("utf-8")) > 200:
-        raise UnsafeNameError(filename, "is longer than 200 bytes")
-    if filename.endswith((HASH_SUFFIX, METADATA_SUFFIX, PART_SUFFIX)):
+    if folded.endswith((HASH_SUFFIX, METADATA_SUFFIX, PART_SUFFIX)):
         raise UnsafeNameError(filename, "ends like a sidecar file")
+    if size > MAX_FILENAME_BYTES:
+        raise UnsafeNameError(filename, f"is longer than {MAX_FILENAME_BYTES} bytes")
+    if _WINDOWS_CHARACTERS.search(filename) or filename.endswith((" ", ".")):
+        raise UnsafeNameError(filename, "is not a valid file name on Windows")
+    if _WINDOWS_DEVICES.fullmatch(filename.split(".", 1)[0].rstrip(" ")):
+        raise UnsafeNameError(filename, "is a device name on Windows")
     return filename
 
 
@@ -182,7 +214,7 @@ def _file_version(filename: str) -> str | None:
         if filename.endswith(".whl"):
             return str(parse_wheel_filename(filename)[1])
         return str(parse_sdist_filename(filename)[1])
-    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+    except ValueError:  # not a distribution name, or a version int() refuses
         return None
 
 

@@ -8,19 +8,24 @@ nothing is ever extracted to disk.
 from __future__ import annotations
 
 import logging
+import os
 import re
+import struct
 import sys
 import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from packaging.metadata import parse_email
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
 
+from morgan.environments import PROBE_MARKER_ENVIRONMENT, evaluate_marker
 from morgan.errors import DistributionError
 
 if sys.version_info >= (3, 11):
@@ -28,18 +33,39 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on older interpreters only
     import tomli as tomllib
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+try:
+    from lzma import LZMAError
+except ImportError:  # pragma: no cover - Python built without lzma
+
+    class LZMAError(Exception):  # type: ignore[no-redef]
+        """Stands in for lzma's error where there is no lzma."""
+
+
 log = logging.getLogger(__name__)
 
 #: The largest metadata member read (METADATA, PKG-INFO, requires.txt, pyproject.toml).
 MAX_MEMBER_BYTES = 8 * 1024 * 1024
 #: An archive with more members than this is refused (a tar bomb of tiny entries).
 MAX_MEMBERS = 100_000
-#: How many requirements one distribution may declare before it is called absurd.
+#: How many requirements (and how many extras) one distribution may declare.
 MAX_REQUIREMENTS = 10_000
+#: The longest requirement line read; real ones, URLs included, are far shorter.
+MAX_REQUIREMENT_LENGTH = 8 * 1024
+#: The deepest parenthesis nesting in a requirement (real markers nest two or three).
+MAX_NESTING = 32
+#: The largest zip central directory read (zipfile holds all of it, and more, in memory).
+MAX_ZIP_DIRECTORY_BYTES = 64 * 1024 * 1024
+#: The largest pax or GNU long-name header of a tar member (tarfile reads it whole).
+MAX_TAR_HEADER_BYTES = 64 * 1024
 
 #: What pip assumes an sdist without ``[build-system]`` needs to build (PEP 518).
 LEGACY_BUILD_REQUIRES = ("setuptools>=40.8.0", "wheel")
 _SETUPTOOLS_BACKENDS = (None, "setuptools.build_meta:__legacy__", "setuptools.build_meta")
+#: A valid extra name (PEP 685), once normalized.
+_EXTRA_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 
 
 @dataclass(frozen=True)
@@ -52,27 +78,122 @@ class Dependencies:
     requires_python: str | None = None
 
 
-def _requirements(lines: Iterable[str], source: str) -> Iterator[Requirement]:
-    for count, line in enumerate(lines):
-        if count >= MAX_REQUIREMENTS:
-            raise DistributionError(source, f"declares more than {MAX_REQUIREMENTS} requirements")
+def _short(text: str, limit: int = 100) -> str:
+    """``repr(text)``, cut to ``limit`` characters, for one-line messages."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
+
+
+def _nesting(text: str) -> int:
+    """The deepest parenthesis nesting of ``text`` (quotes ignored: an upper bound)."""
+    depth = deepest = 0
+    for char in text:
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def parse_requirement(line: str, source: str) -> Requirement | None:
+    """One PEP 508 requirement, or None (with a warning) if it is invalid.
+
+    A requirement too long or too deeply nested to parse safely (packaging's
+    parser recurses) is hostile, not merely invalid: DistributionError. So is
+    anything packaging itself cannot cope with. A requirement whose marker can
+    be evaluated in no environment, or whose versions no one can parse, is
+    invalid.
+    """
+    if len(line) > MAX_REQUIREMENT_LENGTH:
+        raise DistributionError(
+            source, f"a requirement is longer than {MAX_REQUIREMENT_LENGTH} characters"
+        )
+    if _nesting(line) > MAX_NESTING:
+        raise DistributionError(
+            source, f"a requirement nests parentheses deeper than {MAX_NESTING} levels"
+        )
+    try:
+        requirement = Requirement(line)
+    except InvalidRequirement as error:
+        reason = str(error).splitlines()[0] if str(error) else "invalid"
+        log.warning("%s: ignoring invalid requirement %s (%s)", source, _short(line), reason)
+        return None
+    except RecursionError:
+        raise DistributionError(source, "a requirement is nested too deeply to parse") from None
+    problem = _requirement_problem(requirement, source)
+    if problem is not None:
+        log.warning("%s: ignoring requirement %s (%s)", source, _short(line), problem)
+        return None
+    return requirement
+
+
+def _requirement_problem(requirement: Requirement, source: str) -> str | None:
+    """Why a parsed requirement is unusable anywhere, or None."""
+    for specifier in requirement.specifier:
         try:
-            yield Requirement(line)
-        except InvalidRequirement as error:
-            log.warning("%s: ignoring invalid requirement %r (%s)", source, line, error)
+            specifier.contains(Version("0"), prereleases=True)
+        except ValueError:  # e.g. a version with more digits than int() accepts
+            return f"its version {_short(specifier.version, 40)} cannot be compared"
+    if requirement.marker is not None:
+        try:
+            evaluate_marker(requirement.marker, PROBE_MARKER_ENVIRONMENT, source=source)
+        except DistributionError as error:
+            return error.reason
+    return None
+
+
+def _requirements(lines: Iterable[str], source: str) -> Iterator[Requirement]:
+    lines = list(lines)
+    if len(lines) > MAX_REQUIREMENTS:
+        raise DistributionError(source, f"declares more than {MAX_REQUIREMENTS} requirements")
+    for line in lines:
+        requirement = parse_requirement(line, source)
+        if requirement is not None:
+            yield requirement
+
+
+def _extras(names: Iterable[str], source: str) -> frozenset[NormalizedName]:
+    """Valid extra names, normalized; invalid ones are skipped with a warning."""
+    names = list(names)
+    if len(names) > MAX_REQUIREMENTS:
+        raise DistributionError(source, f"declares more than {MAX_REQUIREMENTS} extras")
+    extras = set()
+    for name in names:
+        normalized = canonicalize_name(name)
+        if _EXTRA_NAME.fullmatch(normalized):
+            extras.add(normalized)
+        else:
+            log.warning("%s: ignoring invalid extra name %s", source, _short(name))
+    return frozenset(extras)
 
 
 def parse_core_metadata(data: bytes, source: str) -> Dependencies:
-    """Dependencies from a METADATA / PKG-INFO file (any metadata version)."""
-    raw, _ = parse_email(data)
+    """Dependencies from a METADATA / PKG-INFO file (any metadata version).
+
+    A field with bytes that are not UTF-8 is still read (packaging sets it
+    aside): its requirements are as valid as their text is.
+    """
+    try:
+        raw, unparsed = parse_email(data)
+    except (ValueError, LookupError, TypeError, RecursionError) as error:
+        raise DistributionError(source, f"unreadable core metadata ({error})") from None
+    requires = [*raw.get("requires_dist", []), *_strings(unparsed.get("requires-dist"))]
+    extras = [*raw.get("provides_extra", []), *_strings(unparsed.get("provides-extra"))]
+    requires_python = raw.get("requires_python")
     return Dependencies(
-        requires=tuple(_requirements(raw.get("requires_dist", []), source)),
-        extras=frozenset(canonicalize_name(e) for e in raw.get("provides_extra", [])),
-        requires_python=raw.get("requires_python"),
+        requires=tuple(_requirements(requires, source)),
+        extras=_extras(extras, source),
+        requires_python=requires_python if isinstance(requires_python, str) else None,
     )
 
 
-def _with_extra_and_marker(requirement: Requirement, extra: str, marker: str) -> Requirement:
+def _strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _with_extra_and_marker(
+    requirement: Requirement, extra: str, marker: str, source: str
+) -> Requirement | None:
     """The requirement, further limited to an extra and a marker (requires.txt sections)."""
     conditions = []
     if requirement.marker is not None:
@@ -86,14 +207,14 @@ def _with_extra_and_marker(requirement: Requirement, extra: str, marker: str) ->
     base = requirement.name
     if requirement.extras:
         base += "[" + ",".join(sorted(requirement.extras)) + "]"
-    return Requirement(f"{base}{requirement.specifier}; {' and '.join(conditions)}")
+    return parse_requirement(f"{base}{requirement.specifier}; {' and '.join(conditions)}", source)
 
 
 def parse_requires_txt(text: str, source: str) -> tuple[tuple[Requirement, ...], frozenset[str]]:
     """Requirements and extras of setuptools' ``requires.txt`` (``[extra:marker]`` sections)."""
     requirements: list[Requirement] = []
     extras: set[str] = set()
-    extra, marker = "", ""
+    extra, marker, skip = "", "", False
     for number, raw_line in enumerate(text.splitlines()):
         if number >= MAX_REQUIREMENTS:
             raise DistributionError(source, f"requires.txt has more than {MAX_REQUIREMENTS} lines")
@@ -103,14 +224,17 @@ def parse_requires_txt(text: str, source: str) -> tuple[tuple[Requirement, ...],
         if line.startswith("[") and line.endswith("]"):
             extra, _, marker = line[1:-1].partition(":")
             extra, marker = extra.strip(), marker.strip()
-            if extra:
+            skip = bool(extra) and not _EXTRA_NAME.fullmatch(canonicalize_name(extra))
+            if skip:
+                log.warning("%s: ignoring section %s (invalid extra name)", source, _short(line))
+            elif extra:
                 extras.add(canonicalize_name(extra))
             continue
-        for requirement in _requirements([line], source):
-            try:
-                requirements.append(_with_extra_and_marker(requirement, extra, marker))
-            except InvalidRequirement as error:
-                log.warning("%s: ignoring section [%s:%s] (%s)", source, extra, marker, error)
+        requirement = None if skip else parse_requirement(line, source)
+        if requirement is not None:
+            limited = _with_extra_and_marker(requirement, extra, marker, source)
+            if limited is not None:
+                requirements.append(limited)
     return tuple(requirements), frozenset(extras)
 
 
@@ -127,58 +251,145 @@ def parse_pyproject(
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         log.warning("%s: ignoring unreadable pyproject.toml (%s)", source, error)
         return tuple(Requirement(r) for r in LEGACY_BUILD_REQUIRES), None
+    except RecursionError:
+        raise DistributionError(source, "pyproject.toml is nested too deeply to read") from None
 
     build_system = document.get("build-system")
     build_lines: list[str] = list(LEGACY_BUILD_REQUIRES)
+    backend: Any = None
     if isinstance(build_system, dict) and isinstance(build_system.get("requires"), list):
-        build_lines = [r for r in build_system["requires"] if isinstance(r, str)]
+        build_lines = _strings(build_system["requires"])
         backend = build_system.get("build-backend")
-        # setuptools asks for "wheel" through get_requires_for_build_wheel until 70.1,
-        # and the legacy backend always does: mirror it so such sdists build offline.
-        names = {canonicalize_name(Requirement(r).name) for r in build_lines if _valid(r)}
-        if backend in _SETUPTOOLS_BACKENDS and "wheel" not in names:
-            build_lines.append("wheel")
-    build = tuple(_requirements(build_lines, source))
 
     project = document.get("project")
-    if not isinstance(project, dict):
-        return build, None
-    dependencies = project.get("dependencies")
-    lines = (
-        [d for d in dependencies if isinstance(d, str)] if isinstance(dependencies, list) else []
-    )
-    requires = list(_requirements(lines, source))
-    extras: set[NormalizedName] = set()
-    optional = project.get("optional-dependencies")
-    if isinstance(optional, dict):
-        for extra, deps in optional.items():
-            extras.add(canonicalize_name(extra))
-            extra_lines = [d for d in deps if isinstance(d, str)] if isinstance(deps, list) else []
-            requires.extend(
-                _with_extra_and_marker(requirement, extra, "")
-                for requirement in _requirements(extra_lines, source)
-            )
+    project = project if isinstance(project, dict) else None
+    dependencies = _strings(project.get("dependencies")) if project else []
+    optional = project.get("optional-dependencies") if project else None
+    optional = optional if isinstance(optional, dict) else {}
+    extra_lines = {extra: _strings(deps) for extra, deps in optional.items()}
+    total = len(build_lines) + len(dependencies) + sum(len(v) for v in extra_lines.values())
+    if total > MAX_REQUIREMENTS:
+        raise DistributionError(source, f"declares more than {MAX_REQUIREMENTS} requirements")
+
+    build = list(_requirements(build_lines, source))
+    # setuptools asks for "wheel" through get_requires_for_build_wheel until 70.1,
+    # and the legacy backend always does: mirror it so such sdists build offline.
+    if backend in _SETUPTOOLS_BACKENDS and "wheel" not in {
+        canonicalize_name(r.name) for r in build
+    }:
+        build.append(Requirement("wheel"))
+    if project is None:
+        return tuple(build), None
+
+    requires = list(_requirements(dependencies, source))
+    extras = _extras(extra_lines, source)
+    for extra, lines in extra_lines.items():
+        if canonicalize_name(extra) not in extras:
+            continue
+        for requirement in _requirements(lines, source):
+            limited = _with_extra_and_marker(requirement, extra, "", source)
+            if limited is not None:
+                requires.append(limited)
     requires_python = project.get("requires-python")
-    return build, Dependencies(
+    return tuple(build), Dependencies(
         requires=tuple(requires),
-        extras=frozenset(extras),
+        extras=extras,
         requires_python=requires_python if isinstance(requires_python, str) else None,
     )
-
-
-def _valid(line: str) -> bool:
-    try:
-        Requirement(line)
-    except InvalidRequirement:
-        return False
-    return True
 
 
 def _read_member(stream: IO[bytes], name: str, source: str) -> bytes:
     data = stream.read(MAX_MEMBER_BYTES + 1)
     if len(data) > MAX_MEMBER_BYTES:
-        raise DistributionError(source, f"{name} is larger than {MAX_MEMBER_BYTES} bytes")
+        raise DistributionError(
+            source, f"{_short(name)} is larger than {MAX_MEMBER_BYTES} bytes; not read"
+        )
     return data
+
+
+#: What reading a hostile or broken archive can raise from the standard library.
+_ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    tarfile.TarError,
+    OSError,  # also bz2's errors
+    EOFError,
+    ValueError,  # also UnicodeDecodeError of member names
+    RuntimeError,  # encrypted members; NotImplementedError for unknown compressions
+    LookupError,
+    struct.error,
+    zlib.error,
+    LZMAError,
+)
+
+
+def _archive_error(source: str, kind: str, error: BaseException) -> DistributionError:
+    if isinstance(error, RecursionError):
+        reason = "its headers are nested too deeply"
+    else:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        reason = f"unreadable {kind} ({detail[:200]})"
+    return DistributionError(source, reason)
+
+
+_EOCD = b"PK\x05\x06"
+_EOCD64 = b"PK\x06\x06"
+_EOCD64_LOCATOR = b"PK\x06\x07"
+_DIRECTORY_ENTRY = b"PK\x01\x02"
+_EOCD_SIZE, _EOCD64_SIZE, _LOCATOR_SIZE = 22, 56, 20
+
+
+def check_zip_directory(path: Path, source: str) -> None:
+    """Refuse a zip whose central directory zipfile would need too much memory to hold.
+
+    zipfile reads the whole directory and makes an object of every entry before
+    anything can be checked, so the directory's size and entry count are read
+    from its end records first (the classic one, and a ZIP64 one where present),
+    taking the largest size any of them claims.
+    """
+    with path.open("rb") as stream:
+        size = stream.seek(0, os.SEEK_END)
+        tail_size = min(size, _EOCD_SIZE + 0xFFFF + _LOCATOR_SIZE + _EOCD64_SIZE)
+        stream.seek(size - tail_size)
+        tail = stream.read(tail_size)
+        directory = 0
+        found = {tail.rfind(_EOCD)}
+        if tail[-_EOCD_SIZE:].startswith(_EOCD):
+            found.add(len(tail) - _EOCD_SIZE)
+        for position in found - {-1}:
+            if position + _EOCD_SIZE > len(tail):
+                continue
+            directory = max(directory, struct.unpack_from("<I", tail, position + 12)[0])
+            locator = position - _LOCATOR_SIZE
+            if locator < 0 or tail[locator : locator + 4] != _EOCD64_LOCATOR:
+                continue
+            records = [tail[max(locator - _EOCD64_SIZE, 0) : locator]]
+            stream.seek(min(struct.unpack_from("<Q", tail, locator + 8)[0], size))
+            records.append(stream.read(_EOCD64_SIZE))
+            for record in records:
+                if len(record) == _EOCD64_SIZE and record.startswith(_EOCD64):
+                    directory = max(directory, struct.unpack_from("<Q", record, 40)[0])
+        if directory > MAX_ZIP_DIRECTORY_BYTES:
+            raise DistributionError(
+                source,
+                f"its zip directory claims {directory} bytes, "
+                f"more than {MAX_ZIP_DIRECTORY_BYTES}; not read",
+            )
+        # Every entry starts with a signature: counting them bounds the entries zipfile makes.
+        window = min(size, directory + tail_size)
+        stream.seek(size - window)
+        entries, carry = 0, b""
+        while chunk := stream.read(1024 * 1024):
+            block = carry + chunk
+            entries += block.count(_DIRECTORY_ENTRY)
+            carry = block[-3:]  # a signature cut in two is counted with the next chunk
+        if entries > MAX_MEMBERS:
+            raise DistributionError(source, f"has more than {MAX_MEMBERS} members")
+
+
+def _zip_is_link(info: zipfile.ZipInfo) -> bool:
+    """Whether a zip entry was stored as a Unix symbolic link."""
+    return (info.external_attr >> 16) & 0o170000 == 0o120000
 
 
 _METADATA_MEMBER = re.compile(r"^([^/]+)\.dist-info/METADATA$")
@@ -188,48 +399,110 @@ def read_wheel_metadata(path: Path, project: str) -> bytes:
     """The exact bytes of a wheel's ``.dist-info/METADATA`` (what PEP 658 serves)."""
     source = path.name
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            if len(names) > MAX_MEMBERS:
-                raise DistributionError(source, f"has more than {MAX_MEMBERS} members")
-            found = [n for n in names if _METADATA_MEMBER.match(n)]
-            if len(found) > 1:
-                wanted = canonicalize_name(project)
-                found = [
-                    n for n in found if canonicalize_name(n.split("-", 1)[0]) == wanted
-                ] or found[:1]
-            if not found:
-                raise DistributionError(source, "has no .dist-info/METADATA; not a valid wheel")
-            with archive.open(found[0]) as stream:
-                return _read_member(stream, found[0], source)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, RuntimeError) as error:
-        raise DistributionError(source, f"unreadable wheel ({error})") from None
-
-
-def _sdist_members(path: Path, source: str) -> Iterator[tuple[str, IO[bytes]]]:
-    """(name, stream) for each regular-file member, from a zip or any tar compression."""
-    if path.name.endswith(".zip"):
+        check_zip_directory(path, source)
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
             if len(infos) > MAX_MEMBERS:
                 raise DistributionError(source, f"has more than {MAX_MEMBERS} members")
+            found = [i for i in infos if _METADATA_MEMBER.match(i.filename)]
+            if len(found) > 1:
+                wanted = canonicalize_name(project)
+                found = [
+                    i for i in found if canonicalize_name(i.filename.split("-", 1)[0]) == wanted
+                ] or found[:1]
+            if not found:
+                raise DistributionError(source, "has no .dist-info/METADATA; not a valid wheel")
+            if _zip_is_link(found[0]):
+                raise DistributionError(source, f"{found[0].filename} is a link; not read")
+            with archive.open(found[0]) as stream:
+                return _read_member(stream, found[0].filename, source)
+    except DistributionError:
+        raise
+    except _ARCHIVE_ERRORS as error:
+        raise _archive_error(source, "wheel", error) from None
+
+
+#: tar member types whose whole content tarfile reads into memory as a header.
+_TAR_HEADER_TYPES = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """Tar headers checked before tarfile acts on them.
+
+    tarfile reads a pax or GNU long-name header whole, and a GNU sparse map
+    block by block without limit; a small compressed sdist could make either
+    gigabytes. Headers over :data:`MAX_TAR_HEADER_BYTES` and sparse members
+    (never found in an sdist) are refused instead.
+    """
+
+    @classmethod
+    def frombuf(cls, buf: bytes | bytearray, encoding: str, errors: str) -> Self:
+        info = super().frombuf(buf, encoding, errors)
+        if info.type in _TAR_HEADER_TYPES and info.size > MAX_TAR_HEADER_BYTES:
+            raise _TarRefusedError(
+                f"a tar header of {info.size} bytes, more than {MAX_TAR_HEADER_BYTES}"
+            )
+        if info.type == tarfile.GNUTYPE_SPARSE:
+            raise _TarRefusedError("a sparse tar member")
+        return info
+
+    # tarfile's hook for GNU sparse 1.0 maps announced in a pax header.
+    def _proc_gnusparse_10(self, *args: object) -> None:
+        raise _TarRefusedError("a sparse tar member")
+
+
+class _TarRefusedError(Exception):
+    """A tar header refused before tarfile reads it; becomes a DistributionError."""
+
+
+def _sdist_files(path: Path, source: str) -> dict[str, bytes]:
+    """The metadata files of an sdist by role, each read at most once and bounded.
+
+    Links are never followed: a metadata file stored as a link is not read.
+    """
+    found: dict[str, bytes] = {}
+
+    def wanted(name: str, is_link: bool) -> str | None:
+        role = _sdist_role(name)
+        if role is None or role in found:
+            return None
+        if is_link:
+            log.warning("%s: not reading %s, which is a link", source, _short(name))
+            return None
+        return role
+
+    if path.name.endswith(".zip"):
+        check_zip_directory(path, source)
+        with zipfile.ZipFile(path) as zip_archive:
+            infos = zip_archive.infolist()
+            if len(infos) > MAX_MEMBERS:
+                raise DistributionError(source, f"has more than {MAX_MEMBERS} members")
             for info in infos:
-                if not info.is_dir():
-                    with archive.open(info) as stream:
-                        yield info.filename, stream
-        return
+                role = None if info.is_dir() else wanted(info.filename, _zip_is_link(info))
+                if role is not None:
+                    with zip_archive.open(info) as stream:
+                        found[role] = _read_member(stream, info.filename, source)
+        return found
     # Stream mode reads each member once, in order, without an index in memory.
-    with tarfile.open(path, mode="r|*") as archive:
-        for count, member in enumerate(archive):
+    with tarfile.open(path, mode="r|*", tarinfo=_BoundedTarInfo) as tar_archive:
+        for count, member in enumerate(tar_archive):
             if count >= MAX_MEMBERS:
                 raise DistributionError(source, f"has more than {MAX_MEMBERS} members")
-            if not member.isreg():
-                continue
-            member_stream = archive.extractfile(member)
-            if member_stream is not None:
-                yield member.name, member_stream
+            if member.isreg() or member.issym() or member.islnk():
+                role = wanted(member.name, not member.isreg())
+                member_stream = tar_archive.extractfile(member) if role is not None else None
+                if role is not None and member_stream is not None:
+                    with member_stream:
+                        found[role] = _read_member(member_stream, member.name, source)
             # tarfile keeps every member seen; drop them so memory stays flat.
-            archive.members = []  # type: ignore[attr-defined]
+            tar_archive.members = []  # type: ignore[attr-defined]
+    return found
 
 
 def _sdist_role(name: str) -> str | None:
@@ -258,16 +531,14 @@ def _sdist_role(name: str) -> str | None:
 def read_sdist_dependencies(path: Path) -> Dependencies:
     """Run and build requirements of an sdist, from every metadata file it carries."""
     source = path.name
-    found: dict[str, bytes] = {}
     try:
-        for name, stream in _sdist_members(path, source):
-            role = _sdist_role(name)
-            if role is not None and role not in found:
-                found[role] = _read_member(stream, name, source)
-    except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
-        if isinstance(error, DistributionError):
-            raise
-        raise DistributionError(source, f"unreadable sdist ({error})") from None
+        found = _sdist_files(path, source)
+    except DistributionError:
+        raise
+    except _TarRefusedError as error:
+        raise DistributionError(source, f"has {error}; not read") from None
+    except _ARCHIVE_ERRORS as error:
+        raise _archive_error(source, "sdist", error) from None
 
     requires: list[Requirement] = []
     extras: set[NormalizedName] = set()

@@ -6,14 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from packaging.tags import Tag
-from packaging.utils import (
-    InvalidSdistFilename,
-    InvalidWheelFilename,
-    NormalizedName,
-    parse_sdist_filename,
-    parse_wheel_filename,
-)
-from packaging.version import InvalidVersion, Version
+from packaging.utils import NormalizedName, parse_sdist_filename, parse_wheel_filename
+from packaging.version import Version
 
 #: The digest morgan records for every file (Morgan's ``.hash`` sidecars use it too).
 PREFERRED_HASH = "sha256"
@@ -77,14 +71,20 @@ class Candidate:
 
     @classmethod
     def from_file(cls, file: DistributionFile, project: str) -> Candidate | None:
-        """The file as a candidate of ``project``, or None if its name says otherwise."""
+        """The file as a candidate of ``project``, or None if its name says otherwise.
+
+        Names that are not wheels or sdists, whose version is not PEP 440, or that
+        belong to another project are not candidates; nothing here raises.
+        """
         try:
             if file.filename.endswith(".whl"):
                 name, version, _, tags = parse_wheel_filename(file.filename)
             else:
                 name, version = parse_sdist_filename(file.filename)
                 tags = frozenset()
-        except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion):
+        # InvalidWheelFilename, InvalidSdistFilename and InvalidVersion are ValueErrors,
+        # and so is int()'s refusal of a version with thousands of digits.
+        except ValueError:
             return None
         if name != project:
             return None

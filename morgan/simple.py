@@ -6,6 +6,7 @@ after them cares which format the index spoke.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import posixpath
@@ -18,6 +19,7 @@ from typing import Any
 from packaging.utils import canonicalize_name
 
 from morgan.errors import PageError, UnsupportedAPIVersionError
+from morgan.layout import path_hazard
 from morgan.models import DistributionFile, ProjectPage
 
 log = logging.getLogger(__name__)
@@ -29,6 +31,19 @@ MEDIA_HTML = "text/html"
 ACCEPT = f"{MEDIA_JSON_V1}, {MEDIA_HTML_V1};q=0.2, {MEDIA_HTML};q=0.01"
 #: The newest API version this parser knows (PEP 700).
 KNOWN_API_VERSION = (1, 1)
+#: Hex digest lengths of the algorithms a download can be checked with; others are dropped
+#: (the variable-length shake digests too).
+_DIGEST_LENGTHS = {
+    name: hashlib.new(name).digest_size * 2
+    for name in sorted(hashlib.algorithms_guaranteed)
+    if not name.startswith("shake_")
+}
+_HEX = re.compile(r"[0-9a-f]+")
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """``repr(text)``, cut to ``limit`` characters: hostile values stay on one short line."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
 def parse_project_page(body: bytes, content_type: str, url: str, project: str) -> ProjectPage:
@@ -43,31 +58,55 @@ def parse_project_page(body: bytes, content_type: str, url: str, project: str) -
 
 def check_api_version(version: str, url: str) -> None:
     """Refuse a newer major API version; accept a newer minor one with a warning."""
-    match = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", version)
+    match = re.fullmatch(r"[ \t]*([0-9]{1,9})\.([0-9]{1,9})[ \t]*", version)
     if match is None:
-        raise PageError(url, f"api-version {version!r} is not MAJOR.MINOR")
+        raise PageError(url, f"api-version {_short(version)} is not MAJOR.MINOR")
     major, minor = int(match.group(1)), int(match.group(2))
     if major != KNOWN_API_VERSION[0]:
         raise UnsupportedAPIVersionError(url, version)
     if minor > KNOWN_API_VERSION[1]:
         log.warning(
-            "%s: api-version %s is newer than this morgan knows; reading it as 1.1", url, version
+            "%s: api-version %s is newer than this morgan knows; reading it as %d.%d",
+            url,
+            version.strip(),
+            *KNOWN_API_VERSION,
         )
 
 
 def _check_name(found: str, project: str, url: str) -> None:
     if canonicalize_name(found) != canonicalize_name(project):
-        raise PageError(url, f"page is for project {found!r}, not {project!r}")
+        raise PageError(url, f"page is for project {_short(found)}, not {project!r}")
 
 
-def _hashes(value: Any) -> dict[str, str] | None:
-    if not isinstance(value, Mapping):
-        return None
-    return {str(k).lower(): str(v).lower() for k, v in value.items() if isinstance(v, str)}
+def _check_filename(filename: str, url: str) -> None:
+    """Refuse a page that names a file with a path in it: the index is broken or hostile."""
+    hazard = path_hazard(filename)
+    if hazard is not None:
+        raise PageError(
+            url, f"lists a file named {_short(filename)}, which {hazard}; refusing the page"
+        )
+
+
+def _hashes(value: Mapping[Any, Any]) -> dict[str, str] | None:
+    """The digests a download can be checked with; None if one of them is malformed.
+
+    Algorithms hashlib cannot check are dropped. A digest of a known algorithm
+    that is not hex of the right length makes the whole entry untrustworthy.
+    """
+    hashes = {}
+    for key, given in value.items():
+        algorithm = str(key).lower()
+        if algorithm not in _DIGEST_LENGTHS or not isinstance(given, str):
+            continue
+        digest = given.strip().lower()
+        if len(digest) != _DIGEST_LENGTHS[algorithm] or not _HEX.fullmatch(digest):
+            return None
+        hashes[algorithm] = digest
+    return hashes
 
 
 def _metadata_flag(value: Any) -> dict[str, str] | None:
-    """PEP 691/714 core-metadata: True, False, or a dict of hashes."""
+    """PEP 691/714 core-metadata: True, False, or a dict of hashes (None if unusable)."""
     if value is True:
         return {}
     if isinstance(value, Mapping):
@@ -110,9 +149,16 @@ def _json_file(raw: Any, page_url: str) -> DistributionFile | None:
     if not isinstance(raw, dict):
         log.warning("%s: ignoring a file entry that is not an object", page_url)
         return None
-    filename, href, hashes = raw.get("filename"), raw.get("url"), _hashes(raw.get("hashes"))
-    if not isinstance(filename, str) or not isinstance(href, str) or hashes is None:
+    filename, href, raw_hashes = raw.get("filename"), raw.get("url"), raw.get("hashes")
+    if not (filename and isinstance(filename, str) and isinstance(href, str)) or not isinstance(
+        raw_hashes, Mapping
+    ):
         log.warning("%s: ignoring a file entry without filename, url and hashes", page_url)
+        return None
+    _check_filename(filename, page_url)
+    hashes = _hashes(raw_hashes)
+    if hashes is None:
+        log.warning("%s: ignoring %s, whose hashes are malformed", page_url, _short(filename))
         return None
     requires_python = raw.get("requires-python")
     yanked = raw.get("yanked", False)
@@ -127,7 +173,7 @@ def _json_file(raw: Any, page_url: str) -> DistributionFile | None:
         absolute = urllib.parse.urljoin(page_url, href)
         urllib.parse.urlsplit(absolute)
     except ValueError:
-        log.warning("%s: ignoring %s, whose URL cannot be parsed", page_url, filename)
+        log.warning("%s: ignoring %s, whose URL cannot be parsed", page_url, _short(filename))
         return None
     return DistributionFile(
         filename=filename,
@@ -199,7 +245,7 @@ def parse_html_page(body: bytes, url: str, project: str) -> ProjectPage:
 
     files = []
     for attributes in collector.anchors:
-        file = _html_file(attributes, base)
+        file = _html_file(attributes, base, url)
         if file is not None:
             files.append(file)
     return ProjectPage(
@@ -210,7 +256,9 @@ def parse_html_page(body: bytes, url: str, project: str) -> ProjectPage:
     )
 
 
-def _html_file(attributes: Mapping[str, str | None], base: str) -> DistributionFile | None:
+def _html_file(
+    attributes: Mapping[str, str | None], base: str, url: str
+) -> DistributionFile | None:
     href = attributes.get("href") or ""
     try:
         absolute = urllib.parse.urljoin(base, href.strip())
@@ -219,13 +267,16 @@ def _html_file(attributes: Mapping[str, str | None], base: str) -> DistributionF
     except ValueError:
         log.warning("%s: ignoring a link whose URL cannot be parsed", base)
         return None
-    filename = urllib.parse.unquote(posixpath.basename(path))
-    if not filename:
-        return None
-    hashes: dict[str, str] = {}
+    name = posixpath.basename(path)
+    if not name:
+        return None  # a link to a folder, such as the index itself
+    filename = urllib.parse.unquote(name)
+    _check_filename(filename, url)
     algorithm, sep, digest = fragment.partition("=")
-    if sep and algorithm and digest:
-        hashes[algorithm.lower()] = digest.lower()
+    hashes = _hashes({algorithm: digest}) if sep else {}
+    if hashes is None:
+        log.warning("%s: ignoring %s, whose hash fragment is malformed", url, _short(filename))
+        return None
     yanked: bool | str = False
     if "data-yanked" in attributes:
         yanked = attributes["data-yanked"] or True

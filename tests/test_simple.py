@@ -175,7 +175,11 @@ HTML_CASES = [
     # hashes from the fragment, lowercased; the URL loses its fragment
     (f'<a href="x-1.0.tar.gz#SHA256={SHA.upper()}">x</a>', "hashes", {"sha256": SHA}),
     (f'<a href="x-1.0.tar.gz#md5={"c" * 32}">x</a>', "hashes", {"md5": "c" * 32}),
-    ('<a href="x-1.0.tar.gz#egg=x">x</a>', "hashes", {"egg": "x"}),
+    # a fragment that is no digest hashlib can check is dropped (pip's #egg= links)
+    ('<a href="x-1.0.tar.gz#egg=x">x</a>', "hashes", {}),
+    ('<a href="x-1.0.tar.gz#blake3=abc">x</a>', "hashes", {}),
+    ('<a href="x-1.0.tar.gz#shake_128=abcd">x</a>', "hashes", {}),
+    ('<a href="x-1.0.tar.gz#sha256">x</a>', "hashes", {}),
     ('<a href="x-1.0.tar.gz">x</a>', "hashes", {}),
     (f'<a href="x-1.0.tar.gz#sha256={SHA}">x</a>', "url", PAGE + "x-1.0.tar.gz"),
     # URLs against the page, absolute paths and other hosts
