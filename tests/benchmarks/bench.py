@@ -1,0 +1,308 @@
+"""Benchmark this morgan against the original Morgan 0.15.0 on a synthetic upstream.
+
+    /work/venv/bin/python tests/benchmarks/bench.py [--quick] [--work /tmp/morgan-bench]
+
+See README.md in this folder for what is measured and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+
+import artifacts
+import report
+import runner
+import serverbench
+import workload
+from fakepypi import control
+
+HERE = Path(__file__).resolve().parent
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/morgan-bench"),
+        help="work dir: generated upstream (cached), venv, trees, logs, reports",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="30 projects, no big files, short server tests: a one-minute check",
+    )
+    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--latencies", default="0,50", help="upstream latencies in ms")
+    parser.add_argument(
+        "--jobs",
+        default="8,16,32",
+        help="-j values to compare (cold runs at the highest latency); '' for none",
+    )
+    parser.add_argument("--skip-morgan", action="store_true", help="only run this morgan")
+    parser.add_argument("--skip-servers", action="store_true")
+    parser.add_argument("--clients", type=int, default=50, help="concurrent server clients")
+    parser.add_argument("--server-seconds", type=float, help="per rate test (default 10, quick 3)")
+    parser.add_argument(
+        "--memory-limit-mib",
+        type=int,
+        default=4096,
+        help="kill a server whose RSS passes this during the big downloads",
+    )
+    parser.add_argument(
+        "--keep-trees",
+        action="store_true",
+        help="keep every mirrored tree (default: drop the -j sweep's)",
+    )
+    parser.add_argument("--timeout", type=float, default=3600, help="per mirror run, seconds")
+    return parser.parse_args(argv)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as stream:
+            names = [
+                line.split(":", 1)[1].strip() for line in stream if line.startswith("model name")
+            ]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": memory,
+        "kernel": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+class Upstream:
+    """The fake PyPI in its own process."""
+
+    def __init__(self, tree: Path, logs: Path) -> None:
+        logs.mkdir(parents=True, exist_ok=True)
+        self.stderr = (logs / "upstream.err").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "fakepypi.py"), "--root", str(tree)],
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            env=runner.clean_environment(),
+            start_new_session=True,
+        )
+        line = self.process.stdout.readline().decode().strip()
+        if not line.startswith("listening "):
+            raise RuntimeError(f"upstream did not start: {line!r}; see {logs / 'upstream.err'}")
+        self.url = line.split(" ", 1)[1]
+
+    def latency(self, milliseconds: float) -> None:
+        control(self.url, f"latency?ms={milliseconds}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
+        self.stderr.close()
+
+
+def loopback_throughput(upstream_url: str, path: str) -> tuple[float, int]:
+    """(bytes per second, bytes) of one download read from a plain socket, from its first byte."""
+    host, port = upstream_url.split("//", 1)[1].rstrip("/").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(65536)
+        early = len(head) - head.index(b"\r\n\r\n") - 4
+        view = memoryview(bytearray(4 * 1024 * 1024))
+        started = time.perf_counter()
+        total = 0
+        while got := sock.recv_into(view):
+            total += got
+        elapsed = time.perf_counter() - started
+    return total / elapsed, total + early
+
+
+def as_dict(result: runner.RunResult) -> dict:
+    data = asdict(result)
+    data.update(
+        requests=result.requests,
+        fetched=result.fetched,
+        max_rss_bytes=result.max_rss_kib * 1024,
+        log=str(result.log),
+    )
+    return data
+
+
+def summary(result: runner.RunResult) -> str:
+    text = (
+        f"{result.tool} {result.label}: {result.wall:.2f} s, exit {result.exit_code}, "
+        f"{result.max_rss_kib / 1024:.0f} MiB RSS, {result.requests} requests, "
+        f"{result.fetched / 2**20:.1f} MiB, {result.files} files"
+    )
+    if result.exit_code != 0:
+        text += "\n    " + "\n    ".join(result.stderr_tail[-5:])
+    return text
+
+
+def mirror_runs(args, tools, upstream, *, config, manifest, latency, runs_dir) -> dict:
+    upstream.latency(latency)
+    largest = max(
+        (f for p in manifest["projects"].values() for f in p["files"]), key=lambda f: f["size"]
+    )
+    throughput, probe_bytes = loopback_throughput(upstream.url, f"/files/{largest['path']}")
+    block: dict = {}
+    for key, tool in tools.items():
+        index = runs_dir / f"{key}-{latency:g}ms"
+        shutil.rmtree(index, ignore_errors=True)
+        results = {}
+        for label in ("cold", "warm"):
+            log(f"{tool.name}: {label} run at {latency:g} ms")
+            result = runner.run_mirror(
+                tool,
+                label=f"{latency:g}ms-{label}",
+                index=index,
+                config=config,
+                upstream=upstream.url,
+                logs=runs_dir / "logs",
+                timeout=args.timeout,
+            )
+            log("  " + summary(result))
+            results[label] = as_dict(result)
+        block[key] = results
+    cold_bytes = block["ours"]["cold"]["fetched"]
+    block["transfer_bound"] = {
+        "throughput": throughput,
+        "probe_bytes": probe_bytes,
+        "depth": manifest["depth"],
+        "seconds": cold_bytes / throughput + manifest["depth"] * latency / 1000,
+    }
+    return block
+
+
+def jobs_sweep(args, tool, upstream, *, config, latency, runs_dir) -> dict:
+    upstream.latency(latency)
+    runs = {}
+    for jobs in [int(j) for j in args.jobs.split(",") if j.strip()]:
+        index = runs_dir / f"ours-j{jobs}-{latency:g}ms"
+        shutil.rmtree(index, ignore_errors=True)
+        log(f"ours: cold run with -j {jobs} at {latency:g} ms")
+        result = runner.run_mirror(
+            tool,
+            label=f"j{jobs}-{latency:g}ms",
+            index=index,
+            config=config,
+            upstream=upstream.url,
+            logs=runs_dir / "logs",
+            jobs=jobs,
+            timeout=args.timeout,
+        )
+        log("  " + summary(result))
+        runs[str(jobs)] = as_dict(result)
+        if not args.keep_trees:
+            shutil.rmtree(index, ignore_errors=True)
+    return {"latency_ms": latency, "runs": runs}
+
+
+def server_runs(args, runs_dir: Path, latency: float) -> dict:
+    seconds = args.server_seconds or (3.0 if args.quick else 10.0)
+    servers: dict = {"clients": args.clients, "seconds": seconds}
+    for key, kind in (("ours", serverbench.OURS), ("morgan", serverbench.MORGAN)):
+        index = runs_dir / f"{key}-{latency:g}ms"
+        log(f"measuring the {kind.name} server on {index}")
+        servers[key] = serverbench.measure_server(
+            kind,
+            index,
+            runs_dir,
+            clients=args.clients,
+            duration=seconds,
+            memory_limit_mib=args.memory_limit_mib,
+            log=log,
+        )
+    return servers
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    scale = workload.Scale.quick() if args.quick else workload.Scale.full()
+    log(f"workload: {scale.name}, seed {args.seed}")
+    generated = workload.generate(scale, args.seed)
+    tree = artifacts.ensure_tree(work, generated, log)
+    manifest = artifacts.load_manifest(tree)
+    config = tree / "morgan.ini"
+    tools = {"ours": runner.ours()}
+    if not args.skip_morgan:
+        tools["morgan"] = runner.original_morgan(work, log)
+    runs_dir = work / "runs" / scale.name
+    latencies = [float(v) for v in args.latencies.split(",")]
+    results: dict = {
+        "date": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+        "machine": machine(),
+        "workload": {
+            "scale": scale.name,
+            "seed": args.seed,
+            "projects": len(manifest["projects"]),
+            "closure": manifest["closure"],
+            "depth": manifest["depth"],
+            "files": manifest["files"],
+            "bytes": manifest["bytes"],
+            "top_level": manifest["top_level"],
+            "environments": len(workload.ENVIRONMENTS),
+        },
+        "latencies": {},
+    }
+    upstream = Upstream(tree, runs_dir / "logs")
+    try:
+        log(f"upstream at {upstream.url}simple/")
+        for latency in latencies:
+            results["latencies"][f"{latency:g}"] = mirror_runs(
+                args,
+                tools,
+                upstream,
+                config=config,
+                manifest=manifest,
+                latency=latency,
+                runs_dir=runs_dir,
+            )
+        if args.jobs.strip():
+            results["jobs"] = jobs_sweep(
+                args,
+                tools["ours"],
+                upstream,
+                config=config,
+                latency=max(latencies),
+                runs_dir=runs_dir,
+            )
+    finally:
+        upstream.stop()
+    if not args.skip_servers and not args.skip_morgan:
+        results["servers"] = server_runs(args, runs_dir, min(latencies))
+    text = report.render(results)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    out = work / f"report-{scale.name}-{stamp}.md"
+    out.write_text(text)
+    (work / f"results-{scale.name}-{stamp}.json").write_text(json.dumps(results, indent=1))
+    print(text)
+    log(f"report written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

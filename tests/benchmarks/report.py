@@ -1,0 +1,237 @@
+"""The results as Markdown: mirror runs, the -j sweep, the servers, and the targets."""
+
+from __future__ import annotations
+
+MIB = 1024 * 1024
+
+
+def _s(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.2f} s" if seconds < 100 else f"{seconds:.0f} s"
+
+
+def _mib(count: float | None) -> str:
+    if count is None:
+        return "-"
+    return f"{count / MIB:.1f} MiB" if count < 100 * MIB else f"{count / MIB:.0f} MiB"
+
+
+def _ratio(ours: float | None, theirs: float | None) -> str:
+    if not ours or not theirs:
+        return "-"
+    value = ours / theirs
+    return f"{value:.3f}" if value < 0.1 else f"{value:.2f}"
+
+
+def _rows(table: list[list[str]]) -> list[str]:
+    header, *body = table
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return lines
+
+
+def _run_rows(ours: dict, theirs: dict, when: str) -> list[list[str]]:
+    def row(name: str, key: str, fmt) -> list[str]:
+        return [f"{when}: {name}", fmt(ours[key]), fmt(theirs[key]), _ratio(ours[key], theirs[key])]
+
+    return [
+        row("wall time", "wall", _s),
+        row("peak RSS", "max_rss_bytes", _mib),
+        row("requests", "requests", str),
+        row("bytes fetched", "fetched", _mib),
+        [f"{when}: exit status", str(ours["exit_code"]), str(theirs["exit_code"]), ""],
+        row("files in tree", "files", str),
+    ]
+
+
+KINDS = (
+    ("page", "pages"),
+    ("not_modified", "304s"),
+    ("metadata", "metadata"),
+    ("file", "files"),
+    ("range", "ranges"),
+    ("redirect", "redirects"),
+    ("missing", "404s"),
+)
+
+
+def _kinds(counters: dict) -> str:
+    parts = [f"{counters[key]} {name}" for key, name in KINDS if counters.get(key)]
+    return ", ".join(parts) or "none"
+
+
+def mirror_section(latency: str, block: dict) -> list[str]:
+    ours, theirs = block["ours"], block["morgan"]
+    table = [["", "ours", "Morgan 0.15.0", "ours / Morgan"]]
+    table += _run_rows(ours["cold"], theirs["cold"], "cold")
+    table += _run_rows(ours["warm"], theirs["warm"], "warm")
+    table.append(
+        ["tree size", _mib(ours["cold"]["tree_bytes"]), _mib(theirs["cold"]["tree_bytes"]), ""]
+    )
+    bound = block["transfer_bound"]
+    lines = [f"### Upstream latency {latency} ms", ""]
+    lines += _rows(table)
+    lines += [
+        "",
+        "Requests by kind: "
+        + "; ".join(
+            f"{name} {label}: {_kinds(block[key][label]['counters'])}"
+            for key, name in (("ours", "ours"), ("morgan", "Morgan"))
+            for label in ("cold", "warm")
+        )
+        + ".",
+    ]
+    lines += [
+        "",
+        f"Loopback throughput (one {_mib(bound['probe_bytes'])} download, plain socket): "
+        f"{bound['throughput'] / MIB:.0f} MiB/s. Transfer-bound time = our cold bytes "
+        f"/ throughput + depth {bound['depth']} x {latency} ms = {_s(bound['seconds'])}; "
+        f"our cold run is **{block['ours']['cold']['wall'] / bound['seconds']:.1f}x** that.",
+        "",
+    ]
+    return lines
+
+
+def jobs_section(jobs: dict) -> list[str]:
+    table = [["-j", "cold wall time", "peak RSS", "requests", "exit", "files"]]
+    for value, run in jobs["runs"].items():
+        table.append(
+            [
+                value,
+                _s(run["wall"]),
+                _mib(run["max_rss_bytes"]),
+                str(run["requests"]),
+                str(run["exit_code"]),
+                str(run["files"]),
+            ]
+        )
+    best = min(jobs["runs"].items(), key=lambda item: item[1]["wall"])[0]
+    return [
+        f"### Our cold run by -j at {jobs['latency_ms']} ms",
+        "",
+        *_rows(table),
+        "",
+        f"Fastest: -j {best}.",
+        "",
+    ]
+
+
+def server_section(servers: dict) -> list[str]:
+    ours, theirs = servers["ours"], servers["morgan"]
+
+    def rate(result: dict, key: str) -> str:
+        part = result[key]
+        errors = f", {part['errors']} errors" if part["errors"] else ""
+        tail = f"p99 {part.get('p99_ms', 0):.0f} ms, max {part.get('max_ms', 0):.0f} ms"
+        return f"{part['per_second']:.0f}/s ({tail}{errors})"
+
+    def big(result: dict, key: str) -> str:
+        part = result["big"]
+        if key == "peak":
+            if part["killed_over_limit_mib"]:
+                return f"> {part['killed_over_limit_mib']} MiB (killed)"
+            return _mib(part["peak_rss_kib"] * 1024)
+        ok = part["requests"]
+        return f"{ok} of {ok + part['errors']} in {_s(part['seconds'])}"
+
+    clients = servers["clients"]
+    table = [["", "ours", "Morgan 0.15.0", "ours / Morgan"]]
+    table.append(
+        [
+            f"project pages, {clients} clients (pip's Accept)",
+            rate(ours, "pages"),
+            rate(theirs, "pages"),
+            _ratio(ours["pages"]["per_second"], theirs["pages"]["per_second"]),
+        ]
+    )
+    table.append(
+        [
+            f"small files (<= 256 KiB), {clients} clients",
+            rate(ours, "small_files"),
+            rate(theirs, "small_files"),
+            _ratio(ours["small_files"]["per_second"], theirs["small_files"]["per_second"]),
+        ]
+    )
+    table.append(
+        [
+            "RSS at rest (after one page)",
+            _mib(ours["baseline_rss_kib"] * 1024),
+            _mib(theirs["baseline_rss_kib"] * 1024),
+            "",
+        ]
+    )
+    table.append(
+        [
+            f"peak RSS, {clients} clients x largest file ({_mib(ours['largest_file_bytes'])})",
+            big(ours, "peak"),
+            big(theirs, "peak"),
+            "",
+        ]
+    )
+    table.append(["largest-file downloads completed", big(ours, "done"), big(theirs, "done"), ""])
+    return ["### Servers", "", *_rows(table), ""]
+
+
+def targets_section(results: dict) -> list[str]:
+    lines = ["### Targets", ""]
+    latencies = results["latencies"]
+    high = latencies.get("50") or latencies[max(latencies, key=float)]
+    ours, theirs = high["ours"], high["morgan"]
+    checks = []
+    speedup = theirs["cold"]["wall"] / ours["cold"]["wall"]
+    checks.append(("cold at 50 ms >= 5x faster than Morgan", f"{speedup:.1f}x", speedup >= 5))
+    bound = ours["cold"]["wall"] / high["transfer_bound"]["seconds"]
+    checks.append(("cold within 2x of transfer-bound", f"{bound:.1f}x", bound <= 2))
+    warm = theirs["warm"]["wall"] / ours["warm"]["wall"]
+    checks.append(("warm >= 20x faster than Morgan", f"{warm:.1f}x", warm >= 20))
+    checks.append(("warm under 2 s", _s(ours["warm"]["wall"]), ours["warm"]["wall"] < 2))
+    rss = max(b["ours"]["cold"]["max_rss_bytes"] for b in latencies.values())
+    checks.append(("cold peak RSS < 150 MB", _mib(rss), rss < 150e6))
+    servers = results.get("servers")
+    if servers:
+        ratio = servers["ours"]["pages"]["per_second"] / servers["morgan"]["pages"]["per_second"]
+        checks.append(("server pages >= Morgan's", f"{ratio:.2f}x", ratio >= 1))
+        growth = (
+            servers["ours"]["big"]["peak_rss_kib"] - servers["ours"]["baseline_rss_kib"]
+        ) * 1024
+        checks.append(
+            (
+                "server memory flat under big downloads (growth < 64 MiB)",
+                f"+{_mib(growth)}",
+                growth < 64 * MIB,
+            )
+        )
+    table = [["target", "measured", "met"]]
+    table += [[name, value, "yes" if ok else "**no**"] for name, value, ok in checks]
+    return [*lines, *_rows(table), ""]
+
+
+def render(results: dict) -> str:
+    machine, workload = results["machine"], results["workload"]
+    lines = [
+        f"## morgan benchmark ({workload['scale']}) - {results['date']}",
+        "",
+        f"Machine: {machine['cores']} cores ({machine['cpu']}), {machine['memory_gib']:.0f} GiB "
+        f"RAM, {machine['kernel']}, Python {machine['python']}. Shared machine: figures move a "
+        "few per cent between runs.",
+        "",
+        f"Upstream: {workload['projects']} projects ({workload['closure']} in the requirements' "
+        f"closure, dependency depth {workload['depth']}), {workload['files']} files, "
+        f"{_mib(workload['bytes'])}; {workload['environments']} environments, "
+        f"{workload['top_level']} top-level requirements; PEP 691 JSON + PEP 658 metadata, "
+        "ETag/Last-Modified, on loopback in its own process.",
+        "",
+        "Requests and bytes are counted by the upstream (bytes = response bodies). Peak RSS is "
+        "the child's ru_maxrss. Warm = the same command again, nothing new upstream.",
+        "",
+    ]
+    for latency, block in results["latencies"].items():
+        lines += mirror_section(latency, block)
+    if results.get("jobs"):
+        lines += jobs_section(results["jobs"])
+    if results.get("servers"):
+        lines += server_section(results["servers"])
+    if "morgan" in next(iter(results["latencies"].values())):
+        lines += targets_section(results)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,160 @@
+"""Running the two mirrorers as child processes and measuring each run.
+
+Wall time is taken around the child, its peak RSS from ``os.wait4``, and the
+requests and bytes it cost from the upstream's counters (reset before the run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fakepypi import control
+
+MORGAN_VERSION = "0.15.0"
+DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
+
+
+def clean_environment() -> dict[str, str]:
+    """The environment for every child: no proxies for loopback, no pip configuration."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.upper().startswith("PIP_")
+        and key.lower() not in ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+    }
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    return env
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    executable: Path
+    takes_jobs: bool
+
+    def command(self, index: Path, config: Path, url: str, jobs: int | None) -> list[str]:
+        command = [str(self.executable), "-i", str(index), "-c", str(config), "-I", url]
+        if jobs is not None and self.takes_jobs:
+            command += ["-j", str(jobs)]
+        return [*command, "mirror"]
+
+
+def ours() -> Tool:
+    return Tool("ours", Path(sys.executable).with_name("morgan"), takes_jobs=True)
+
+
+def original_morgan(work: Path, log=print) -> Tool:
+    """Morgan 0.15.0 from PyPI in its own venv under the work dir (installed on first use)."""
+    venv = work / "morgan015"
+    executable = venv / "bin" / "morgan"
+    if not executable.exists():
+        log(f"installing morgan=={MORGAN_VERSION} into {venv}")
+        env = clean_environment()
+        env["PIP_CONFIG_FILE"] = os.devnull  # this machine's pip config adds other indexes
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "-q", f"morgan=={MORGAN_VERSION}"],
+            check=True,
+            env=env,
+        )
+    return Tool(f"Morgan {MORGAN_VERSION}", executable, takes_jobs=False)
+
+
+@dataclass
+class RunResult:
+    tool: str
+    label: str
+    command: list[str]
+    wall: float
+    max_rss_kib: int
+    exit_code: int
+    counters: dict[str, int]
+    files: int
+    tree_bytes: int
+    log: Path
+    stderr_tail: list[str] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return self.counters.get("requests", 0)
+
+    @property
+    def fetched(self) -> int:
+        return self.counters.get("bytes", 0)
+
+
+def count_tree(index: Path) -> tuple[int, int]:
+    """(distribution files, their bytes) in a mirrored tree."""
+    count = size = 0
+    for folder, _, names in os.walk(index):
+        for name in names:
+            if name.endswith(DIST_SUFFIXES) and not name.startswith("."):
+                count += 1
+                size += os.stat(os.path.join(folder, name)).st_size
+    return count, size
+
+
+def run_mirror(
+    tool: Tool,
+    *,
+    label: str,
+    index: Path,
+    config: Path,
+    upstream: str,
+    logs: Path,
+    jobs: int | None = None,
+    timeout: float = 3600,
+) -> RunResult:
+    """One ``mirror`` run of ``tool`` into ``index``, measured."""
+    command = tool.command(index, config, f"{upstream}simple/", jobs)
+    logs.mkdir(parents=True, exist_ok=True)
+    stem = f"{tool.name.split()[0].lower()}-{label}"
+    out_path, err_path = logs / f"{stem}.out", logs / f"{stem}.err"
+    control(upstream, "reset")
+    with out_path.open("wb") as out, err_path.open("wb") as err:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=err,
+            env=clean_environment(),
+            cwd=index.parent,
+            start_new_session=True,
+        )
+        timer = threading.Timer(timeout, _kill_group, (process.pid,))
+        timer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.monotonic() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    counters = control(upstream, "stats")
+    files, tree_bytes = count_tree(index)
+    tail = err_path.read_text(errors="replace").splitlines()[-15:]
+    return RunResult(
+        tool=tool.name,
+        label=label,
+        command=command,
+        wall=wall,
+        max_rss_kib=usage.ru_maxrss,
+        exit_code=process.returncode,
+        counters=counters,
+        files=files,
+        tree_bytes=tree_bytes,
+        log=out_path,
+        stderr_tail=tail,
+    )
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
