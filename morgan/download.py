@@ -143,7 +143,7 @@ def download(
             if isinstance(error, UpstreamError) and error.status == 416 and resumed:
                 transfer.part.unlink(missing_ok=True)  # the part is complete or too long
                 continue
-            if attempt == ATTEMPTS:
+            if attempt == ATTEMPTS or (isinstance(error, UpstreamError) and not error.transient):
                 if isinstance(error, UpstreamError):
                     raise
                 raise UpstreamError(redact(file.url), describe_transport_error(error)) from None

@@ -41,12 +41,16 @@ class ConfigError(MorganError, ValueError):
 class UpstreamError(MorganError):
     """The upstream index could not give what was asked of it."""
 
-    def __init__(self, url: str, reason: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, url: str, reason: str, *, status: int | None = None, transient: bool | None = None
+    ) -> None:
         super().__init__(url, reason)
         self.url = url
         self.reason = reason
         #: The HTTP status that caused it, when there was one.
         self.status = status
+        #: Whether asking again may help: a broken transfer, not an answer or a loop.
+        self.transient = status is None if transient is None else transient
 
     def __str__(self) -> str:
         return f"{self.url}: {self.reason}"

@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import MaxRetryError, ResponseError
 from urllib3.util import Retry, Timeout
 
 from morgan import __version__
@@ -219,7 +220,7 @@ class IndexClient:
                 if parse_failures > 1 or attempt == self.attempts:
                     raise
             except UpstreamError as error:
-                if error.status is not None or attempt == self.attempts:
+                if not error.transient or attempt == self.attempts:
                     raise
                 log.info("%s: attempt %d failed (%s)", redact(url), attempt, error.reason)
             time.sleep(min(self.backoff * 2 ** (attempt - 1), BACKOFF_MAX))
@@ -271,6 +272,12 @@ class IndexClient:
                 preload_content=False,
                 decode_content=True,
             )
+        except MaxRetryError as error:
+            # retries ran out: on a redirect loop or error answers, asking again will not help
+            transient = not isinstance(error.reason, ResponseError)
+            raise UpstreamError(
+                redact(url), describe_transport_error(error), transient=transient
+            ) from None
         except Urllib3Error as error:
             raise UpstreamError(redact(url), describe_transport_error(error)) from None
 

@@ -110,6 +110,8 @@ class FixtureIndex:
         #: Paths answered with a redirect to another path (a loop, if they point at each other).
         self.redirects: dict[str, str] = {}
         self.bytes_sent = 0
+        #: Seconds every request waits before it is answered (a distant index).
+        self.latency = 0.0
         self._server: ThreadingHTTPServer | None = None
 
     def add(self, path: Path, **facts: Any) -> UpstreamFile:
@@ -137,6 +139,8 @@ class FixtureIndex:
             def do_GET(self) -> None:
                 index.requests.append(self.path)
                 index.request_headers.append(dict(self.headers.items()))
+                if index.latency:
+                    time.sleep(index.latency)
                 fault = index.faults.pick(self.path.split("?", 1)[0])
                 if fault is not None:
                     index._misbehave(self, fault)
