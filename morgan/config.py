@@ -8,6 +8,7 @@ requirement for the same name; a name given twice adds to it as well.
 
 from __future__ import annotations
 
+import ast
 import configparser
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -89,10 +90,26 @@ def _read(path: str) -> configparser.ConfigParser:
         )
     try:
         text = file.read_text(encoding="utf-8")
-        lines = [line for line in text.splitlines() if not line.startswith(";")]
+        # blanked rather than removed, so line numbers in messages stay right
+        lines = ["" if line.startswith(";") else line for line in text.splitlines()]
         parser.read_string("\n".join(lines) + "\n", source=path)
     except UnicodeDecodeError:
         raise ConfigError(path, "not UTF-8 text") from None
+    except configparser.MissingSectionHeaderError as error:
+        raise ConfigError(
+            path,
+            f"line {error.lineno}: {error.line.strip()!r} comes before any [section]; "
+            "start with [env.NAME] or [requirements]",
+        ) from None
+    except configparser.ParsingError as error:
+        lineno, line = error.errors[0]
+        if line[:1] in ("'", '"'):  # some Pythons keep the repr of the line
+            line = ast.literal_eval(line)
+        raise ConfigError(
+            path,
+            f"line {lineno}: {line.strip()!r} is not 'name = value'; "
+            "in [requirements] write e.g. 'requests =' (any version) or 'requests = >=2.31'",
+        ) from None
     except configparser.Error as error:
         message = str(error).splitlines()[0]
         raise ConfigError(path, f"not a valid INI file ({message})") from None

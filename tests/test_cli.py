@@ -64,7 +64,14 @@ BROKEN_CONFIGS = [
      "[requirements] requests: '>>2' is not a valid PEP 508 specifier"),
     ("[env.a]\npython_version = 3.12\nglibc_version = new\n[requirements]\n",
      "[env.a] glibc_version: 'new' is not a MAJOR.MINOR level"),
-    ("not an ini file\n", "not a valid INI file"),
+    ("not an ini file\n", "line 1: 'not an ini file' comes before any [section]"),
+    ("[env.a]\npython_version = 3.12\n[requirements]\nrequests\n",
+     "line 4: 'requests' is not 'name = value'"),
+    ("[env.a]\npython_version = 3.12\n[requirements]\nrequests = @ https://x.invalid/r.whl\n",
+     "direct URL requirements cannot be mirrored"),
+    ("[env.]\npython_version = 3.12\n[requirements]\n", "environment name is empty"),
+    ("[env.a]\npython_version = 3.12\n[requirements]\nrequests = >=2; python_version >\n",
+     "is not a valid PEP 508 specifier"),
 ]  # fmt: skip
 
 
@@ -81,6 +88,30 @@ def test_broken_config_is_one_line_and_exit_2(
     assert lines[0].startswith(f"morgan: {config}")
     assert message in lines[0]
     assert not (tmp_path / "index").exists() or not any((tmp_path / "index").iterdir())
+
+
+def test_config_that_is_not_utf8(run_morgan, tmp_path: Path) -> None:
+    config = tmp_path / "morgan.ini"
+    config.write_bytes(b"[env.a]\npython_version = 3.12\n[requirements]\nr\xe9quests =\n")
+    result = run_morgan("mirror", "-i", str(tmp_path / "index"), "-c", str(config))
+    assert result.code == 2
+    assert result.err == f"morgan: {config}: not UTF-8 text\n"
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (["-j", "0"], "argument -j/--jobs: must be a whole number from 1 to 64"),
+        (["--timeout", "-1"], "argument --timeout: must be a number of seconds"),
+        (["--timeout", "soon"], "argument --timeout: must be a number of seconds"),
+    ],
+)
+def test_bad_option_values_are_usage_errors(
+    run_morgan, tmp_path: Path, option: list[str], message: str
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        run_morgan("-i", str(tmp_path), "mirror", *option)
+    assert caught.value.code == 2
 
 
 def test_missing_config_names_the_fix(run_morgan, tmp_path: Path) -> None:

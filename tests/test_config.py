@@ -209,20 +209,26 @@ def test_directory_is_not_a_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "text",
+    ("text", "expected"),
     [
-        "requests = >=2\n",  # no section header at all
-        "[requirements\nfoo = 1\n",
-        "<html><body>not ini</body></html>\n",
-        ENV + "[requirements]\nrequests\n",  # a name without '='
+        # no section header at all
+        ("requests = >=2\n", "line 1: 'requests = >=2' comes before any [section]"),
+        ("[requirements\nfoo = 1\n", "line 1: '[requirements' comes before any [section]"),
+        ("<html><body>not ini</body></html>\n", "comes before any [section]"),
+        # a name without '=' (the line number counts the blanked ';' comment)
+        (
+            ENV + "; a comment\n[requirements]\nrequests\n",
+            f"line {ENV.count(chr(10)) + 3}: 'requests' is not 'name = value'; "
+            "in [requirements] write e.g. 'requests =' (any version)",
+        ),
     ],
 )
-def test_not_ini(tmp_path: Path, text: str) -> None:
+def test_not_ini(tmp_path: Path, text: str, expected: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         MirrorConfig.from_file(path)
     message = check_error(caught.value, path, None, None)
-    assert "not a valid INI file" in message
+    assert expected in message
 
 
 def test_not_utf8(tmp_path: Path) -> None:

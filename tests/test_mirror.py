@@ -394,3 +394,30 @@ def test_copy_server_command(run_morgan, tmp_path: Path) -> None:
     assert result.code == 0
     copied = (tmp_path / "server.py").read_bytes()
     assert copied == (Path(__file__).parents[1] / "morgan" / "server.py").read_bytes()
+
+
+def test_every_bad_requirement_is_one_line_and_the_rest_is_done(
+    run_morgan, graph: FixtureIndex, tmp_path: Path
+) -> None:
+    """A nonexistent project, an impossible specifier, a missing extra, an environment
+    no file fits: each is named once, and every good requirement is still mirrored."""
+    graph.add(build_wheel(tmp_path / "dists", "winwheel", "1.0", tags="cp311-cp311-win_amd64"))
+    index = tmp_path / "index"
+    environments = {"linux": ENVIRONMENTS["linux312"], "win": ENVIRONMENTS["win311"]}
+    requirements = "ghost =\nlib = >=2,<1\nspeedy = [turbo]\nwinwheel =\ncyc-a =\n"
+    result = mirror(run_morgan, graph, index, requirements, environments=environments)
+    assert result.code == 1
+    problems = result.err.strip().splitlines()
+    assert len(problems) == 5, result.err  # the impossible specifier once per environment
+    assert any("project 'ghost' is not on the index" in line for line in problems)
+    assert any(
+        "lib<1,>=2 (required by morgan.ini) for win: no version" in line for line in problems
+    )
+    assert any("speedy 1.0 has no extra 'turbo'" in line for line in problems)
+    assert any(line.startswith("error: winwheel") and "for linux" in line for line in problems)
+    assert "Traceback" not in result.err
+    assert "4 errors, 1 warnings" in result.out
+    # the good ones are all there
+    assert files_in(index, "speedy") == {"speedy-1.0-py3-none-any.whl"}
+    assert files_in(index, "winwheel") == {"winwheel-1.0-cp311-cp311-win_amd64.whl"}
+    assert files_in(index, "cyc-a") and files_in(index, "cyc-b")
