@@ -104,13 +104,13 @@ def parse_requirement(line: str, source: str) -> Requirement | None:
     be evaluated in no environment, or whose versions no one can parse, is
     invalid.
     """
-    if len(line) > MAX_REQUIREMENT_LENGTH:
-        raise DistributionError(
-            source, f"a requirement is longer than {MAX_REQUIREMENT_LENGTH} characters"
-        )
     if _nesting(line) > MAX_NESTING:
         raise DistributionError(
             source, f"a requirement nests parentheses deeper than {MAX_NESTING} levels"
+        )
+    if len(line) > MAX_REQUIREMENT_LENGTH:
+        raise DistributionError(
+            source, f"a requirement is longer than {MAX_REQUIREMENT_LENGTH} characters"
         )
     try:
         requirement = Requirement(line)

@@ -58,7 +58,7 @@ def parse_project_page(body: bytes, content_type: str, url: str, project: str) -
 
 def check_api_version(version: str, url: str) -> None:
     """Refuse a newer major API version; accept a newer minor one with a warning."""
-    match = re.fullmatch(r"[ \t]*([0-9]{1,9})\.([0-9]{1,9})[ \t]*", version)
+    match = re.fullmatch(r"[ \t]*([0-9]{1,20})\.([0-9]{1,20})[ \t]*", version)
     if match is None:
         raise PageError(url, f"api-version {_short(version)} is not MAJOR.MINOR")
     major, minor = int(match.group(1)), int(match.group(2))
