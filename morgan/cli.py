@@ -21,6 +21,7 @@ from morgan.generate import MODES, environment_block, requirements_block
 from morgan.index import DEFAULT_INDEX_URL, IndexClient, normalize_index_url
 from morgan.lock import IndexLock
 from morgan.mirror import Mirrorer, MirrorOptions, copy_server
+from morgan.progress import LiveLine, Progress, format_size
 from morgan.selection import DEFAULT_PACKAGE_TYPE_REGEX, SelectionOptions
 
 COMMANDS = ("mirror", "serve", "copy_server", "generate_env", "generate_reqs", "version")
@@ -163,15 +164,6 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
         logging.getLogger("urllib3").setLevel(logging.ERROR)
 
 
-def _size(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"  # pragma: no cover
-
-
 def _mirror(args: argparse.Namespace) -> int:
     index_path = Path(args.index_path).resolve()
     config = MirrorConfig.from_file(args.config or str(index_path / "morgan.ini"))
@@ -181,10 +173,17 @@ def _mirror(args: argparse.Namespace) -> int:
         connect_timeout=min(args.timeout, 10.0),
         read_timeout=args.timeout,
     )
+    progress = Progress()
+    live = LiveLine(progress, sys.stderr) if sys.stderr.isatty() and not args.quiet else None
+    if live is not None:
+        for handler in logging.getLogger("morgan").handlers:
+            handler.addFilter(live.log_filter)
     options = MirrorOptions(
         index_path=index_path,
         jobs=args.jobs,
         verify=args.verify,
+        progress=progress,
+        on_tick=live.tick if live else None,
         selection=SelectionOptions(
             all_versions=args.mirror_all_versions,
             all_wheels=args.mirror_all_wheels,
@@ -197,12 +196,14 @@ def _mirror(args: argparse.Namespace) -> int:
             report = Mirrorer(config, client, options).run()
         finally:
             client.close()
+            if live is not None:
+                live.clear()
         if not args.skip_server_copy:
             copy_server(index_path)
     print(
         f"mirrored {len(report.projects)} projects, {len(report.files)} files: "
-        f"{report.downloaded} downloaded ({_size(report.bytes_downloaded)}), "
-        f"{report.reused} already present ({_size(report.bytes_reused)}); "
+        f"{report.downloaded} downloaded ({format_size(report.bytes_downloaded)}), "
+        f"{report.reused} already present ({format_size(report.bytes_reused)}); "
         f"{len(report.errors)} errors, {len(report.warnings)} warnings"
         + (" (each said above)" if report.errors or report.warnings else "")
     )

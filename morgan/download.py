@@ -16,6 +16,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,8 +118,12 @@ def download(
     record: VerifiedFile | None = None,
     verify: bool = False,
     cancel: threading.Event | None = None,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> DownloadResult:
-    """Put ``file`` at ``dest`` verified, or raise; a verified copy already there is kept."""
+    """Put ``file`` at ``dest`` verified, or raise; a verified copy already there is kept.
+
+    ``cancel`` stops a transfer between two chunks; ``on_bytes`` hears of each chunk.
+    """
     reused = _reusable(dest, file, record, verify)
     if reused is not None:
         return reused
@@ -129,7 +134,7 @@ def download(
             file.filename,
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    transfer = _Transfer(client, file, dest, expected, cancel)
+    transfer = _Transfer(client, file, dest, expected, (cancel, on_bytes))
     for attempt in range(1, ATTEMPTS + 1):
         resumed = transfer.resume_point() > 0
         try:
@@ -175,8 +180,9 @@ class _Transfer:
         file: DistributionFile,
         dest: Path,
         expected: tuple[str, str] | None,
-        cancel: threading.Event | None,
+        hooks: tuple[threading.Event | None, Callable[[int], None] | None],
     ) -> None:
+        cancel, self.on_bytes = hooks
         self.client = client
         self.file = file
         self.dest = dest
@@ -233,6 +239,8 @@ class _Transfer:
                         if other is not None:
                             other.update(chunk)
                         out.write(chunk)
+                        if self.on_bytes is not None:
+                            self.on_bytes(len(chunk))
                     out.flush()
                     os.fsync(out.fileno())
         except (UpstreamError, Urllib3Error, DownloadCancelled):

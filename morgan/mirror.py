@@ -48,6 +48,7 @@ from morgan.metadata import (
     read_wheel_metadata,
 )
 from morgan.models import PREFERRED_HASH, Candidate, DistributionFile, ProjectPage
+from morgan.progress import REDRAW_INTERVAL, Progress
 from morgan.selection import Choice, SelectionOptions, candidates, choose, describe
 from morgan.state import ProjectState, VerifiedFile
 
@@ -63,6 +64,9 @@ class MirrorOptions:
     selection: SelectionOptions = field(default_factory=SelectionOptions)
     #: Re-hash every file already in the tree instead of trusting unchanged ones.
     verify: bool = False
+    progress: Progress | None = None
+    #: Called on the walk's thread several times a second (to redraw a progress line).
+    on_tick: Callable[[], None] | None = None
 
 
 @dataclass
@@ -130,6 +134,7 @@ class Mirrorer:
         #: Parts of downloads that broke off, kept for the next run to resume.
         self._resumable: set[Path] = set()
         self._cancel = threading.Event()
+        self.progress = options.progress or Progress()
 
     # -- the event loop -------------------------------------------------------
 
@@ -147,8 +152,15 @@ class Mirrorer:
                     self._need(_Need(_plain(requirement), envs, "morgan.ini", top_level=True))
                 else:
                     log.info("%s: its marker excludes every environment", requirement)
+            tick = self.options.on_tick
             while self._pending:
-                done, _ = wait(list(self._pending), return_when=FIRST_COMPLETED)
+                done, _ = wait(
+                    list(self._pending),
+                    timeout=REDRAW_INTERVAL if tick else None,
+                    return_when=FIRST_COMPLETED,
+                )
+                if tick:
+                    tick()
                 for future in sorted(done, key=id):
                     callback = self._pending.pop(future)
                     try:
@@ -224,6 +236,7 @@ class Mirrorer:
             self._state(name).page = fetch.cache
             if fetch.not_modified:
                 self.report.pages_not_modified += 1
+            self.progress.project_resolved()
         except ProjectNotFoundError as error:
             page = None
             asked = sorted({need.required_by for need in waiters})
@@ -381,37 +394,46 @@ class Mirrorer:
             self._error(f"{name}: {error}")
             return
         self._known[name][filename] = candidate.file
+        self.progress.file_queued(candidate.file.size)
+        context = _Context(
+            record=self._state(name).verified.get(filename),
+            verify=self.options.verify,
+            cancel=self._cancel,
+            on_bytes=self.progress.bytes_received,
+        )
         self._submit(
-            lambda f: self._download_done(name, filename, f),
+            lambda f: self._download_done(name, candidate.file, f),
             _download_and_read,
             self.client,
             candidate,
             dest,
-            _Checks(self._state(name).verified.get(filename), self.options.verify, self._cancel),
+            context,
         )
 
     def _download_done(
         self,
         name: str,
-        filename: str,
+        file: DistributionFile,
         future: Future[tuple[DownloadResult, Dependencies, VerifiedFile]],
     ) -> None:
+        filename = file.filename
         waiters = self._download_waiters.pop(filename, [])
         try:
             result, deps, record = future.result()
-        except UpstreamError as error:
+        except (MorganError, OSError) as error:
             self._downloads[filename] = None
-            self._resumable.add(part_path(self.options.index_path / name / filename))
-            self._error(f"{filename}: {error}")
+            self.progress.file_failed(file.size)
+            if isinstance(error, UpstreamError):
+                self._resumable.add(part_path(self.options.index_path / name / filename))
+            if isinstance(error, OSError):
+                where = error.filename or "the index"
+                self._error(f"{filename}: cannot write {where}: {error.strerror}")
+            else:
+                self._error(f"{filename}: {error}")
             return
-        except MorganError as error:
-            self._downloads[filename] = None
-            self._error(f"{filename}: {error}")
-            return
-        except OSError as error:
-            self._downloads[filename] = None
-            self._error(f"{filename}: cannot write {error.filename or 'it'}: {error.strerror}")
-            return
+        self.progress.file_done(result.size, file.size)
+        if result.reused:
+            self.progress.bytes_in_tree(result.size)
         self._downloads[filename] = result
         self._dist_deps[filename] = deps
         self._state(name).verified[filename] = record
@@ -468,12 +490,13 @@ def _remove_leftovers(folder: Path, keep: set[Path]) -> None:
 
 
 @dataclass(frozen=True)
-class _Checks:
-    """How much to trust what is already in the tree, and when to stop."""
+class _Context:
+    """What a download worker needs from the walk: trust, a stop signal, a byte counter."""
 
     record: VerifiedFile | None
     verify: bool
     cancel: threading.Event
+    on_bytes: Callable[[int], None]
 
 
 def _fetch_metadata(client: IndexClient, file: DistributionFile) -> Dependencies:
@@ -487,7 +510,7 @@ def _fetch_metadata(client: IndexClient, file: DistributionFile) -> Dependencies
 
 
 def _download_and_read(
-    client: IndexClient, candidate: Candidate, dest: Path, checks: _Checks
+    client: IndexClient, candidate: Candidate, dest: Path, checks: _Context
 ) -> tuple[DownloadResult, Dependencies, VerifiedFile]:
     """Download (or reuse) a file and read its dependencies; wheels get a .metadata sidecar."""
     result = download(
@@ -497,6 +520,7 @@ def _download_and_read(
         record=checks.record,
         verify=checks.verify,
         cancel=checks.cancel,
+        on_bytes=checks.on_bytes,
     )
     project: NormalizedName = canonicalize_name(dest.parent.name)
     record = checks.record
