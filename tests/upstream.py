@@ -86,7 +86,11 @@ class UpstreamFile:
     def sha256(self) -> str:
         if self.wrong_hash:
             return "0" * 64
-        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        digest = hashlib.sha256()
+        with self.path.open("rb") as stream:
+            while chunk := stream.read(1024 * 1024):
+                digest.update(chunk)
+        return digest.hexdigest()
 
     def wheel_metadata(self) -> bytes | None:
         if not (self.metadata and self.filename.endswith(".whl")):
@@ -248,22 +252,35 @@ class FixtureIndex:
             entry = self._find(name)
             if entry is None:
                 return _send(handler, 404, b"no such file", "text/plain")
-            data = entry.path.read_bytes()
-            wanted = handler.headers.get("Range", "")
-            if wanted.startswith("bytes=") and wanted.endswith("-"):
-                start = int(wanted[len("bytes=") : -1])
-                if start >= len(data):
-                    handler.send_response(416)
-                    handler.send_header("Content-Range", f"bytes */{len(data)}")
-                    handler.send_header("Content-Length", "0")
-                    handler.end_headers()
-                    return None
-                headers = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
-                return self._send(
-                    handler, 206, data[start:], "application/octet-stream", headers, count=count
-                )
-            return self._send(handler, 200, data, "application/octet-stream", count=count)
+            return self._send_file(handler, entry.path, count=count)
         return _send(handler, 404, b"not found", "text/plain")
+
+    def _send_file(self, handler: BaseHTTPRequestHandler, path: Path, *, count: bool) -> None:
+        """A file, streamed (files may be large), from where a ``Range: bytes=N-`` asks."""
+        size = path.stat().st_size
+        start = 0
+        wanted = handler.headers.get("Range", "")
+        if wanted.startswith("bytes=") and wanted.endswith("-"):
+            start = int(wanted[len("bytes=") : -1])
+            if start >= size:
+                handler.send_response(416)
+                handler.send_header("Content-Range", f"bytes */{size}")
+                handler.send_header("Content-Length", "0")
+                handler.end_headers()
+                return
+            handler.send_response(206)
+            handler.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+        else:
+            handler.send_response(200)
+        handler.send_header("Content-Type", "application/octet-stream")
+        handler.send_header("Content-Length", str(size - start))
+        handler.end_headers()
+        with path.open("rb") as stream:
+            stream.seek(start)
+            while chunk := stream.read(1024 * 1024):
+                handler.wfile.write(chunk)
+                if count:
+                    self.bytes_sent += len(chunk)
 
     def _send(
         self,

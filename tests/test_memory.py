@@ -1,0 +1,63 @@
+"""Memory stays flat: a large wheel costs the mirrorer no more memory than a small one.
+
+Downloads and hashing stream in chunks, and metadata is read from the wheel's
+one METADATA member, so the peak RSS of a run must not follow the file's size.
+This is a bound on memory, measured with ``os.wait4`` on the real process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from builders import build_wheel
+from support import ENVIRONMENTS, write_config
+from upstream import FixtureIndex
+
+MiB = 1024 * 1024
+
+
+def big_wheel(directory: Path, name: str, size: int) -> Path:
+    """A valid wheel with one stored (uncompressed), incompressible member of ``size`` bytes."""
+    wheel = build_wheel(directory, name, "1.0")
+    block = os.urandom(MiB)
+    with (
+        zipfile.ZipFile(wheel, "a") as archive,
+        archive.open(f"{name}/payload.bin", "w", force_zip64=True) as member,
+    ):
+        for _ in range(size // MiB):
+            member.write(block)
+    return wheel
+
+
+def peak_rss_of_mirror(tmp_path: Path, upstream: FixtureIndex, project: str) -> int:
+    """Peak resident memory of a ``morgan mirror`` process, in bytes."""
+    config = write_config(
+        tmp_path / f"{project}.ini", {"linux312": ENVIRONMENTS["linux312"]}, f"{project} =\n"
+    )
+    command = [sys.executable, "-m", "morgan", "-i", str(tmp_path / "index"), "-c", str(config)]
+    command += ["-I", upstream.url, "mirror", "--skip-server-copy"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    assert process.returncode == 0, process.stderr.read() if process.stderr else ""
+    if process.stderr:
+        process.stderr.close()
+    return int(usage.ru_maxrss) * 1024  # kilobytes on Linux
+
+
+def test_peak_memory_does_not_grow_with_file_size(tmp_path: Path) -> None:
+    dists = tmp_path / "dists"
+    with FixtureIndex("json") as upstream:
+        small = upstream.add(big_wheel(dists, "small", 1 * MiB))
+        large = upstream.add(big_wheel(dists, "large", 300 * MiB))
+        small_peak = peak_rss_of_mirror(tmp_path, upstream, "small")
+        large_peak = peak_rss_of_mirror(tmp_path, upstream, "large")
+    assert (tmp_path / "index" / "large" / large.filename).stat().st_size > 300 * MiB
+    assert (tmp_path / "index" / "small" / small.filename).is_file()
+    # a 300x larger file: the same memory, give or take noise (chunks, allocator)
+    assert large_peak - small_peak < 25 * MiB, (small_peak, large_peak)
+    assert large_peak < 150 * MiB
