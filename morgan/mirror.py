@@ -55,6 +55,9 @@ from morgan.state import ProjectState, VerifiedFile
 log = logging.getLogger(__name__)
 
 DepsCallback = Callable[[Dependencies], None]
+#: Files at least this large (or of unknown size) have their PEP 658 metadata fetched
+#: first, so resolution does not wait for their download.
+METADATA_FIRST_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -316,11 +319,14 @@ class Mirrorer:
     def _dependencies_of(self, name: str, candidate: Candidate, callback: DepsCallback) -> None:
         """Call back with the candidate's dependencies, from PEP 658 metadata if offered.
 
-        A file already in the tree is read instead: that costs no request.
+        A file already in the tree is read instead: that costs no request. So is
+        a small file (it is downloaded anyway, in about the time the metadata
+        would take), which saves a request per small wheel.
         """
         filename = candidate.file.filename
         if (
             candidate.file.metadata_hashes is None
+            or (candidate.file.size or METADATA_FIRST_SIZE) < METADATA_FIRST_SIZE
             or self._meta_deps.get(filename, 0) is None
             or filename in self._downloads
             or self._in_tree(name, candidate)

@@ -70,7 +70,7 @@ def test_ten_percent_faults_across_100_projects_still_complete(run_morgan, many,
         reference = tmp_path / "reference" / "index"
         assert mirror(run_morgan, clean.url, reference, requirements).code == 0
 
-    faults = Faults(rate=0.10, seed=2026, stall_seconds=1.5)
+    faults = Faults(rate=0.10, seed=2, stall_seconds=1.5)
     with FixtureIndex(mode, faults=faults) as flaky:
         flaky.projects = projects
         index = tmp_path / "flaky" / "index"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import zipfile
 from pathlib import Path
 
@@ -421,3 +422,28 @@ def test_every_bad_requirement_is_one_line_and_the_rest_is_done(
     assert files_in(index, "speedy") == {"speedy-1.0-py3-none-any.whl"}
     assert files_in(index, "winwheel") == {"winwheel-1.0-cp311-cp311-win_amd64.whl"}
     assert files_in(index, "cyc-a") and files_in(index, "cyc-b")
+
+
+def test_large_wheels_are_resolved_from_pep658_metadata_small_ones_from_the_file(
+    run_morgan, upstream: FixtureIndex, tmp_path: Path
+) -> None:
+    dists = tmp_path / "dists"
+    blob = random.Random(3).randbytes(1536 * 1024)  # incompressible: a 1.5 MiB wheel
+    upstream.add(build_wheel(dists, "large", "1.0", requires=["small"], extra_members={"b": blob}))
+    upstream.add(build_wheel(dists, "small", "1.0"))
+    index = tmp_path / "index"
+    environments = {"linux": ENVIRONMENTS["linux312"]}
+    assert mirror(run_morgan, upstream, index, "large =", environments=environments).code == 0
+    fetched = sorted(path for path in upstream.requests if path.endswith(".metadata"))
+    if upstream.mode == "json":  # sizes known: only the large wheel's metadata comes first
+        assert fetched == ["/files/large-1.0-py3-none-any.whl.metadata"]
+    else:  # HTML gives no sizes, so every wheel with metadata has it fetched first
+        assert fetched == [
+            "/files/large-1.0-py3-none-any.whl.metadata",
+            "/files/small-1.0-py3-none-any.whl.metadata",
+        ]
+    assert files_in(index, "small") == {"small-1.0-py3-none-any.whl"}
+    # the second run reads both from the tree: pages only
+    upstream.requests.clear()
+    assert mirror(run_morgan, upstream, index, "large =", environments=environments).code == 0
+    assert all(path.startswith("/simple/") for path in upstream.requests)
