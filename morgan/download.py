@@ -60,15 +60,30 @@ def expected_digest(file: DistributionFile) -> tuple[str, str] | None:
     return None
 
 
+_UPLOAD_TIME = re.compile(
+    r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:?\d\d)?", re.IGNORECASE
+)
+
+
 def upload_timestamp(upload_time: str | None) -> float | None:
-    """Seconds since the epoch for a PEP 700 upload time, or None if unreadable."""
-    if not upload_time:
+    """Seconds since the epoch for a PEP 700 upload time, or None if unreadable.
+
+    PEP 700 asks for UTC with a ``Z``; other offsets (and none, read as UTC) are
+    accepted from indexes that write them.
+    """
+    match = _UPLOAD_TIME.fullmatch((upload_time or "").strip())
+    if match is None:
         return None
-    text = upload_time.strip().rstrip("Z").split(".", 1)[0]
     try:
-        return float(calendar.timegm(time.strptime(text, "%Y-%m-%dT%H:%M:%S")))
+        stamp = float(calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")))
     except ValueError:
         return None
+    offset = (match.group(2) or "Z").upper()
+    if offset != "Z":
+        sign = -1 if offset[0] == "-" else 1
+        digits = offset[1:].replace(":", "")
+        stamp -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
+    return stamp
 
 
 def part_path(dest: Path) -> Path:

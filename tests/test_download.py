@@ -285,6 +285,10 @@ def test_expected_digest(hashes: dict[str, str], expected: tuple[str, str] | Non
         ("2024-01-02", None),
         ("2024-13-02T03:04:05Z", None),
         ("2024-01-02 03:04:05", None),
+        ("2024-01-02T05:04:05+02:00", UPLOAD_STAMP),
+        ("2024-01-02T01:34:05.5-0130", UPLOAD_STAMP),
+        ("2024-01-02T03:04:05+00:00", UPLOAD_STAMP),
+        ("2024-01-02T03:04:05Zjunk", None),
     ],
 )
 def test_upload_timestamp(text: str | None, expected: float | None) -> None:
