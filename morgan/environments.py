@@ -18,7 +18,7 @@ from packaging import tags as tagslib
 from packaging.markers import Marker
 from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from morgan.errors import ConfigError, DistributionError
 
@@ -94,12 +94,13 @@ _MANYLINUX_ALIASES = {
     (2, 12): ("manylinux2010", {"x86_64", "i686"}),
     (2, 5): ("manylinux1", {"x86_64", "i686"}),
 }
-_LEVELLED_PLATFORM = re.compile(r"^(?:manylinux|musllinux|macosx)_(\d+)_(\d+)_")
+#: Levels have at most three digits: a glibc 2.99999999 would make a hundred million tags.
+_LEVELLED_PLATFORM = re.compile(r"^(?:manylinux|musllinux|macosx)_([0-9]{1,3})_([0-9]{1,3})_")
 _LEGACY_MANYLINUX_LEVEL = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 
 
 def _level(text: str, key: str, section: str, path: str, example: str) -> tuple[int, int]:
-    match = re.fullmatch(r"(\d+)\.(\d+)", text.strip())
+    match = re.fullmatch(r"([0-9]{1,3})\.([0-9]{1,3})", text.strip())
     if match is None:
         raise ConfigError(
             path,
@@ -296,7 +297,7 @@ def _complete_markers(values: Mapping[str, str], section: str, path: str) -> dic
             path, "missing python_version; add e.g. 'python_version = 3.12'", section=section
         )
     python_version = values["python_version"]
-    if not re.fullmatch(r"\d+\.\d+", python_version):
+    if not re.fullmatch(r"[0-9]{1,3}\.[0-9]{1,3}", python_version):
         raise ConfigError(
             path,
             f"{python_version!r} is not MAJOR.MINOR; write e.g. 3.12 "
@@ -307,7 +308,7 @@ def _complete_markers(values: Mapping[str, str], section: str, path: str) -> dic
     full = values.get("python_full_version") or f"{python_version}.0"
     try:
         full_version = Version(full)
-    except InvalidVersion:
+    except ValueError:  # InvalidVersion, or more digits than int() accepts
         raise ConfigError(
             path,
             f"{full!r} is not a valid version; write e.g. 3.12.7",
@@ -374,7 +375,7 @@ def _platforms(
         return ([platform] if platform else []), False
 
     if sys_platform == "darwin" or hint_tag.startswith("macosx"):
-        match = re.fullmatch(r"macosx_(\d+)_(\d+)_(\w+)", hint_tag)
+        match = re.fullmatch(r"macosx_([0-9]{1,3})_([0-9]{1,3})_(\w+)", hint_tag)
         arch = match.group(3) if match else (machine or "x86_64")
         arch = "arm64" if arch in ("arm64", "aarch64") else arch
         if "macos_version" in values:
@@ -397,7 +398,7 @@ def _platforms(
         arch_source = hint_tag
         for prefix in ("linux_", "manylinux_", "musllinux_"):
             if hint_tag.startswith(prefix):
-                arch_source = re.sub(r"^(?:\d+_\d+_)?", "", hint_tag[len(prefix) :])
+                arch_source = re.sub(r"^(?:[0-9]+_[0-9]+_)?", "", hint_tag[len(prefix) :])
                 break
         else:
             arch_source = machine
@@ -410,9 +411,16 @@ def _platforms(
         if "musl_version" in values or hint_tag.startswith("musllinux"):
             if "musl_version" in values:
                 musl = _level(values["musl_version"], "musl_version", section, path, "1.2")
-            else:
-                assert hint_level is not None
+            elif hint_level is not None:
                 musl = (int(hint_level.group(1)), int(hint_level.group(2)))
+            else:
+                raise ConfigError(
+                    path,
+                    f"{hint!r} names no musl level; write e.g. musllinux_1_2_x86_64 "
+                    "or set musl_version",
+                    section=section,
+                    key="platform_tag",
+                )
             platforms.extend(musllinux_platforms(arch, musl))
         else:
             if "glibc_version" in values:
