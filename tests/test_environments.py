@@ -15,7 +15,7 @@ from morgan.environments import (
     musllinux_platforms,
     platform_level,
 )
-from morgan.errors import ConfigError
+from morgan.errors import ConfigError, DistributionError
 
 LINUX = {"sys_platform": "linux", "platform_machine": "x86_64"}
 LINUX_312 = {"python_version": "3.12", **LINUX}
@@ -599,6 +599,17 @@ ERRORS = [
         "big sur",
     ),
     ({**LINUX_312, "whl.tag.platform": "manylinux(["}, "whl.tag.platform", "regular expression"),
+    # numbers int() refuses, or levels that would make millions of tags
+    ({"python_version": "9" * 5000 + ".1"}, "python_version", "is not MAJOR.MINOR"),
+    ({"python_version": "\u0663.\u0661\u0662"}, "python_version", "is not MAJOR.MINOR"),
+    (
+        {"python_version": "3.12", "python_full_version": "3.12." + "9" * 5000},
+        "python_full_version",
+        "valid version",
+    ),
+    ({**LINUX_312, "glibc_version": "2.99999999"}, "glibc_version", "MAJOR.MINOR level"),
+    ({**LINUX_312, "glibc_version": "2." + "9" * 5000}, "glibc_version", "MAJOR.MINOR level"),
+    ({"python_version": "3.12", "platform_tag": "musllinux_x86_64"}, "platform_tag", "musl level"),
 ]
 
 
@@ -617,6 +628,41 @@ def test_config_errors(keys: dict[str, str], key: str | None, fragment: str) -> 
     if key is not None:
         assert f"[env.test] {key}:" in message
     assert fragment in message
+
+
+# -- markers that parse but cannot be evaluated ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "marker",
+    [
+        'python_version ~= "3"',  # ~= needs two release segments
+        '"5.0" ~= platform_release',  # platform_release is unknown here: ""
+        'python_version > "1.' + "9" * 5000 + '"',  # more digits than int() accepts
+    ],
+)
+def test_evaluate_marker_says_why_it_cannot(marker: str) -> None:
+    linux = env(**LINUX_312)
+    with pytest.raises(DistributionError) as caught:
+        linux.evaluate_marker(Marker(marker), source="demo-1.0.whl")
+    message = str(caught.value)
+    assert message.startswith("demo-1.0.whl (for test): marker ")
+    assert "cannot be evaluated" in message
+    assert "\n" not in message and len(message) < 600
+
+
+def test_evaluate_marker_with_an_extra() -> None:
+    linux = env(**LINUX_312)
+    marker = Marker('extra == "Fast_Thing" and os_name == "posix"')
+    assert linux.evaluate_marker(marker, "fast-thing", source="x")
+    assert not linux.evaluate_marker(marker, "", source="x")
+
+
+@pytest.mark.parametrize(
+    "requires_python", [">=3," * 1000 + ">=3", ">=" + "9" * 5000, ">=3.8,<", "\x00"]
+)
+def test_unusable_requires_python_is_ignored(requires_python: str) -> None:
+    assert env(**LINUX_312).allows_python(requires_python)
 
 
 # -- helpers -----------------------------------------------------------------------------------
