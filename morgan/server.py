@@ -44,31 +44,35 @@ import collections
 import contextlib
 import datetime
 import email.utils
+import errno
 import getpass
 import hashlib
 import hmac
 import html
 import http.server
+import io
 import json
 import os
 import re
 import secrets
+import selectors
 import socket
-import socketserver
 import ssl
 import stat
+import struct
 import sys
 import threading
 import time
 import traceback
 import urllib.parse
-import zipfile
 import zlib
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - a mirror is meant to be reached from the network
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT = 60.0
+DEFAULT_THREADS = 32
+DEFAULT_MAX_CONNECTIONS = 1000
 API_VERSION = "1.1"
 
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -86,7 +90,22 @@ PAGE_JSON = "index.json"
 MAX_METADATA_BYTES = 16 * 1024 * 1024
 MAX_HEADER_SCAN_BYTES = 1024 * 1024
 MAX_PAGE_JSON_BYTES = 256 * 1024 * 1024
+MAX_ZIP_DIRECTORY_BYTES = 64 * 1024 * 1024
+ZIP_SCAN_BYTES = 1024 * 1024
 CHUNK_BYTES = 256 * 1024
+
+#: Bounds on what a client may send and hold, whatever it does.
+MAX_REQUEST_LINE_BYTES = 8 * 1024
+MAX_HEAD_BYTES = 32 * 1024
+MAX_HEADERS = 100
+MAX_PENDING_PASSWORD_CHECKS = 8
+RECV_BYTES = 16 * 1024
+TLS_CHUNK_BYTES = 16 * 1024
+PLAIN_CHUNK_BYTES = 64 * 1024
+SEND_BURST_BYTES = 4 * 1024 * 1024
+LINGER_SECONDS = 2.0
+LINGER_MAX_BYTES = 1024 * 1024
+LISTEN_BACKLOG = 1024
 
 FILE_CACHE_CONTROL = "max-age=31536000, immutable"
 PAGE_CACHE_CONTROL = "max-age=60"
@@ -135,7 +154,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout",
         type=float,
         default=DEFAULT_TIMEOUT,
-        help="seconds before an idle or stalled connection is closed (default: 60)",
+        help=(
+            "seconds a client has to send a request's headers (counted from when it "
+            "connected or was last answered), and that a download may stall (default: 60)"
+        ),
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help=(
+            "threads that build answers (default: %d); sockets are read and written by "
+            "one more thread, so slow clients and downloads hold no thread" % DEFAULT_THREADS
+        ),
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=(
+            "open connections at most (default: %d, lowered to fit the open-file limit); "
+            "beyond it the longest-waiting idle connection is closed, or else the new "
+            "one is answered 503" % DEFAULT_MAX_CONNECTIONS
+        ),
     )
     return parser
 
@@ -316,35 +357,189 @@ def requires_python_of(metadata: bytes) -> Optional[str]:
     return value or None
 
 
-def read_wheel_metadata(path: str) -> Optional[bytes]:
-    """A wheel's own ``.dist-info/METADATA``, read with a bound; None if unreadable.
+class ZipMember(NamedTuple):
+    """Where one member of a zip archive is, from its central directory entry."""
 
-    The dist-info folder is the one at the top of the archive; when a wheel
-    has several, the one named after the wheel's name and version wins.
+    name: str
+    header_offset: int
+    compressed_size: int
+    file_size: int
+    method: int
+    flags: int
+    crc: int
+
+
+_ZIP_END = b"PK\x05\x06"
+_ZIP64_END = b"PK\x06\x06"
+_ZIP64_LOCATOR = b"PK\x06\x07"
+_ZIP_ENTRY = b"PK\x01\x02"
+_ZIP_LOCAL = b"PK\x03\x04"
+_ZIP_ENTRY_BYTES = 46
+_ZIP_MAX32 = 0xFFFFFFFF
+
+
+def zip_directory(stream: Any, size: int) -> Optional[Tuple[int, int, int]]:
+    """(start, length, shift) of a zip's central directory; None if absent, odd or too large.
+
+    ``shift`` is what to add to the offsets it records (non-zero when bytes
+    were put in front of the archive). The directory must fit in
+    MAX_ZIP_DIRECTORY_BYTES: it is scanned, never loaded whole.
     """
-    stem = os.path.basename(path)[: -len(WHEEL_SUFFIX)]
+    tail_size = min(size, 22 + 65535)
+    stream.seek(size - tail_size)
+    tail = stream.read(tail_size)
+    position = tail.rfind(_ZIP_END)
+    if position < 0 or len(tail) - position < 22:
+        return None
+    end_offset = size - tail_size + position
+    disk, directory_disk, _, entries, length, offset, _ = struct.unpack_from(
+        "<4H2LH", tail, position + 4
+    )
+    if disk or directory_disk:
+        return None  # split across several files
+    if entries == 0xFFFF or _ZIP_MAX32 in (length, offset):
+        if end_offset < 20:
+            return None
+        stream.seek(end_offset - 20)
+        locator = stream.read(20)
+        if len(locator) != 20 or locator[:4] != _ZIP64_LOCATOR:
+            return None
+        (record_offset,) = struct.unpack_from("<Q", locator, 8)
+        if record_offset >= end_offset:
+            return None
+        stream.seek(record_offset)
+        record = stream.read(56)
+        if len(record) != 56 or record[:4] != _ZIP64_END:
+            return None
+        length, offset = struct.unpack_from("<2Q", record, 40)
+        end_offset = record_offset
+    start = end_offset - length
+    if length > MAX_ZIP_DIRECTORY_BYTES or start < 0 or start < offset:
+        return None
+    return start, length, start - offset
+
+
+def _zip64_sizes(extra: bytes, sizes: List[int]) -> Optional[List[int]]:
+    """File size, compressed size and offset, with the ZIP64 extra field's values filled in."""
+    position = 0
+    while position + 4 <= len(extra):
+        kind, length = struct.unpack_from("<2H", extra, position)
+        if kind == 1:
+            data = extra[position + 4 : position + 4 + length]
+            filled, used = [], 0
+            for value in sizes:
+                if value != _ZIP_MAX32:
+                    filled.append(value)
+                    continue
+                if used + 8 > len(data):
+                    return None
+                filled.append(struct.unpack_from("<Q", data, used)[0])
+                used += 8
+            return filled
+        position += 4 + length
+    return None if _ZIP_MAX32 in sizes else sizes
+
+
+def find_metadata_member(stream: Any, size: int, wheel_name: str) -> Optional[ZipMember]:
+    """The wheel's top-level ``*.dist-info/METADATA`` member, found by scanning the directory.
+
+    Only that member is kept, so memory stays flat for any number of members.
+    When a wheel has several such folders, the one named after the wheel's
+    name and version wins.
+    """
+    directory = zip_directory(stream, size)
+    if directory is None:
+        return None
+    start, remaining, shift = directory
+    stem = wheel_name[: -len(WHEEL_SUFFIX)]
     parts = stem.split("-")
     expected = ("%s-%s.dist-info/METADATA" % tuple(parts[:2])).lower() if len(parts) >= 2 else ""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            candidates = [
-                info
-                for info in archive.infolist()
-                if info.filename.count("/") == 1 and info.filename.endswith(".dist-info/METADATA")
-            ]
-            if len(candidates) > 1:
-                candidates = [c for c in candidates if c.filename.lower() == expected]
-            if len(candidates) != 1 or candidates[0].file_size > MAX_METADATA_BYTES:
+    stream.seek(start)
+    buffer, position = b"", 0
+    found: List[ZipMember] = []
+    while True:
+        if len(buffer) - position < _ZIP_ENTRY_BYTES + 3 * 65535 and remaining > 0:
+            chunk = stream.read(min(ZIP_SCAN_BYTES, remaining))
+            if not chunk:
                 return None
-            with archive.open(candidates[0]) as member:
-                data = member.read(MAX_METADATA_BYTES + 1)
-    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, ValueError):
-        return None  # not a zip, damaged, encrypted, or an unknown compression
-    except (NotImplementedError, KeyError):
+            remaining -= len(chunk)
+            buffer, position = buffer[position:] + chunk, 0
+        if len(buffer) - position < _ZIP_ENTRY_BYTES:
+            break
+        if buffer[position : position + 4] != _ZIP_ENTRY:
+            return None
+        name_length, extra_length, comment_length = struct.unpack_from("<3H", buffer, position + 28)
+        end = position + _ZIP_ENTRY_BYTES + name_length
+        if end + extra_length + comment_length > len(buffer):
+            return None  # the directory is cut short
+        raw_name = buffer[position + _ZIP_ENTRY_BYTES : end]
+        if raw_name.endswith(b".dist-info/METADATA") and raw_name.count(b"/") == 1:
+            fields = struct.unpack_from("<4x6H3L5H2L", buffer, position)
+            flags, method, crc = fields[2], fields[3], fields[6]
+            sizes = _zip64_sizes(
+                buffer[end : end + extra_length], [fields[8], fields[7], fields[15]]
+            )
+            if sizes is None or len(found) >= 16:
+                return None
+            name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
+            found.append(ZipMember(name, sizes[2] + shift, sizes[1], sizes[0], method, flags, crc))
+        position = end + extra_length + comment_length
+    if len(found) > 1:
+        found = [member for member in found if member.name.lower() == expected]
+    return found[0] if len(found) == 1 else None
+
+
+def read_zip_member(stream: Any, member: ZipMember) -> Optional[bytes]:
+    """A member's bytes (stored, deflated or bzip2), checked against its size and CRC."""
+    if member.flags & 0x1 or member.file_size > MAX_METADATA_BYTES:
+        return None  # encrypted, or more than any core metadata
+    if member.compressed_size > MAX_METADATA_BYTES + 1024 * 1024:
         return None
-    if len(data) > MAX_METADATA_BYTES:
+    stream.seek(member.header_offset)
+    header = stream.read(30)
+    if len(header) != 30 or header[:4] != _ZIP_LOCAL:
+        return None
+    name_length, extra_length = struct.unpack_from("<2H", header, 26)
+    stream.seek(member.header_offset + 30 + name_length + extra_length)
+    raw: bytes = stream.read(member.compressed_size)
+    if len(raw) != member.compressed_size:
+        return None
+    if member.method == 0:
+        data = raw
+    elif member.method == 8:
+        data = zlib.decompressobj(-15).decompress(raw, MAX_METADATA_BYTES + 1)
+    elif member.method == 12:
+        import bz2  # noqa: PLC0415 - rare in wheels, and missing from some builds
+
+        data = bz2.BZ2Decompressor().decompress(raw, MAX_METADATA_BYTES + 1)
+    else:
+        return None
+    if len(data) != member.file_size or zlib.crc32(data) & _ZIP_MAX32 != member.crc:
         return None
     return data
+
+
+def read_wheel_metadata(path: str, members: Optional["LRUCache"] = None) -> Optional[bytes]:
+    """A wheel's own ``.dist-info/METADATA``, read with bounds; None if unreadable.
+
+    ``members`` remembers where the member lies in each version of a file, so
+    that the directory of a large wheel is scanned once, not on every request.
+    """
+    stream = open_regular_file(path)
+    if stream is None:
+        return None
+    with stream:
+        try:
+            st = os.fstat(stream.fileno())
+            key = stat_key(path, st)
+            member = members.get(key) if members is not None else None
+            if member is None:
+                member = find_metadata_member(stream, st.st_size, os.path.basename(path))
+                if members is not None:
+                    members.put(key, member or False)
+            return read_zip_member(stream, member) if member else None
+        except (OSError, struct.error, zlib.error, EOFError, ValueError, ImportError):
+            return None  # damaged, or a compression this Python lacks
 
 
 def read_hash_sidecar(path: str) -> Optional[str]:
@@ -403,6 +598,7 @@ class Tree:
         self._metadata = LRUCache(65536)
         self._listed = LRUCache(256)
         self._has_distribution = LRUCache(65536)
+        self._members = LRUCache(65536)
 
     # -- folders --------------------------------------------------------------
 
@@ -537,7 +733,7 @@ class Tree:
             except OSError:
                 facts = None
         else:
-            data = read_wheel_metadata(wheel)
+            data = read_wheel_metadata(wheel, self._members)
             if data is not None:
                 facts = MetadataFacts(hashlib.sha256(data).hexdigest(), requires_python_of(data))
         self._metadata.put(key, facts if facts is not None else False)
@@ -604,7 +800,7 @@ class Tree:
         if sidecar is not None:
             path, st = sidecar
             return Resource(path, None, st.st_size, st.st_mtime, file_etag(st), content_type)
-        data = read_wheel_metadata(wheel[0])
+        data = read_wheel_metadata(wheel[0], self._members)
         if data is None:
             return None
         etag = '"m%s"' % hashlib.sha256(data).hexdigest()[:32]
@@ -948,22 +1144,50 @@ def load_auth_file(path: str) -> Dict[str, Tuple[int, bytes, bytes]]:
     return users
 
 
+class AuthBusy(Exception):
+    """Too many different passwords are being checked at once; the client should retry."""
+
+
+class _PasswordCheck:
+    """One PBKDF2 check in progress, which requests with the same credentials wait for."""
+
+    __slots__ = ("done", "user")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.user: Optional[str] = None
+
+
 class Authenticator:
     """HTTP basic auth against an auth file, re-read when it changes.
 
     Checking a password costs a PBKDF2 run, so accepted credentials are
-    remembered (as a keyed digest, never in clear) and checks run one at a
-    time, which bounds what guessing can cost the server.
+    remembered (as a keyed digest, never in clear) and answered without
+    waiting; the checks themselves run one at a time, requests with the same
+    credentials share one check, and when ``max_pending_checks``
+    different ones are already waiting, AuthBusy is raised (the client gets a
+    503) rather than holding a thread: guessing costs the server one CPU at
+    most, and holds few of the threads that answer. An unknown user costs as
+    much as the costliest known one, so timing does not tell who exists.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, max_pending_checks: int = MAX_PENDING_PASSWORD_CHECKS) -> None:
         self.path = path
+        self.max_pending_checks = max_pending_checks
         self._users = load_auth_file(path)
         self._signature = self._file_signature()
         self._accepted = LRUCache(1024)
         self._key = secrets.token_bytes(32)
         self._check_lock = threading.Lock()
-        self._dummy = parse_password_hash(hash_password(secrets.token_hex(8), DEFAULT_ITERATIONS))
+        self._state_lock = threading.Lock()
+        self._checks: Dict[bytes, _PasswordCheck] = {}
+        self._dummy = self._dummy_for(self._users)
+
+    @staticmethod
+    def _dummy_for(users: Dict[str, Tuple[int, bytes, bytes]]) -> Tuple[int, bytes, bytes]:
+        """A stored hash that no password matches, as costly as the costliest user's."""
+        iterations = max(stored[0] for stored in users.values())
+        return (iterations, secrets.token_hex(16).encode(), secrets.token_bytes(32))
 
     def _file_signature(self) -> Optional[Tuple[int, int, int]]:
         try:
@@ -976,16 +1200,20 @@ class Authenticator:
         signature = self._file_signature()
         if signature == self._signature:
             return
-        self._signature = signature
-        try:
-            self._users = load_auth_file(self.path)
-        except UserError as error:
-            log_line("keeping the previous users: %s" % error)
-            return
-        self._accepted = LRUCache(1024)
+        with self._state_lock:
+            if signature == self._signature:
+                return
+            self._signature = signature
+            try:
+                users = load_auth_file(self.path)
+            except UserError as error:
+                log_line("keeping the previous users: %s" % error)
+                return
+            self._users, self._dummy = users, self._dummy_for(users)
+            self._accepted = LRUCache(1024)
 
     def user(self, header: Optional[str]) -> Optional[str]:
-        """The user that an Authorization header proves, or None."""
+        """The user that an Authorization header proves, or None; AuthBusy when overloaded."""
         if not header:
             return None
         scheme, _, value = header.strip().partition(" ")
@@ -1002,17 +1230,33 @@ class Authenticator:
             user = user_bytes.decode("utf-8")
         except UnicodeDecodeError:
             return None
-        with self._check_lock:
-            self._reload_if_changed()
-            token = hmac.new(self._key, decoded, hashlib.sha256).digest()
-            if self._accepted.get(token) == user:
-                return user
-            stored = self._users.get(user)
-            ok = verify_password(password, stored if stored is not None else self._dummy)
+        self._reload_if_changed()
+        accepted, users, dummy = self._accepted, self._users, self._dummy
+        token = hmac.new(self._key, decoded, hashlib.sha256).digest()
+        if accepted.get(token) == user:
+            return user
+        with self._state_lock:
+            check = self._checks.get(token)
+            mine = check is None
+            if check is None:
+                if len(self._checks) >= self.max_pending_checks:
+                    raise AuthBusy()
+                check = self._checks[token] = _PasswordCheck()
+        if not mine:
+            check.done.wait()
+            return check.user
+        try:
+            stored = users.get(user)
+            with self._check_lock:
+                ok = verify_password(password, stored if stored is not None else dummy)
             if ok and stored is not None:
-                self._accepted.put(token, user)
-                return user
-        return None
+                accepted.put(token, user)
+                check.user = user
+        finally:
+            with self._state_lock:
+                del self._checks[token]
+            check.done.set()
+        return check.user
 
 
 def make_ssl_context(certfile: str, keyfile: Optional[str]) -> ssl.SSLContext:
@@ -1057,44 +1301,60 @@ def describe(error: BaseException) -> str:
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    """One connection: requests read one after another (HTTP/1.1 keep-alive)."""
+    """The requests of one connection, answered one at a time from heads read by the Server.
+
+    The handler never touches the socket: what it writes is gathered in
+    ``wfile`` and a file to send is left in ``body``; the Server sends both
+    without waiting for the client.
+    """
 
     server_version = "morgan-server"
     sys_version = ""
     protocol_version = "HTTP/1.1"
-    server: "Server"
 
-    # -- connection and request line -----------------------------------------
+    def __init__(self, client_address: Any, settings: "Settings") -> None:
+        # Not the base classes' __init__, which would read the socket itself.
+        self.client_address = client_address
+        self.settings = settings
+        self.rfile = io.BytesIO()
+        self.wfile: io.BytesIO = io.BytesIO()
+        self.close_connection = True
+        self.body: Optional[Tuple[Any, int, int]] = None
+        self.user: Optional[str] = None
+        self.headers_sent = False
+        self.response_size: Union[int, str] = "-"
+
+    # -- request line and headers --------------------------------------------
 
     def version_string(self) -> str:
         return self.server_version
 
-    def setup(self) -> None:
-        self.request.settimeout(self.server.settings.timeout)  # idle and slow clients
-        super().setup()
-
-    def handle_one_request(self) -> None:
-        """Read and answer one request; a silent close on timeouts and hang-ups."""
-        self.user: Optional[str] = None
+    def handle_head(self, head: bytes, error: int) -> None:
+        """Answer one request head, or the status ``error`` the Server found it deserves."""
+        self.user = None
         self.headers_sent = False
-        self.response_size: Union[int, str] = "-"
+        self.response_size = "-"
         self.command = ""
         self.requestline = ""
         self.request_version = "HTTP/1.1"
-        try:
-            self.raw_requestline = self.rfile.readline(65537)
-            if len(self.raw_requestline) > 65536:
-                self.send_error(414)
-                return
-            if not self.raw_requestline:
-                self.close_connection = True
-                return
-            if not self.parse_request():
-                return
-            self.route()
-            self.wfile.flush()
-        except (socket.timeout, ConnectionError, ssl.SSLError):
+        self.close_connection = True
+        self.body = None
+        self.wfile = io.BytesIO()
+        if error:
+            self.send_error(error)
+            return
+        self.rfile = io.BytesIO(head)
+        self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE_BYTES + 2)
+        if not self.parse_request():
+            if not self.headers_sent:
+                self.send_error(400)
             self.close_connection = True
+            return
+        self.route()
+
+    def handle_expect_100(self) -> bool:
+        """No "100 Continue": a body is never read, and the final answer follows at once."""
+        return True
 
     def parse_request(self) -> bool:
         """The standard parsing, plus the checks RFC 9112 asks of a server."""
@@ -1104,6 +1364,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_error(400, "HTTP/0.9 is not supported")
             return False
         headers = self.headers
+        if len(headers) > MAX_HEADERS:
+            self.send_error(431, "Too many headers")
+            return False
         if headers.defects or any("\n" in value for value in headers.values()):
             self.send_error(400, "Malformed header")
             return False
@@ -1119,13 +1382,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.command in ("GET", "HEAD"):
             try:
                 self.answer(self.command == "HEAD")
-            except (socket.timeout, ConnectionError, ssl.SSLError):
-                raise
-            except Exception:
-                log_line("error answering %r:\n%s" % (self.requestline, traceback.format_exc()))
-                if self.headers_sent:
-                    self.close_connection = True
+            except Exception as error:
+                # Nothing has been sent yet: drop what was written and say what happened.
+                self.discard_answer()
+                if isinstance(error, MemoryError) or (
+                    isinstance(error, OSError) and error.errno in _OUT_OF_RESOURCES
+                ):
+                    log_line("out of resources answering %r: %s" % (self.requestline, error))
+                    self.send_plain(503, "Service Unavailable", [("Retry-After", "5")])
                 else:
+                    log_line("error answering %r:\n%s" % (self.requestline, traceback.format_exc()))
                     self.send_plain(500, "Internal Server Error")
         elif self.command in _STANDARD_METHODS:
             self.send_plain(405, "Method Not Allowed", [("Allow", "GET, HEAD")], close=True)
@@ -1134,7 +1400,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -- responses -----------------------------------------------------------
 
-    headers_sent = False
+    def discard_answer(self) -> None:
+        """Forget what was written for this request (nothing of it has been sent)."""
+        self.wfile = io.BytesIO()
+        self._headers_buffer: List[bytes] = []
+        self.headers_sent = False
+        if self.body is not None:
+            self.body[0].close()
+            self.body = None
 
     def start(self, status: int, headers: List[Tuple[str, str]], length: Optional[int]) -> None:
         """Send a status line and headers (the access log line is written here)."""
@@ -1177,7 +1450,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_request(self, code: Any = "-", size: Any = "-") -> None:
         """One access log line per request, in the Common Log Format."""
-        if self.server.settings.quiet:
+        if self.settings.quiet:
             return
         log_line(
             '%s - %s [%s] "%s" %s %s'
@@ -1198,9 +1471,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def answer(self, head: bool) -> None:
         """Route a GET or HEAD request; see the module docstring for what is public."""
-        settings = self.server.settings
+        settings = self.settings
         if settings.authenticator is not None:
-            self.user = settings.authenticator.user(self.headers.get("Authorization"))
+            try:
+                self.user = settings.authenticator.user(self.headers.get("Authorization"))
+            except AuthBusy:
+                busy = [("Retry-After", "1")]
+                self.send_plain(503, "Service Unavailable: too many logins at once", busy)
+                return
             if self.user is None:
                 self.send_plain(
                     401,
@@ -1272,7 +1550,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_plain(301, "Moved Permanently", [("Location", location)])
 
     def cache_control(self, value: str) -> str:
-        visibility = "private" if self.server.settings.authenticator else "public"
+        visibility = "private" if self.settings.authenticator else "public"
         return "%s, %s" % (visibility, value)
 
     # -- pages ---------------------------------------------------------------
@@ -1336,11 +1614,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if stream is None:
             self.not_found()  # removed (or replaced by something odd) since it was found
             return
-        with stream:
+        try:
             # Describe what was opened, not what was looked at before.
             st = os.fstat(stream.fileno())
             opened = resource._replace(size=st.st_size, mtime=st.st_mtime, etag=file_etag(st))
             self.send_representation(opened, stream, head)
+        finally:
+            if self.body is None or self.body[0] is not stream:
+                stream.close()  # else the Server sends it, then closes it
 
     def send_representation(self, resource: Resource, stream: Any, head: bool) -> None:
         headers = [
@@ -1373,28 +1654,251 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if resource.data is not None:
             self.wfile.write(resource.data[first : last + 1])
         else:
-            self.copy(stream, first, length)
-
-    def copy(self, stream: Any, offset: int, count: int) -> None:
-        """Send part of a file in chunks (the kernel's sendfile where it can)."""
-        self.wfile.flush()
-        sent = self.connection.sendfile(stream, offset, count)
-        if sent != count:
-            self.close_connection = True  # the file shrank: the promised length is a lie
+            self.body = (stream, first, length)
 
 
 # ---------------------------------------------------------------------------
-# Server and main
+# Connections: one thread reads and writes every socket, a pool of threads answers
 # ---------------------------------------------------------------------------
 
+#: What a connection is doing; the thread that may touch it follows from it.
+READING = "reading"  # the loop: TLS handshake, then a request head (or idle keep-alive)
+ANSWERING = "answering"  # a worker: the head is complete and is being answered
+SENDING = "sending"  # the loop: the rest of an answer, as the client takes it
+CLOSING = "closing"  # the loop: answered and shut for writing; what comes in is dropped
+BROKEN = "broken"  # to be closed at once
+CLOSED = "closed"
 
-class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    """A thread per connection; TLS handshakes happen in that thread, not in accept()."""
+#: What pump() says: all sent, the socket is full (wait for it), or the connection is lost.
+SENT, BLOCKED, FAILED = range(3)
 
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 128
+_HEAD_END = re.compile(b"\r?\n\r?\n")
+_OUT_OF_RESOURCES = tuple(
+    getattr(errno, name)
+    for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
+    if hasattr(errno, name)
+)
+_REFUSAL = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Length: 47\r\nRetry-After: 5\r\nConnection: close\r\n\r\n"
+    b"503 Service Unavailable: too many connections\n"
+)
+_CAN_SENDFILE = hasattr(os, "sendfile")
+
+
+def find_head(buffer: bytearray) -> Tuple[int, int]:
+    """Where the request head at the start of ``buffer`` ends, or the error status it deserves.
+
+    (end, 0) for a complete head, (0, 414) or (0, 431) for one past the bounds,
+    (0, 0) while it is incomplete. A request line of fewer than three words is
+    a head on its own (HTTP/0.9 style), so that it is refused at once.
+    """
+    line_end = buffer.find(b"\n", 0, MAX_REQUEST_LINE_BYTES + 2)
+    if line_end < 0:
+        return (0, 414) if len(buffer) > MAX_REQUEST_LINE_BYTES + 1 else (0, 0)
+    if len(bytes(buffer[:line_end]).split()) < 3:
+        return line_end + 1, 0
+    match = _HEAD_END.search(buffer, line_end)
+    if match is not None and match.end() <= MAX_HEAD_BYTES:
+        return match.end(), 0
+    if match is not None or len(buffer) > MAX_HEAD_BYTES:
+        return 0, 431
+    return 0, 0
+
+
+def strip_blank_lines(buffer: bytearray) -> None:
+    """Drop empty lines before a request line (RFC 9112, 2.2)."""
+    count = len(buffer) - len(buffer.lstrip(b"\r\n"))
+    if count:
+        del buffer[:count]
+
+
+def after_answer(connection: "Connection") -> str:
+    """What a connection does once an answer is sent: ANSWERING (another request is
+    there already, perhaps cut short), READING (wait for one) or CLOSING."""
+    if connection.close:
+        return CLOSING
+    strip_blank_lines(connection.buffer)
+    end, error = find_head(connection.buffer)
+    if end or error or (connection.eof and connection.buffer):
+        return ANSWERING
+    return CLOSING if connection.eof else READING
+
+
+class Connection:
+    """A client connection and what is pending on it.
+
+    Only one thread uses it at a time: the loop in the READING, SENDING and
+    CLOSING states, a worker in the ANSWERING state; it changes hands through
+    the pool's queue and the Server's ``_returned`` queue.
+    """
+
+    __slots__ = (
+        "sock",
+        "address",
+        "tls",
+        "handshaken",
+        "state",
+        "events",
+        "want",
+        "buffer",
+        "eof",
+        "close",
+        "counted",
+        "pending",
+        "pending_at",
+        "file",
+        "offset",
+        "remaining",
+        "drained",
+        "handler",
+    )
+
+    def __init__(self, sock: socket.socket, address: Any, tls: bool) -> None:
+        self.sock = sock
+        self.address = address
+        self.tls = tls
+        self.handshaken = not tls
+        self.state = READING
+        self.events = 0  # what the selector watches for
+        self.want = selectors.EVENT_WRITE  # what a blocked send waits for
+        self.buffer = bytearray()  # received and not yet answered
+        self.eof = False  # the client has shut its side
+        self.close = False  # close once the answer is sent
+        self.counted = False  # counted in Server.max_connections
+        self.pending: Union[bytes, memoryview] = b""  # bytes to send, from pending_at
+        self.pending_at = 0
+        self.file: Any = None  # a file to send after them: offset, remaining bytes
+        self.offset = 0
+        self.remaining = 0
+        self.drained = 0
+        self.handler: Optional[Handler] = None
+
+    def drop_output(self) -> None:
+        self.pending, self.pending_at, self.remaining = b"", 0, 0
+        if self.file is not None:
+            with contextlib.suppress(OSError):
+                self.file.close()
+            self.file = None
+
+
+def pump(connection: Connection) -> Tuple[int, int]:
+    """(SENT, BLOCKED or FAILED, bytes sent): send what is pending without ever waiting.
+
+    Files go with the kernel's sendfile where it can; over TLS (and where
+    there is no sendfile) they are read a chunk at a time, so a connection
+    never holds more than a chunk of a file in memory.
+    """
+    connection.want = selectors.EVENT_WRITE
+    sock = connection.sock
+    budget = SEND_BURST_BYTES
+    try:
+        while budget > 0:
+            if connection.pending_at < len(connection.pending):
+                at = connection.pending_at
+                size = TLS_CHUNK_BYTES if connection.tls else SEND_BURST_BYTES
+                sent = sock.send(connection.pending[at : at + size])
+                connection.pending_at += sent
+                budget -= sent
+            elif connection.remaining > 0:
+                if connection.tls or not _CAN_SENDFILE:
+                    size = TLS_CHUNK_BYTES if connection.tls else PLAIN_CHUNK_BYTES
+                    connection.file.seek(connection.offset)
+                    data = connection.file.read(min(size, connection.remaining))
+                    if not data:
+                        return FAILED, SEND_BURST_BYTES - budget  # the file shrank
+                    connection.pending, connection.pending_at = memoryview(data), 0
+                    sent = len(data)
+                else:
+                    sent = os.sendfile(
+                        sock.fileno(),
+                        connection.file.fileno(),
+                        connection.offset,
+                        min(connection.remaining, budget),
+                    )
+                    if sent == 0:
+                        return FAILED, SEND_BURST_BYTES - budget  # the file shrank
+                    budget -= sent
+                connection.offset += sent
+                connection.remaining -= sent
+            else:
+                connection.drop_output()
+                return SENT, SEND_BURST_BYTES - budget
+        return BLOCKED, SEND_BURST_BYTES - budget  # more to send: the loop takes turns
+    except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
+        return BLOCKED, SEND_BURST_BYTES - budget
+    except ssl.SSLWantReadError:
+        connection.want = selectors.EVENT_READ
+        return BLOCKED, SEND_BURST_BYTES - budget
+    except (OSError, ValueError):
+        return FAILED, SEND_BURST_BYTES - budget
+
+
+class WorkerPool:
+    """At most ``size`` threads, started as work comes, each running ``work(item)`` in turn."""
+
+    def __init__(self, size: int, work: Callable[[Any], None]) -> None:
+        self.size = size
+        self._work = work
+        self._jobs: "collections.deque[Any]" = collections.deque()
+        self._condition = threading.Condition()
+        self._idle = 0
+        self._threads: List[threading.Thread] = []
+        self._stopping = False
+
+    def submit(self, item: Any) -> None:
+        with self._condition:
+            self._jobs.append(item)
+            if self._idle < len(self._jobs) and len(self._threads) < self.size:
+                thread = threading.Thread(
+                    target=self._run, name="morgan-%d" % (len(self._threads) + 1), daemon=True
+                )
+                try:
+                    thread.start()
+                except RuntimeError as error:  # the system would not give another thread
+                    if not self._threads:
+                        self._jobs.pop()
+                        raise
+                    log_line("server.py: cannot start a thread (%s), going on with fewer" % error)
+                    self.size = len(self._threads)
+                else:
+                    self._threads.append(thread)
+            self._condition.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._jobs and not self._stopping:
+                    self._idle += 1
+                    self._condition.wait()
+                    self._idle -= 1
+                if self._stopping:
+                    return
+                item = self._jobs.popleft()
+            self._work(item)
+
+    def stop(self) -> None:
+        with self._condition:
+            self._stopping = True
+            self._jobs.clear()
+            self._condition.notify_all()
+
+
+class Server:
+    """The HTTP(S) server: one loop thread for every socket, a pool of threads for answers.
+
+    The loop accepts connections, does TLS handshakes, reads request heads and
+    sends what could not be sent at once, all without blocking, so an idle,
+    slow or stalled client costs a socket and a small buffer but no thread. A
+    head must be complete within ``timeout`` of the connection's becoming idle
+    (a total deadline, however slowly it trickles in) and within the bounds
+    MAX_REQUEST_LINE_BYTES, MAX_HEAD_BYTES and MAX_HEADERS. A complete head
+    goes to a worker, which answers it and sends what the socket takes at
+    once; the rest is left to the loop. Keep-alive connections return to the
+    loop between requests. At ``max_connections``, the connection that has
+    waited longest for a request is closed to make room, or if every one is
+    busy, the newcomer is answered 503.
+    """
 
     def __init__(
         self,
@@ -1402,42 +1906,439 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         family: int,
         settings: Settings,
         ssl_context: Optional[ssl.SSLContext],
+        *,
+        threads: int = DEFAULT_THREADS,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
-        self.address_family = family
         self.settings = settings
         self.ssl_context = ssl_context
-        super().__init__(address, Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind would look the host up in DNS (getfqdn), which can
-        # hang in a closed network; the name is not needed.
-        if self.address_family == socket.AF_INET6:
-            with contextlib.suppress(OSError, AttributeError):
-                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        socketserver.TCPServer.server_bind(self)
-        self.server_name = str(self.server_address[0])
-        self.server_port = int(self.server_address[1])
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if self.ssl_context is None:
-            super().finish_request(request, client_address)
-            return
-        request.settimeout(self.settings.timeout)
+        self.max_connections = max_connections
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        self._selector = selectors.DefaultSelector()
+        self._waker, self._wake_socket = socket.socketpair()
         try:
-            secure = self.ssl_context.wrap_socket(request, server_side=True)
-        except (OSError, ssl.SSLError) as error:
-            log_line("%s - TLS handshake failed: %s" % (client_address[0], describe(error)))
-            return
+            if family == socket.AF_INET6:
+                with contextlib.suppress(OSError, AttributeError):
+                    self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            if os.name == "posix":  # elsewhere it would let another program share the port
+                self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind(address)
+            self.socket.listen(LISTEN_BACKLOG)
+            self.server_address = self.socket.getsockname()
+            for sock in (self.socket, self._waker, self._wake_socket):
+                sock.setblocking(False)
+            self._selector.register(self.socket, selectors.EVENT_READ, None)
+            self._selector.register(self._wake_socket, selectors.EVENT_READ, self._waker)
+        except BaseException:
+            self.server_close()
+            raise
+        self._pool = WorkerPool(threads, self._answer)
+        #: Connections the loop waits on, each with its deadline, oldest first.
+        self._reading: "collections.OrderedDict[Connection, float]" = collections.OrderedDict()
+        self._sending: "collections.OrderedDict[Connection, float]" = collections.OrderedDict()
+        self._closing: "collections.OrderedDict[Connection, float]" = collections.OrderedDict()
+        self._connections: "set[Connection]" = set()
+        self._returned: "collections.deque[Connection]" = collections.deque()
+        self._wake_pending = False
+        self._counted = 0
+        self._accepting = True
+        self._accept_again = 0.0
+        self._last_warning = -3600.0
+        self._stop_requested = False
+        self._closed = False
+        self._stopped = threading.Event()
+        self._stopped.set()
+
+    def __enter__(self) -> "Server":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.server_close()
+
+    # -- running ----------------------------------------------------------------
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Run the loop until shutdown()."""
+        self._stopped.clear()
         try:
-            Handler(secure, client_address, self)
+            while not self._stop_requested:
+                self._turn(poll_interval)
         finally:
-            self.shutdown_request(secure)
+            self._stop_requested = False
+            self._stopped.set()
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        error = sys.exc_info()[1]
-        if isinstance(error, (socket.timeout, ConnectionError, ssl.SSLError)):
+    def shutdown(self) -> None:
+        """Stop serve_forever() and wait until it has returned."""
+        self._stop_requested = True
+        self._wake()
+        self._stopped.wait()
+
+    def server_close(self) -> None:
+        """Close the listening socket and every connection."""
+        self._closed = True
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            pool.stop()
+        for connection in list(getattr(self, "_connections", ())):
+            self._close(connection)
+        with contextlib.suppress(Exception):
+            self._selector.close()
+        for sock in (self.socket, self._waker, self._wake_socket):
+            sock.close()
+
+    def _turn(self, poll_interval: float) -> None:
+        now = time.monotonic()
+        timeout = poll_interval
+        for timers in (self._reading, self._sending, self._closing):
+            if timers:
+                timeout = min(timeout, next(iter(timers.values())) - now)
+        if not self._accepting:
+            timeout = min(timeout, self._accept_again - now)
+        for key, _ in self._selector.select(max(timeout, 0.0)):
+            connection = key.data
+            if connection is None:
+                self._accept()
+            elif connection is self._waker:
+                self._take_wake()
+            elif connection.state == READING:
+                self._receive(connection)
+            elif connection.state == SENDING:
+                self._send(connection)
+            elif connection.state == CLOSING:
+                self._drain(connection)
+        self._take_returned()
+        self._expire(time.monotonic())
+
+    def _warn(self, message: str) -> None:
+        """A line on the log, at most once a minute (floods would fill it otherwise)."""
+        now = time.monotonic()
+        if now - self._last_warning >= 60:
+            self._last_warning = now
+            log_line("server.py: %s" % message)
+
+    # -- accepting ------------------------------------------------------------
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                sock, address = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                if error.errno in _OUT_OF_RESOURCES:  # no file descriptor left: wait a little
+                    self._warn("cannot accept connections: %s" % describe(error))
+                    self._accepting = False
+                    self._accept_again = time.monotonic() + 0.5
+                    self._selector.unregister(self.socket)
+                    return
+                continue  # that client gave up already
+            self._admit(sock, address)
+
+    def _admit(self, sock: socket.socket, address: Any) -> None:
+        if self._counted >= self.max_connections:
+            if self._reading:
+                self._close(next(iter(self._reading)))  # the one waiting longest for a request
+            else:
+                self._warn("%d connections, all busy: new ones get 503" % self._counted)
+                self._refuse(sock, address)
+                return
+        try:
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
+        except (OSError, ValueError):
+            sock.close()
             return
-        log_line("%s - error: %s" % (client_address[0], traceback.format_exc()))
+        connection = Connection(sock, address, self.ssl_context is not None)
+        connection.counted = True
+        self._counted += 1
+        self._connections.add(connection)
+        self._wait_for_request(connection)
+
+    def _refuse(self, sock: socket.socket, address: Any) -> None:
+        """A 503 for a connection over the limit (TLS ones are just closed)."""
+        if self.ssl_context is not None:
+            sock.close()
+            return
+        connection = Connection(sock, address, False)
+        self._connections.add(connection)
+        try:
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError, InterruptedError):
+                sock.recv(RECV_BYTES)  # what has come already, so that closing resets nothing
+            sock.send(_REFUSAL)
+        except OSError:
+            self._close(connection)
+            return
+        self._linger(connection)
+
+    # -- reading requests -------------------------------------------------------
+
+    def _wait_for_request(self, connection: Connection) -> None:
+        connection.state = READING
+        self._reading[connection] = time.monotonic() + self.settings.timeout
+        self._watch(connection, selectors.EVENT_READ)
+
+    def _receive(self, connection: Connection) -> None:
+        if not connection.handshaken and not self._handshake(connection):
+            return
+        sock = connection.sock
+        try:
+            while len(connection.buffer) <= MAX_HEAD_BYTES:
+                data = sock.recv(RECV_BYTES)
+                if not data:
+                    connection.eof = True
+                    break
+                connection.buffer += data
+                if not connection.tls or not sock.pending():  # type: ignore[attr-defined]
+                    break
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            pass
+        except ssl.SSLWantWriteError:
+            self._watch(connection, selectors.EVENT_WRITE)
+            return
+        except (OSError, ValueError):
+            self._close(connection)
+            return
+        self._watch(connection, selectors.EVENT_READ)
+        strip_blank_lines(connection.buffer)
+        end, error = find_head(connection.buffer)
+        if end or error or (connection.eof and connection.buffer):
+            self._start_answer(connection)
+        elif connection.eof:
+            self._close(connection)  # a keep-alive connection closed by the client
+
+    def _handshake(self, connection: Connection) -> bool:
+        try:
+            connection.sock.do_handshake()  # type: ignore[attr-defined]
+        except ssl.SSLWantReadError:
+            self._watch(connection, selectors.EVENT_READ)
+            return False
+        except ssl.SSLWantWriteError:
+            self._watch(connection, selectors.EVENT_WRITE)
+            return False
+        except (OSError, ValueError) as error:
+            if isinstance(error, ssl.SSLError) and not isinstance(error, ssl.SSLEOFError):
+                log_line("%s - TLS handshake failed: %s" % (connection.address[0], describe(error)))
+            self._close(connection)
+            return False
+        connection.handshaken = True
+        return True
+
+    def _start_answer(self, connection: Connection) -> None:
+        self._reading.pop(connection, None)
+        self._watch(connection, 0)
+        connection.state = ANSWERING
+        try:
+            self._pool.submit(connection)
+        except RuntimeError:
+            self._close(connection)
+
+    # -- answering (in a worker) ------------------------------------------------
+
+    def _answer(self, connection: Connection) -> None:
+        """Answer the complete heads in the connection's buffer, then hand it back to the loop."""
+        try:
+            connection.state = self._answer_heads(connection)
+        except Exception:
+            log_line("%s - error: %s" % (connection.address[0], traceback.format_exc()))
+            connection.state = BROKEN
+        self._hand_back(connection)
+
+    def _answer_heads(self, connection: Connection) -> str:
+        handler = connection.handler
+        if handler is None:
+            handler = connection.handler = Handler(connection.address, self.settings)
+        while True:
+            end, error = find_head(connection.buffer)
+            if not end and not error:
+                error = 400  # the client shut its side in the middle of a request
+            head = bytes(connection.buffer[:end])
+            del connection.buffer[: end if end else len(connection.buffer)]
+            handler.handle_head(head, error)
+            connection.close = handler.close_connection or bool(error)
+            connection.pending, connection.pending_at = memoryview(handler.wfile.getvalue()), 0
+            handler.wfile = io.BytesIO()
+            if handler.body is not None:
+                connection.file, connection.offset, connection.remaining = handler.body
+                handler.body = None
+            outcome, _ = pump(connection)
+            if outcome == FAILED:
+                return BROKEN
+            if outcome == BLOCKED:
+                return SENDING
+            state = after_answer(connection)
+            if state != ANSWERING:
+                return state
+
+    def _hand_back(self, connection: Connection) -> None:
+        self._returned.append(connection)
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._waker.send(b"\0")
+
+    def _take_wake(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._wake_socket.recv(4096):
+                pass
+        self._wake_pending = False
+
+    def _take_returned(self) -> None:
+        while self._returned:
+            connection = self._returned.popleft()
+            if connection.state == SENDING:
+                self._sending[connection] = time.monotonic() + self.settings.timeout
+                self._watch(connection, connection.want)
+            elif connection.state == READING:
+                self._wait_for_request(connection)
+            elif connection.state == CLOSING:
+                self._linger(connection)
+            else:
+                self._close(connection)
+
+    # -- sending and closing (in the loop) --------------------------------------
+
+    def _send(self, connection: Connection) -> None:
+        outcome, sent = pump(connection)
+        if outcome == FAILED:
+            self._close(connection)
+        elif outcome == BLOCKED:
+            if sent:  # a download may take long, but may not stall for longer than the timeout
+                self._sending.pop(connection, None)
+                self._sending[connection] = time.monotonic() + self.settings.timeout
+            self._watch(connection, connection.want)
+        else:
+            self._sending.pop(connection, None)
+            state = after_answer(connection)
+            if state == ANSWERING:
+                self._start_answer(connection)
+            elif state == CLOSING:
+                self._linger(connection)
+            else:
+                self._wait_for_request(connection)
+
+    def _linger(self, connection: Connection) -> None:
+        """Shut the sending side, then read and drop what the client still sends, for a while.
+
+        Closing at once could make the system reset the connection, and the
+        client lose the answer it has not read yet.
+        """
+        connection.drop_output()
+        connection.buffer = bytearray()
+        connection.handler = None
+        connection.state = CLOSING
+        if connection.counted:
+            connection.counted = False
+            self._counted -= 1
+        if connection.eof:
+            self._close(connection)
+            return
+        try:
+            connection.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(connection)
+            return
+        self._closing[connection] = time.monotonic() + LINGER_SECONDS
+        while len(self._closing) > max(16, self.max_connections // 2):
+            self._close(next(iter(self._closing)))
+        self._watch(connection, selectors.EVENT_READ)
+
+    def _drain(self, connection: Connection) -> None:
+        try:
+            while True:
+                data = connection.sock.recv(RECV_BYTES)
+                connection.drained += len(data)
+                if not data or connection.drained > LINGER_MAX_BYTES:
+                    break
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+            return
+        except (OSError, ValueError):
+            pass
+        self._close(connection)
+
+    def _expire(self, now: float) -> None:
+        for timers in (self._reading, self._sending, self._closing):
+            while timers:
+                connection, deadline = next(iter(timers.items()))
+                if deadline > now:
+                    break
+                self._close(connection)
+        if not self._accepting and now >= self._accept_again:
+            self._accepting = True
+            self._selector.register(self.socket, selectors.EVENT_READ, None)
+
+    def _watch(self, connection: Connection, events: int) -> None:
+        if events == connection.events:
+            return
+        if connection.events == 0:
+            self._selector.register(connection.sock, events, connection)
+        elif events == 0:
+            self._selector.unregister(connection.sock)
+        else:
+            self._selector.modify(connection.sock, events, connection)
+        connection.events = events
+
+    def _close(self, connection: Connection) -> None:
+        if connection.state == CLOSED:
+            return
+        if connection.events:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(connection.sock)
+            connection.events = 0
+        for timers in (self._reading, self._sending, self._closing):
+            timers.pop(connection, None)
+        self._connections.discard(connection)
+        if connection.counted:
+            connection.counted = False
+            self._counted -= 1
+        connection.drop_output()
+        connection.state = CLOSED
+        connection.buffer = bytearray()
+        connection.handler = None
+        with contextlib.suppress(OSError):
+            connection.sock.close()
+
+
+def fit_connections(max_connections: int, threads: int) -> int:
+    """The connection limit, lowered to what the open-file limit allows (raised if it may be).
+
+    A connection may hold two descriptors: its socket and a file it sends.
+    """
+    limit = None
+    try:
+        import resource  # noqa: PLC0415 - not on Windows
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        needed = 2 * max_connections + threads + 64
+        if soft != resource.RLIM_INFINITY and soft < needed:
+            wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+            with contextlib.suppress(ValueError, OSError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+                soft = wanted
+        if soft != resource.RLIM_INFINITY:
+            limit = (soft - threads - 64) // 2
+    except ImportError:
+        pass
+    if selectors.DefaultSelector is getattr(selectors, "SelectSelector", None):
+        limit = min(limit, 500) if limit is not None else 500  # select() watches ~512 at most
+    if limit is not None and limit < max_connections:
+        limit = max(limit, 1)
+        log_line("server.py: at most %d connections at once (the open-file limit)" % limit)
+        return limit
+    return max_connections
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
 
 
 def display_url(host: str, port: int, tls: bool) -> str:
@@ -1458,9 +2359,14 @@ def make_server(options: argparse.Namespace) -> Server:
         raise UserError("port must be between 0 and 65535: %d" % options.port)
     if options.timeout <= 0:
         raise UserError("timeout must be positive")
+    if options.threads < 1 or options.max_connections < 1:
+        raise UserError("--threads and --max-connections must be at least 1")
     if options.keyfile and not options.certfile:
         raise UserError("--keyfile needs --certfile")
-    authenticator = Authenticator(options.auth_file) if options.auth_file else None
+    authenticator = None
+    if options.auth_file:  # password checks may hold at most half of the threads
+        pending = max(1, min(MAX_PENDING_PASSWORD_CHECKS, options.threads // 2))
+        authenticator = Authenticator(options.auth_file, pending)
     context = make_ssl_context(options.certfile, options.keyfile) if options.certfile else None
     settings = Settings(
         tree=Tree(index, metadata=not options.no_metadata),
@@ -1473,7 +2379,14 @@ def make_server(options: argparse.Namespace) -> Server:
             options.host or None, options.port, 0, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
         )
         family, _, _, _, address = info[0]
-        return Server((str(address[0]), int(address[1])), family, settings, context)
+        return Server(
+            (str(address[0]), int(address[1])),
+            family,
+            settings,
+            context,
+            threads=options.threads,
+            max_connections=fit_connections(options.max_connections, options.threads),
+        )
     except OSError as error:
         raise UserError(
             "cannot listen on %s port %d: %s" % (options.host, options.port, describe(error))

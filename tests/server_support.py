@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -439,12 +439,20 @@ class ServerProcess:
 
     def memory_kb(self) -> dict[str, int]:
         """VmRSS and VmHWM (peak resident) of the server process, in kB."""
+        return self.status("VmRSS", "VmHWM")
+
+    def status(self, *fields: str) -> dict[str, int]:
+        """Numeric fields of /proc/PID/status (VmRSS, VmHWM in kB, Threads, ...)."""
         values = {}
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
+            if key in fields:
                 values[key] = int(value.split()[0])
         return values
+
+    def open_files(self) -> int:
+        """How many file descriptors the server process has open (sockets included)."""
+        return len(os.listdir(f"/proc/{self.pid}/fd"))
 
     # -- requests --------------------------------------------------------------
 
@@ -503,6 +511,15 @@ def raw_get(port: int, target: str) -> tuple[int, bytes]:
     request = f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     reply = raw_exchange(port, request.encode("latin-1"))
     return status_of(reply), reply
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``condition`` until it holds; a generous liveness bound, not a speed test."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(0.05)
 
 
 def status_of(reply: bytes) -> int:
