@@ -11,11 +11,13 @@ shrink them and writing them costs little more than the disk.
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import io
 import json
 import os
 import re
+import shutil
 import tarfile
 import time
 import zipfile
@@ -35,14 +37,32 @@ def tree_path(work: Path, workload: Workload) -> Path:
 
 
 def ensure_tree(work: Path, workload: Workload, log: Callable[[str], None] = print) -> Path:
-    """The tree for ``workload``, built now unless a complete one is cached."""
+    """The tree for ``workload``, built now unless a complete one is cached.
+
+    Concurrent callers wait for one another (a lock file), and a tree is built in a
+    temporary folder renamed into place, so nobody ever serves a half-built tree.
+    """
     root = tree_path(work, workload)
-    manifest = root / "manifest.json"
-    if manifest.is_file():
-        return root
-    started = time.monotonic()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with (root.parent / f".{root.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "manifest.json").is_file():
+            started = time.monotonic()
+            building = root.with_name(f".{root.name}.building")
+            shutil.rmtree(building, ignore_errors=True)
+            document = _build(building, workload)
+            shutil.rmtree(root, ignore_errors=True)  # an incomplete tree from an older harness
+            building.rename(root)
+            log(
+                f"built {document['files']} files ({document['bytes'] / 2**20:.0f} MiB) "
+                f"in {root} in {time.monotonic() - started:.0f} s"
+            )
+    return root
+
+
+def _build(root: Path, workload: Workload) -> dict:
     files_dir = root / "files"
-    files_dir.mkdir(parents=True, exist_ok=True)
+    files_dir.mkdir(parents=True)
     projects = {}
     total = 0
     for project in workload.projects.values():
@@ -66,14 +86,8 @@ def ensure_tree(work: Path, workload: Workload, log: Callable[[str], None] = pri
         "projects": projects,
     }
     (root / "morgan.ini").write_text(workload.config_text())
-    temp = manifest.with_suffix(".tmp")
-    temp.write_text(json.dumps(document, indent=1))
-    temp.replace(manifest)
-    log(
-        f"built {document['files']} files ({total / 2**20:.0f} MiB) in {root} "
-        f"in {time.monotonic() - started:.0f} s"
-    )
-    return root
+    (root / "manifest.json").write_text(json.dumps(document, indent=1))
+    return document
 
 
 def load_manifest(root: Path) -> dict:

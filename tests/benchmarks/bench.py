@@ -66,6 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="keep every mirrored tree (default: drop the -j sweep's)",
     )
     parser.add_argument("--timeout", type=float, default=3600, help="per mirror run, seconds")
+    parser.add_argument(
+        "--quiet-load",
+        type=float,
+        help="before each measurement, wait until the 1-minute load average is below this",
+    )
+    parser.add_argument("--quiet-wait", type=float, default=180, help="...but at most this long")
     return parser.parse_args(argv)
 
 
@@ -151,7 +157,7 @@ def as_dict(result: runner.RunResult) -> dict:
 
 def summary(result: runner.RunResult) -> str:
     text = (
-        f"{result.tool} {result.label}: {result.wall:.2f} s, exit {result.exit_code}, "
+        f"{result.wall:.2f} s, exit {result.exit_code}, "
         f"{result.max_rss_kib / 1024:.0f} MiB RSS, {result.requests} requests, "
         f"{result.fetched / 2**20:.1f} MiB, {result.files} files"
     )
@@ -172,17 +178,15 @@ def mirror_runs(args, tools, upstream, *, config, manifest, latency, runs_dir) -
         shutil.rmtree(index, ignore_errors=True)
         results = {}
         for label in ("cold", "warm"):
-            log(f"{tool.name}: {label} run at {latency:g} ms")
-            result = runner.run_mirror(
+            result = measured_run(
+                args,
                 tool,
                 label=f"{latency:g}ms-{label}",
                 index=index,
                 config=config,
-                upstream=upstream.url,
-                logs=runs_dir / "logs",
-                timeout=args.timeout,
+                upstream=upstream,
+                runs_dir=runs_dir,
             )
-            log("  " + summary(result))
             results[label] = as_dict(result)
         block[key] = results
     cold_bytes = block["ours"]["cold"]["fetched"]
@@ -201,22 +205,47 @@ def jobs_sweep(args, tool, upstream, *, config, latency, runs_dir) -> dict:
     for jobs in [int(j) for j in args.jobs.split(",") if j.strip()]:
         index = runs_dir / f"ours-j{jobs}-{latency:g}ms"
         shutil.rmtree(index, ignore_errors=True)
-        log(f"ours: cold run with -j {jobs} at {latency:g} ms")
-        result = runner.run_mirror(
-            tool,
-            label=f"j{jobs}-{latency:g}ms",
-            index=index,
-            config=config,
-            upstream=upstream.url,
-            logs=runs_dir / "logs",
-            jobs=jobs,
-            timeout=args.timeout,
-        )
-        log("  " + summary(result))
-        runs[str(jobs)] = as_dict(result)
+        for label in ("cold", "warm"):
+            result = measured_run(
+                args,
+                tool,
+                label=f"j{jobs}-{latency:g}ms-{label}",
+                index=index,
+                config=config,
+                upstream=upstream,
+                runs_dir=runs_dir,
+                jobs=jobs,
+            )
+            runs.setdefault(str(jobs), {})[label] = as_dict(result)
         if not args.keep_trees:
             shutil.rmtree(index, ignore_errors=True)
     return {"latency_ms": latency, "runs": runs}
+
+
+def wait_for_quiet(args) -> None:
+    """On a shared machine, wait (a while) for the 1-minute load average to settle."""
+    if args.quiet_load is None:
+        return
+    deadline = time.monotonic() + args.quiet_wait
+    while os.getloadavg()[0] > args.quiet_load and time.monotonic() < deadline:
+        time.sleep(5)
+
+
+def measured_run(args, tool, *, label, index, config, upstream, runs_dir, jobs=None):
+    wait_for_quiet(args)
+    log(f"{tool.name}: {label} (load {os.getloadavg()[0]:.1f})")
+    result = runner.run_mirror(
+        tool,
+        label=label,
+        index=index,
+        config=config,
+        upstream=upstream.url,
+        logs=runs_dir / "logs",
+        jobs=jobs,
+        timeout=args.timeout,
+    )
+    log("  " + summary(result))
+    return result
 
 
 def server_runs(args, runs_dir: Path, latency: float) -> dict:
@@ -224,7 +253,8 @@ def server_runs(args, runs_dir: Path, latency: float) -> dict:
     servers: dict = {"clients": args.clients, "seconds": seconds}
     for key, kind in (("ours", serverbench.OURS), ("morgan", serverbench.MORGAN)):
         index = runs_dir / f"{key}-{latency:g}ms"
-        log(f"measuring the {kind.name} server on {index}")
+        wait_for_quiet(args)
+        log(f"measuring the {kind.name} server on {index} (load {os.getloadavg()[0]:.1f})")
         servers[key] = serverbench.measure_server(
             kind,
             index,

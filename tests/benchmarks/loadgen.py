@@ -27,8 +27,8 @@ USER_AGENT = "pip/24.0 (morgan benchmark)"
 class Client:
     """One HTTP/1.1 connection, re-opened when the server closes it."""
 
-    def __init__(self, host: str, port: int, accept: str) -> None:
-        self.host, self.port, self.accept = host, port, accept
+    def __init__(self, host: str, port: int, accept: str, timeout: float) -> None:
+        self.host, self.port, self.accept, self.timeout = host, port, accept, timeout
         self.sock: socket.socket | None = None
         self.reader = None
         self.scratch = bytearray(1024 * 1024)
@@ -48,7 +48,7 @@ class Client:
         raise AssertionError("unreachable")
 
     def _connect(self) -> None:
-        self.sock = socket.create_connection((self.host, self.port), timeout=300)
+        self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = self.sock.makefile("rb", buffering=64 * 1024)
 
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace, paths: list[str]) -> dict:
     deadline = [0.0]
 
     def worker(number: int) -> None:
-        client = Client(args.host, args.port, args.accept)
+        client = Client(args.host, args.port, args.accept, args.timeout)
         mine = {"requests": 0, "in_window": 0, "errors": 0, "bytes": 0}
         statuses: dict[str, int] = {}
         times: list[float] = []
@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--once", action="store_true")
     parser.add_argument("--accept", default=PIP_ACCEPT)
+    parser.add_argument(
+        "--timeout", type=float, default=15.0, help="connect/read timeout (pip's default: 15 s)"
+    )
     args = parser.parse_args(argv)
     with open(args.paths) as stream:
         paths = [line.strip() for line in stream if line.strip()]

@@ -94,25 +94,34 @@ def mirror_section(latency: str, block: dict) -> list[str]:
 
 
 def jobs_section(jobs: dict) -> list[str]:
-    table = [["-j", "cold wall time", "peak RSS", "requests", "exit", "files"]]
-    for value, run in jobs["runs"].items():
+    latency = jobs["latency_ms"]
+    table = [
+        ["-j", "cold", "cold floor", "warm", "warm floor", "cold peak RSS", "requests", "exit"]
+    ]
+    for value, runs in jobs["runs"].items():
+        cold, warm = runs["cold"], runs["warm"]
         table.append(
             [
                 value,
-                _s(run["wall"]),
-                _mib(run["max_rss_bytes"]),
-                str(run["requests"]),
-                str(run["exit_code"]),
-                str(run["files"]),
+                _s(cold["wall"]),
+                _s(cold["requests"] * latency / 1000 / int(value)),
+                _s(warm["wall"]),
+                _s(warm["requests"] * latency / 1000 / int(value)),
+                _mib(cold["max_rss_bytes"]),
+                f"{cold['requests']} / {warm['requests']}",
+                f"{cold['exit_code']} / {warm['exit_code']}",
             ]
         )
-    best = min(jobs["runs"].items(), key=lambda item: item[1]["wall"])[0]
+    best_cold = min(jobs["runs"].items(), key=lambda item: item[1]["cold"]["wall"])[0]
+    best_warm = min(jobs["runs"].items(), key=lambda item: item[1]["warm"]["wall"])[0]
     return [
-        f"### Our cold run by -j at {jobs['latency_ms']} ms",
+        f"### Our runs by -j at {latency:g} ms",
         "",
         *_rows(table),
         "",
-        f"Fastest: -j {best}.",
+        f"Fastest: cold -j {best_cold}, warm -j {best_warm}. A floor is requests x {latency:g} ms"
+        " / j: what the request count and the latency allow j parallel requests, whatever the "
+        "code does.",
         "",
     ]
 
@@ -207,6 +216,19 @@ def targets_section(results: dict) -> list[str]:
     return [*lines, *_rows(table), ""]
 
 
+def _load_range(results: dict) -> str:
+    loads = [
+        run["load_before"]
+        for block in results["latencies"].values()
+        for key in ("ours", "morgan")
+        if key in block
+        for run in block[key].values()
+    ]
+    for runs in results.get("jobs", {}).get("runs", {}).values():
+        loads += [run["load_before"] for run in runs.values()]
+    return f"{min(loads):.1f}-{max(loads):.1f}" if loads else "-"
+
+
 def render(results: dict) -> str:
     machine, workload = results["machine"], results["workload"]
     lines = [
@@ -223,7 +245,8 @@ def render(results: dict) -> str:
         "ETag/Last-Modified, on loopback in its own process.",
         "",
         "Requests and bytes are counted by the upstream (bytes = response bodies). Peak RSS is "
-        "the child's ru_maxrss. Warm = the same command again, nothing new upstream.",
+        "the child's ru_maxrss. Warm = the same command again, nothing new upstream. "
+        f"1-minute load average when the runs started: {_load_range(results)}.",
         "",
     ]
     for latency, block in results["latencies"].items():

@@ -80,6 +80,8 @@ class RunResult:
     files: int
     tree_bytes: int
     log: Path
+    #: 1-minute load average when the run started (the machine may be shared)
+    load_before: float = 0.0
     stderr_tail: list[str] = field(default_factory=list)
 
     @property
@@ -119,6 +121,7 @@ def run_mirror(
     stem = f"{tool.name.split()[0].lower()}-{label}"
     out_path, err_path = logs / f"{stem}.out", logs / f"{stem}.err"
     control(upstream, "reset")
+    load_before = os.getloadavg()[0]
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.monotonic()
         process = subprocess.Popen(
@@ -133,6 +136,10 @@ def run_mirror(
         timer.start()
         try:
             _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:  # interrupted: take the child down too
+            _kill_group(process.pid)
+            process.wait()
+            raise
         finally:
             timer.cancel()
         wall = time.monotonic() - started
@@ -151,6 +158,7 @@ def run_mirror(
         files=files,
         tree_bytes=tree_bytes,
         log=out_path,
+        load_before=load_before,
         stderr_tail=tail,
     )
 

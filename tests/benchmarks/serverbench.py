@@ -190,7 +190,9 @@ def _big_downloads(
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
-        stats = _loadgen(server.port, [path], work, "--clients", str(clients), "--once")
+        stats = _loadgen(
+            server.port, [path], work, "--clients", str(clients), "--once", "--timeout", "600"
+        )
     finally:
         hwm = server.kib("VmHWM")
         finished.set()

@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 #: Bump when the generated upstream changes, so cached trees are rebuilt.
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 5
 
 MB = 1024 * 1024
 
@@ -325,20 +325,26 @@ def generate(scale: Scale, seed: int = 2) -> Workload:
 
 
 def _names(rng: random.Random, count: int) -> list[str]:
-    names: set[str] = set()
+    """Unique project names; some as authors write them (Mixed_Case, dotted, dashed)."""
+    names: dict[str, str] = {}
     while len(names) < count:
-        parts = [rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3))]
-        base = "".join(parts) + rng.choice(SUFFIXES)
-        style = rng.random()
-        if style < 0.08:
-            base = "_".join(p.capitalize() for p in (base[:4], base[4:]))
-        elif style < 0.14:
-            base = f"{base[:4]}.{base[4:]}"
-        elif style < 0.3:
-            base = f"{base[:4]}-{base[4:]}"
-        if normalize(base) not in {normalize(n) for n in names} and len(base) > 4:
-            names.add(base)
-    return sorted(names, key=lambda _: rng.random())
+        head = rng.choice(SYLLABLES) + rng.choice(SYLLABLES)
+        tail = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(0, 1)))
+        tail += rng.choice(SUFFIXES)
+        if not tail:
+            name = head
+        else:
+            style = rng.random()
+            if style < 0.08:
+                name = f"{head.capitalize()}_{tail.capitalize()}"
+            elif style < 0.14:
+                name = f"{head}.{tail}"
+            elif style < 0.3:
+                name = f"{head}-{tail}"
+            else:
+                name = head + tail
+        names.setdefault(normalize(name), name)
+    return sorted(names.values(), key=lambda _: rng.random())
 
 
 def _level_sizes(scale: Scale, backends: int) -> list[int]:
@@ -482,7 +488,9 @@ def _wire(rng: random.Random, by_level: list[list[Project]], orphans: list[Proje
         parents, children = by_level[level], by_level[level + 1]
         for child in children:
             parent = rng.choice(parents)
-            marker = rng.choice(LIVE_MARKERS) if rng.random() < 0.08 else ""
+            # the big wheels are wanted by every environment, so both tools fetch all of them
+            conditional = rng.random() < 0.08 and child.kind != "big"
+            marker = rng.choice(LIVE_MARKERS) if conditional else ""
             _require(rng, parent, child, marker=marker)
         for parent in parents:
             for _ in range(rng.randint(0, 3)):
