@@ -26,7 +26,7 @@ from morgan.selection import DEFAULT_PACKAGE_TYPE_REGEX, SelectionOptions
 
 COMMANDS = ("mirror", "serve", "copy_server", "generate_env", "generate_reqs", "version")
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-DEFAULT_JOBS = 8
+DEFAULT_JOBS = 32
 
 
 def _index_url(value: str) -> str:

@@ -241,6 +241,9 @@ class IndexClient:
                 response.drain_conn()
                 raise _status_error(url, response)
             yield response
+        except BaseException:
+            response.close()  # the body was not read to its end: the connection is done for
+            raise
         finally:
             response.release_conn()
 

@@ -12,6 +12,7 @@ cycles end and shared dependencies cost one page fetch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -28,7 +29,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 
 from morgan.config import MirrorConfig
 from morgan.download import DownloadResult, download, part_path
-from morgan.environments import Environment
+from morgan.environments import Environment, evaluate_marker
 from morgan.errors import MorganError, ProjectNotFoundError, UpstreamError
 from morgan.index import IndexClient, PageFetch
 from morgan.layout import (
@@ -50,7 +51,7 @@ from morgan.metadata import (
 from morgan.models import PREFERRED_HASH, Candidate, DistributionFile, ProjectPage
 from morgan.progress import REDRAW_INTERVAL, Progress
 from morgan.selection import Choice, SelectionOptions, candidates, choose, describe
-from morgan.state import ProjectState, VerifiedFile
+from morgan.state import ProjectState, VerifiedFile, folder_listing
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,9 @@ class Mirrorer:
         #: Parts of downloads that broke off, kept for the next run to resume.
         self._resumable: set[Path] = set()
         self._cancel = threading.Event()
+        self._pages_unchanged: set[str] = set()
+        self._page_failures: dict[str, MorganError] = {}
+        self._resolved: set[str] = set()
         self.progress = options.progress or Progress()
 
     # -- the event loop -------------------------------------------------------
@@ -149,12 +153,13 @@ class Mirrorer:
                     env
                     for env in self.config.environments
                     if requirement.marker is None
-                    or requirement.marker.evaluate(env.marker_environment(""))
+                    or env.evaluate_marker(requirement.marker, source=self.config.path)
                 )
                 if envs:
                     self._need(_Need(_plain(requirement), envs, "morgan.ini", top_level=True))
                 else:
                     log.info("%s: its marker excludes every environment", requirement)
+            self._prefetch_known_pages()
             tick = self.options.on_tick
             while self._pending:
                 done, _ = wait(
@@ -187,6 +192,17 @@ class Mirrorer:
     ) -> None:
         self._pending[self._pool.submit(function, *args)] = callback
 
+    def _run_here(
+        self, callback: Callable[[Future[Any]], None], function: Callable[..., Any], *args: Any
+    ) -> None:
+        """Like ``_submit``, but runs ``function`` now, on this thread."""
+        future: Future[Any] = Future()
+        try:
+            future.set_result(function(*args))
+        except Exception as error:
+            future.set_exception(error)
+        callback(future)
+
     def _error(self, message: str) -> None:
         log.error("error: %s", message)
         self.report.errors.append(message)
@@ -218,18 +234,47 @@ class Mirrorer:
             return
         need = _Need(requirement, tuple(fresh), need.required_by, need.top_level)
         if name in self._pages:
+            failure = self._page_failures.pop(name, None)
+            if failure is not None:  # a prefetched page that nobody needed until now
+                self._page_failed(name, failure, [need])
             self._choose(name, need)
             return
         first = name not in self._page_waiters
         self._page_waiters[name].append(need)
         if first:
             project_dir(self.options.index_path, name)
-            self._submit(
-                lambda f: self._page_done(name, f),
-                self.client.get_project_page,
-                name,
-                self._state(name).page,
-            )
+            self._fetch_page(name)
+
+    def _fetch_page(self, name: str) -> None:
+        self._submit(
+            lambda f: self._page_done(name, f),
+            self.client.get_project_page,
+            name,
+            self._state(name).page,
+        )
+
+    def _prefetch_known_pages(self) -> None:
+        """Revalidate at once the pages of every project an earlier run mirrored.
+
+        On a re-run this turns a walk of the graph, level by level, into one round
+        of concurrent conditional requests. A page nobody turns out to need costs
+        one request, and its errors are reported only if it is needed.
+        """
+        index = self.options.index_path
+        try:
+            entries = sorted(entry.name for entry in os.scandir(index) if entry.is_dir())
+        except OSError:
+            return
+        for name in entries:
+            if name in self._pages or name in self._page_waiters or name.startswith("."):
+                continue
+            try:
+                project_dir(index, name)
+            except MorganError:
+                continue
+            if self._state(name).page is not None:
+                self._page_waiters[name] = []
+                self._fetch_page(name)
 
     def _page_done(self, name: str, future: Future[PageFetch]) -> None:
         waiters = self._page_waiters.pop(name, [])
@@ -239,23 +284,33 @@ class Mirrorer:
             self._state(name).page = fetch.cache
             if fetch.not_modified:
                 self.report.pages_not_modified += 1
-            self.progress.project_resolved()
-        except ProjectNotFoundError as error:
-            page = None
-            asked = sorted({need.required_by for need in waiters})
-            self._error(f"{error} (required by {', '.join(asked)})")
+                self._pages_unchanged.add(name)
         except MorganError as error:
             page = None
-            self._error(f"{name}: cannot read its page: {error}")
+            if waiters:
+                self._page_failed(name, error, waiters)
+            else:
+                log.debug("%s: prefetching its page failed (%s)", name, error)
+                self._page_failures[name] = error
         self._pages[name] = page
         if page is not None:
             self._candidates[name] = candidates(page, self.options.selection.package_type_regex)
             for need in waiters:
                 self._choose(name, need)
 
+    def _page_failed(self, name: str, error: MorganError, waiters: list[_Need]) -> None:
+        if isinstance(error, ProjectNotFoundError):
+            asked = sorted({need.required_by for need in waiters})
+            self._error(f"{error} (required by {', '.join(asked)})")
+        else:
+            self._error(f"{name}: cannot read its page: {error}")
+
     def _choose(self, name: str, need: _Need) -> None:
         if self._pages.get(name) is None:
             return
+        if name not in self._resolved:
+            self._resolved.add(name)
+            self.progress.project_resolved()
         found = self._candidates[name]
         for env in need.environments:
             result = choose(
@@ -296,11 +351,17 @@ class Mirrorer:
                 self._warned_extras.add((name, extra))
                 self._warn(f"{name} {choice.version} has no extra {extra!r}")
         required_by = f"{name} {choice.version}"
+        source = f"{choice.metadata_source.file.filename} (for {env.name})"
         contexts = [env.marker_environment(extra) for extra in sorted(extras | {""})]
         for dependency in deps.requires:
-            if dependency.marker is not None and not any(
-                dependency.marker.evaluate(context) for context in contexts
-            ):
+            try:
+                if dependency.marker is not None and not any(
+                    evaluate_marker(dependency.marker, context, source=source)
+                    for context in contexts
+                ):
+                    continue
+            except MorganError as error:  # this dependency is unreadable, not the others
+                self._error(str(error))
                 continue
             self._need(_Need(_plain(dependency), (env,), required_by, top_level=False))
 
@@ -309,9 +370,12 @@ class Mirrorer:
 
         def follow(deps: Dependencies) -> None:
             required_by = f"{sdist.file.filename} (to build)"
+            source = f"{sdist.file.filename} (for {env.name})"
             context = env.marker_environment("")
             for requirement in deps.build_requires:
-                if requirement.marker is None or requirement.marker.evaluate(context):
+                if requirement.marker is None or evaluate_marker(
+                    requirement.marker, context, source=source
+                ):
                     self._need(_Need(_plain(requirement), (env,), required_by, top_level=False))
 
         self._ensure_download(name, sdist, self._with_dist_deps(sdist.file.filename, follow))
@@ -407,14 +471,12 @@ class Mirrorer:
             cancel=self._cancel,
             on_bytes=self.progress.bytes_received,
         )
-        self._submit(
-            lambda f: self._download_done(name, candidate.file, f),
-            _download_and_read,
-            self.client,
-            candidate,
-            dest,
-            context,
-        )
+        callback_done = lambda f: self._download_done(name, candidate.file, f)  # noqa: E731
+        if not self.options.verify and self._in_tree(name, candidate):
+            # nothing to fetch, little to read: done here rather than queued behind requests
+            self._run_here(callback_done, _download_and_read, self.client, candidate, dest, context)
+        else:
+            self._submit(callback_done, _download_and_read, self.client, candidate, dest, context)
 
     def _download_done(
         self,
@@ -466,9 +528,13 @@ class Mirrorer:
                 continue
             try:
                 _remove_leftovers(folder, self._resumable)
-                if name in self.report.projects:
+                state = self._state(name)
+                if name in self.report.projects and not (
+                    name in self._pages_unchanged and state.listing == folder_listing(folder)
+                ):
                     write_project_pages(folder, self._known.get(name, {}))
-                self._state(name).save(folder)
+                    state.listing = folder_listing(folder)
+                state.save(folder)
             except OSError as error:
                 self._error(f"{name}: cannot write its pages: {error.strerror} ({error.filename})")
         try:
@@ -479,8 +545,17 @@ class Mirrorer:
 
 
 def _plain(requirement: Requirement) -> Requirement:
-    """The requirement without its marker (already evaluated) and with a normalized name."""
-    plain = Requirement(str(requirement))
+    """The requirement without its marker (already evaluated) and with a normalized name.
+
+    The result is shared between callers (and must not be changed): the same
+    requirement strings come up again and again in a graph.
+    """
+    return _plain_from_text(str(requirement))
+
+
+@functools.cache
+def _plain_from_text(text: str) -> Requirement:
+    plain = Requirement(text)
     plain.marker = None
     plain.name = canonicalize_name(plain.name)
     return plain

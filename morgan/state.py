@@ -16,13 +16,15 @@ the run simply does the work again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from morgan.layout import atomic_write
+from morgan.layout import atomic_write, is_distribution
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,12 @@ class CachedPage:
 class ProjectState:
     verified: dict[str, VerifiedFile] = field(default_factory=dict)
     page: CachedPage | None = None
+    #: The folder's listing (see ``folder_listing``) right after its pages were written.
+    listing: str | None = None
+    _saved: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
+
+    def _key(self) -> tuple[Any, ...]:
+        return (dict(self.verified), self.page, self.listing)
 
     @classmethod
     def load(cls, folder: Path) -> ProjectState:
@@ -87,25 +95,55 @@ class ProjectState:
                 name: VerifiedFile(**record) for name, record in data.get("verified", {}).items()
             }
             page = CachedPage(**data["page"]) if data.get("page") else None
+            listing = data.get("listing")
+            if not isinstance(listing, (str, type(None))):
+                raise TypeError("listing is not a string")
         except FileNotFoundError:
             return cls()
         except (OSError, ValueError, TypeError, AttributeError) as error:
             log.debug("%s: ignoring unreadable %s (%s)", folder.name, STATE_FILE, error)
             return cls()
-        return cls(verified=verified, page=page)
+        state = cls(verified=verified, page=page, listing=listing)
+        state._saved = state._key()
+        return state
 
     def save(self, folder: Path) -> bool:
         """Write the state if it changed (and the folder exists); True if written."""
-        if not folder.is_dir():
+        if self._saved == self._key() or not folder.is_dir():
             return False
         known = {name: record for name, record in self.verified.items() if (folder / name).exists()}
         document: dict[str, Any] = {
             "version": STATE_VERSION,
             "verified": {name: asdict(known[name]) for name in sorted(known)},
             "page": asdict(self.page) if self.page else None,
+            "listing": self.listing,
         }
         data = (json.dumps(document, indent=1, sort_keys=True) + "\n").encode("utf-8")
-        return atomic_write(folder / STATE_FILE, data)
+        written = atomic_write(folder / STATE_FILE, data)
+        self._saved = self._key()
+        return written
+
+
+def folder_listing(folder: Path) -> str:
+    """A digest of a folder's entries: every name, and the size and mtime of distributions.
+
+    If it is what it was right after the pages were written, and the index's
+    page has not changed either, the pages would come out the same: they are
+    not rebuilt. A file dropped in, replaced or removed by hand changes it.
+    (Sidecars and pages count by name only: their mtimes say when a run wrote
+    them, which would make the state differ between runs that did the same.)
+    """
+    digest = hashlib.sha256()
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            line = entry.name
+            if is_distribution(entry.name):
+                info = entry.stat(follow_symlinks=False)
+                line += f"\0{info.st_size}\0{info.st_mtime_ns}"
+            digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
+    return digest.hexdigest()
 
 
 def trusted_sha256(path: Path, record: VerifiedFile | None) -> str | None:

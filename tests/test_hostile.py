@@ -947,11 +947,6 @@ def test_mirror_survives_a_marker_undefined_in_an_environment(
     mirror_odd_marker(run_morgan, upstream, tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="mirror.py evaluates markers with Marker.evaluate, not Environment.evaluate_marker, "
-    "so the error reads 'unexpected error: UndefinedComparison(...); please report it'",
-)
 def test_mirror_says_which_marker_cannot_be_evaluated(
     run_morgan: Any, upstream: FixtureIndex, tmp_path: Path
 ) -> None:
