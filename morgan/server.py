@@ -35,6 +35,14 @@ lies outside the index folder.
 
 Options: TLS (``--certfile``, ``--keyfile``) and HTTP basic auth
 (``--auth-file``; make its lines with ``python3 server.py hash-password USER``).
+
+Under load and attack (see the Server class): one thread reads and writes every
+socket without blocking, and ``--threads`` threads build the answers, so idle,
+slow and stalled clients hold no thread; a request's headers must arrive whole
+within ``--timeout`` and within fixed bounds; at ``--max-connections`` idle
+connections make room, else newcomers wait, then get 503. Memory stays flat:
+files are sent by the kernel (or a chunk at a time over TLS), and a wheel's zip
+directory is scanned in pieces, never loaded whole.
 """
 
 import argparse
@@ -104,6 +112,8 @@ TLS_CHUNK_BYTES = 16 * 1024
 PLAIN_CHUNK_BYTES = 64 * 1024
 SEND_BURST_BYTES = 4 * 1024 * 1024
 LINGER_SECONDS = 2.0
+IDLE_GRACE_SECONDS = 1.0
+FULL_WAIT_SECONDS = 1.0
 LINGER_MAX_BYTES = 1024 * 1024
 LISTEN_BACKLOG = 1024
 
@@ -174,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_CONNECTIONS,
         help=(
             "open connections at most (default: %d, lowered to fit the open-file limit); "
-            "beyond it the longest-waiting idle connection is closed, or else the new "
-            "one is answered 503" % DEFAULT_MAX_CONNECTIONS
+            "when full, a connection idle for over a second is closed to make room, or "
+            "else newcomers wait a second, then get 503" % DEFAULT_MAX_CONNECTIONS
         ),
     )
     return parser
@@ -1896,8 +1906,9 @@ class Server:
     goes to a worker, which answers it and sends what the socket takes at
     once; the rest is left to the loop. Keep-alive connections return to the
     loop between requests. At ``max_connections``, the connection that has
-    waited longest for a request is closed to make room, or if every one is
-    busy, the newcomer is answered 503.
+    waited longest for a request is closed to make room if it has waited over
+    IDLE_GRACE_SECONDS; else newcomers wait in the system's queue, and once that
+    has lasted FULL_WAIT_SECONDS they are answered 503 (TLS ones just closed).
     """
 
     def __init__(
@@ -1943,6 +1954,8 @@ class Server:
         self._counted = 0
         self._accepting = True
         self._accept_again = 0.0
+        self._paused_full = False
+        self._full_since: Optional[float] = None
         self._last_warning = -3600.0
         self._stop_requested = False
         self._closed = False
@@ -2020,6 +2033,18 @@ class Server:
 
     def _accept(self) -> None:
         for _ in range(64):
+            if self._counted >= self.max_connections and not self._make_room():
+                # Full, and every connection busy or just opened: newcomers wait in the
+                # system's queue for a moment; if it lasts, they are accepted and told 503.
+                now = time.monotonic()
+                if self._full_since is None:
+                    self._full_since = now
+                if now - self._full_since < FULL_WAIT_SECONDS:
+                    self._pause_accepting(self._full_since + FULL_WAIT_SECONDS, full=True)
+                    return
+                self._warn("%d connections, all busy: new ones get 503" % self._counted)
+            else:
+                self._full_since = None
             try:
                 sock, address = self.socket.accept()
             except (BlockingIOError, InterruptedError):
@@ -2027,21 +2052,41 @@ class Server:
             except OSError as error:
                 if error.errno in _OUT_OF_RESOURCES:  # no file descriptor left: wait a little
                     self._warn("cannot accept connections: %s" % describe(error))
-                    self._accepting = False
-                    self._accept_again = time.monotonic() + 0.5
-                    self._selector.unregister(self.socket)
+                    self._pause_accepting(time.monotonic() + 0.5, full=False)
                     return
                 continue  # that client gave up already
-            self._admit(sock, address)
+            if self._counted >= self.max_connections:
+                self._refuse(sock, address)
+            else:
+                self._admit(sock, address)
+
+    def _make_room(self) -> bool:
+        """Close the connection that has waited longest for a request, if it has for a while.
+
+        Idle keep-alive connections and clients that connect and say nothing go
+        first; a connection opened a moment ago is left to send its request.
+        """
+        if not self._reading:
+            return False
+        connection, deadline = next(iter(self._reading.items()))
+        if deadline - self.settings.timeout > time.monotonic() - IDLE_GRACE_SECONDS:
+            return False
+        self._close(connection)
+        return True
+
+    def _pause_accepting(self, until: float, full: bool) -> None:
+        if self._accepting:
+            self._accepting = False
+            self._selector.unregister(self.socket)
+        self._accept_again = until
+        self._paused_full = full
+
+    def _resume_accepting(self) -> None:
+        if not self._accepting:
+            self._accepting = True
+            self._selector.register(self.socket, selectors.EVENT_READ, None)
 
     def _admit(self, sock: socket.socket, address: Any) -> None:
-        if self._counted >= self.max_connections:
-            if self._reading:
-                self._close(next(iter(self._reading)))  # the one waiting longest for a request
-            else:
-                self._warn("%d connections, all busy: new ones get 503" % self._counted)
-                self._refuse(sock, address)
-                return
         try:
             sock.setblocking(False)
             with contextlib.suppress(OSError):
@@ -2271,9 +2316,11 @@ class Server:
                 if deadline > now:
                     break
                 self._close(connection)
-        if not self._accepting and now >= self._accept_again:
-            self._accepting = True
-            self._selector.register(self.socket, selectors.EVENT_READ, None)
+        if not self._accepting and (
+            now >= self._accept_again
+            or (self._paused_full and self._counted < self.max_connections)
+        ):
+            self._resume_accepting()
 
     def _watch(self, connection: Connection, events: int) -> None:
         if events == connection.events:
@@ -2310,28 +2357,29 @@ class Server:
 def fit_connections(max_connections: int, threads: int) -> int:
     """The connection limit, lowered to what the open-file limit allows (raised if it may be).
 
-    A connection may hold two descriptors: its socket and a file it sends.
+    A connection may hold two descriptors, its socket and a file it sends, and
+    each thread one or two more while it answers.
     """
     limit = None
     try:
         import resource  # noqa: PLC0415 - not on Windows
 
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        needed = 2 * max_connections + threads + 64
+        needed = 2 * max_connections + threads + 32
         if soft != resource.RLIM_INFINITY and soft < needed:
             wanted = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
             with contextlib.suppress(ValueError, OSError):
                 resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
                 soft = wanted
         if soft != resource.RLIM_INFINITY:
-            limit = (soft - threads - 64) // 2
+            limit = (soft - threads - 32) // 2
     except ImportError:
         pass
     if selectors.DefaultSelector is getattr(selectors, "SelectSelector", None):
         limit = min(limit, 500) if limit is not None else 500  # select() watches ~512 at most
     if limit is not None and limit < max_connections:
         limit = max(limit, 1)
-        log_line("server.py: at most %d connections at once (the open-file limit)" % limit)
+        log_line("server.py: at most %d connections at once (what the system allows)" % limit)
         return limit
     return max_connections
 

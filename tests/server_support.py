@@ -350,8 +350,10 @@ class ServerProcess:
         script: Path | None = None,
         use_index_flag: bool = True,
         logs: Path | None = None,
+        open_files: int | None = None,
     ) -> None:
         self.index = index
+        self.open_files_limit = open_files
         self.args = list(args)
         self.python = python
         self.script = script or index / "server.py"
@@ -400,7 +402,12 @@ class ServerProcess:
         self.err_path = self.logs / f"server-{self.port}.err"
         with self.out_path.open("wb") as out, self.err_path.open("wb") as err:
             self.process = subprocess.Popen(
-                command, cwd=self.index, stdout=out, stderr=err, stdin=subprocess.DEVNULL
+                command,
+                cwd=self.index,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=self._limit_open_files if self.open_files_limit else None,
             )
         # Readiness, not speed: wait (generously) for the banner and an accepted connection.
         deadline = time.monotonic() + 60
@@ -415,6 +422,13 @@ class ServerProcess:
                     pass
             time.sleep(0.05)
         return False
+
+    def _limit_open_files(self) -> None:
+        """In the child: a lower open-file limit (soft and hard), as on a stingy system."""
+        import resource  # noqa: PLC0415 - POSIX only, and only for this
+
+        limit = self.open_files_limit
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
     def stop(self) -> None:
         if self.process is None:

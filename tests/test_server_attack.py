@@ -26,6 +26,7 @@ import re
 import socket
 import ssl
 import struct
+import sys
 import threading
 import zipfile
 import zlib
@@ -163,9 +164,23 @@ def attack(tmp_path_factory: pytest.TempPathFactory) -> AttackTree:
     return make_attack_tree(tmp_path_factory.mktemp("attack"))
 
 
-@pytest.fixture(scope="module")
-def server(attack: AttackTree) -> Iterator[ServerProcess]:
-    with ServerProcess(attack.root) as running:
+def python_for(version: str) -> str:
+    """The interpreter to run the server with: this one, or the oldest supported one."""
+    if version == "current":
+        return sys.executable
+    found = find_python(version)
+    if found is None:
+        pytest.skip(f"no Python {version} on this machine")
+    return found
+
+
+#: The server on this Python, and again on the oldest Python it supports, if present.
+PYTHONS = ["current", "3.7"]
+
+
+@pytest.fixture(scope="module", params=PYTHONS)
+def server(attack: AttackTree, request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
+    with ServerProcess(attack.root, python=python_for(request.param)) as running:
         yield running
 
 
@@ -660,6 +675,19 @@ def test_fuzzed_ranges_and_conditions_give_the_right_bytes(
         assert headers[b"If-None-Match"] or headers[b"If-Modified-Since"]
 
 
+def assert_unharmed(running: ServerProcess) -> None:
+    """Run after the fuzzers: no traceback logged, no 500, alive and answering."""
+    assert running.alive()
+    assert "Traceback" not in running.stderr()
+    assert '" 500 ' not in running.stderr()
+    assert running.request("/simple/").status in (200, 401)
+
+
+def test_no_fuzzed_request_made_the_server_fail(server: ServerProcess) -> None:
+    assert_unharmed(server)
+    assert server.request("/simple/sneaky/").status == 200
+
+
 CREDENTIALS = [(u.encode(), p.encode("utf-8")) for u, p in USERS.items()]
 
 
@@ -718,15 +746,8 @@ def test_the_secrets_are_reachable_only_through_the_file_system(attack: AttackTr
     assert SECRETS["json"] in (root / "sneaky" / "index.json").read_bytes()
 
 
-def test_no_fuzzed_request_made_the_server_fail(
-    server: ServerProcess, auth_server: ServerProcess
-) -> None:
-    """Run after the fuzzers: no traceback logged, both servers alive and answering."""
-    for running in (server, auth_server):
-        assert running.alive()
-        assert "Traceback" not in running.stderr()
-        assert '" 500 ' not in running.stderr()
-    assert server.request("/simple/sneaky/").status == 200
+def test_no_fuzzed_credentials_made_the_server_fail(auth_server: ServerProcess) -> None:
+    assert_unharmed(auth_server)
 
 
 # ---------------------------------------------------------------------------
@@ -841,13 +862,15 @@ def test_held_open_connections_hold_no_threads(attack: AttackTree) -> None:
         assert server.alive()
 
 
-def test_slow_headers_are_cut_off_at_a_total_deadline(attack: AttackTree) -> None:
+@pytest.mark.parametrize("version", PYTHONS)
+def test_slow_headers_are_cut_off_at_a_total_deadline(attack: AttackTree, version: str) -> None:
     """Slow-loris: a header byte every 0.2 s never ends the head; --timeout 2 still does.
 
     A timeout per received byte would keep these forever. Others are served meanwhile,
     and clients that stop in the middle of their headers are closed too.
     """
-    with ServerProcess(attack.root, "--quiet", "--timeout", "2") as server:
+    arguments = ["--quiet", "--timeout", "2"]
+    with ServerProcess(attack.root, *arguments, python=python_for(version)) as server:
         trickling = [connect(server.port) for _ in range(50)]
         silent = [connect(server.port) for _ in range(50)]
         stop = threading.Event()
@@ -921,11 +944,12 @@ def test_overlong_heads_are_refused_without_reading_them_whole(attack: AttackTre
 # ---------------------------------------------------------------------------
 
 
-def test_clients_hanging_up_mid_download_harm_nothing(attack: AttackTree) -> None:
+@pytest.mark.parametrize("version", PYTHONS)
+def test_clients_hanging_up_mid_download_harm_nothing(attack: AttackTree, version: str) -> None:
     """90 clients drop an 8 MiB download part-way (half with a reset); all is cleaned up."""
     path = "/simple/big/big-1.0.tar.gz"
     request = b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode()
-    with ServerProcess(attack.root, "--quiet") as server:
+    with ServerProcess(attack.root, "--quiet", python=python_for(version)) as server:
         assert download(server, path) == attack.public["big/big-1.0.tar.gz"]
         before = server.status("VmRSS", "Threads")
         files_before = server.open_files()
@@ -1028,6 +1052,36 @@ def test_at_the_connection_limit_idle_ones_make_room_then_503(attack: AttackTree
         assert server.alive()
 
 
+def test_a_low_open_file_limit_means_fewer_connections_not_failures(attack: AttackTree) -> None:
+    """With 100 descriptors in all, 150 clients at once: the server fits its connection
+    limit to the system's; clients over it wait (or are told 503) and are all answered."""
+    arguments = ["--quiet", "--threads", "4"]
+    with ServerProcess(attack.root, *arguments, open_files=100) as server:
+        assert "at most 32 connections" in server.stderr()
+        expected = attack.public["alpha/alpha-1.0.tar.gz"]
+
+        def fetch(number: int) -> None:
+            request = b"GET /simple/alpha/alpha-1.0.tar.gz HTTP/1.0\r\n\r\n"
+            gate.wait(LIVENESS)
+            for _ in range(1000):
+                try:
+                    reply = raw_exchange(server.port, request)
+                except ConnectionError:
+                    reply = b""  # closed to make room before it was read: try again
+                if reply and status_of(reply) == 200:
+                    assert reply.endswith(expected)
+                    return
+                if reply:
+                    assert status_of(reply) == 503  # come back later
+                threading.Event().wait(0.05)
+            raise AssertionError("never answered")
+
+        gate = threading.Barrier(150)
+        run_clients(150, fetch)
+        assert server.alive()
+        assert "Traceback" not in server.stderr()
+
+
 def raw_get_simple(port: int) -> bytes:
     return raw_exchange(port, b"GET /simple/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 
@@ -1084,19 +1138,16 @@ def test_password_guessing_is_shed_and_known_users_still_get_in(
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", ["current", "3.7"])
+@pytest.mark.parametrize("version", PYTHONS)
 def test_tls_stalls_and_hang_ups_harm_nobody(
     attack: AttackTree, tmp_path: Path, version: str
 ) -> None:
     """Connections that never finish a handshake, or stop inside one, or drop a download:
     HTTPS clients are still served, and threads and memory stay bounded."""
-    python = None if version == "current" else find_python(version)
-    if version != "current" and python is None:
-        pytest.skip(f"no Python {version} on this machine")
+    python = python_for(version)
     cert, key = make_cert(tmp_path)
     arguments = ["--quiet", "--certfile", str(cert), "--keyfile", str(key), "--threads", "4"]
-    kwargs = {"python": python} if python else {}
-    with ServerProcess(attack.root, *arguments, logs=tmp_path / "logs", **kwargs) as server:
+    with ServerProcess(attack.root, *arguments, python=python, logs=tmp_path / "logs") as server:
         server.ssl_context = ssl.create_default_context(cafile=str(cert))
         big = attack.public["big/big-1.0.tar.gz"]
         assert download(server, "/simple/big/big-1.0.tar.gz") == big
@@ -1209,3 +1260,9 @@ def test_a_wheel_with_a_huge_zip_directory_is_read_with_flat_memory(tmp_path: Pa
         assert server.request(f"/simple/beta/{lying.name}.metadata").status == 404
         after = server.status("VmHWM")
         assert after["VmHWM"] - before["VmRSS"] < 32 * MIB, (before, after)
+
+
+def test_the_limits_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for flag in ("--threads", "--max-connections"):
+        assert server_module.main(["-i", str(tmp_path), "-p", "0", flag, "0"]) == 2
+        assert "must be at least 1" in capsys.readouterr().err
