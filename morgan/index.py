@@ -37,7 +37,7 @@ USER_AGENT = f"morgan/{__version__}"
 #: Status codes worth asking again for: the index is busy or briefly broken.
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: A project page larger than this is refused rather than held in memory.
-MAX_PAGE_BYTES = 256 * 1024 * 1024
+MAX_PAGE_BYTES = 64 * 1024 * 1024
 #: Seconds before the second attempt of a transfer; each further wait doubles.
 DEFAULT_BACKOFF = 0.5
 #: The longest wait between two attempts of one transfer, in seconds.

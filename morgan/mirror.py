@@ -30,9 +30,10 @@ from packaging.utils import NormalizedName, canonicalize_name
 from morgan.config import MirrorConfig
 from morgan.download import DownloadResult, download, part_path
 from morgan.environments import Environment, evaluate_marker
-from morgan.errors import MorganError, ProjectNotFoundError, UpstreamError
+from morgan.errors import DistributionError, MorganError, ProjectNotFoundError, UpstreamError
 from morgan.index import IndexClient, PageFetch
 from morgan.layout import (
+    HASH_SUFFIX,
     METADATA_SUFFIX,
     PART_SUFFIX,
     atomic_write,
@@ -56,6 +57,7 @@ from morgan.state import ProjectState, VerifiedFile, folder_listing
 log = logging.getLogger(__name__)
 
 DepsCallback = Callable[[Dependencies], None]
+SIDECAR_SUFFIXES = (HASH_SUFFIX, METADATA_SUFFIX)
 #: Files at least this large (or of unknown size) have their PEP 658 metadata fetched
 #: first, so resolution does not wait for their download.
 METADATA_FIRST_SIZE = 1024 * 1024
@@ -603,21 +605,31 @@ def _download_and_read(
         cancel=checks.cancel,
         on_bytes=checks.on_bytes,
     )
-    project: NormalizedName = canonicalize_name(dest.parent.name)
     record = checks.record
     if record is None or not result.reused or record.sha256 != result.sha256:
         record = result.record()
-    if candidate.is_wheel:
-        sidecar = Path(str(result.path) + METADATA_SUFFIX)
-        metadata = None
-        if result.reused and not checks.verify:
-            with contextlib.suppress(FileNotFoundError):
-                metadata = sidecar.read_bytes()  # written by an earlier run from this very wheel
-        if metadata is None:
-            metadata = read_wheel_metadata(result.path, project)
-            atomic_write(sidecar, metadata)
-        return result, parse_core_metadata(metadata, candidate.file.filename), record
-    return result, read_sdist_dependencies(result.path), record
+    try:
+        return result, _read_dependencies(candidate, result, checks.verify), record
+    except DistributionError:
+        # verified, but unreadable (a bomb, a broken archive): not fit for the mirror
+        for path in (result.path, *(Path(f"{result.path}{s}") for s in SIDECAR_SUFFIXES)):
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _read_dependencies(candidate: Candidate, result: DownloadResult, verify: bool) -> Dependencies:
+    if not candidate.is_wheel:
+        return read_sdist_dependencies(result.path)
+    sidecar = Path(str(result.path) + METADATA_SUFFIX)
+    metadata = None
+    if result.reused and not verify:
+        with contextlib.suppress(FileNotFoundError):
+            metadata = sidecar.read_bytes()  # written by an earlier run from this very wheel
+    if metadata is None:
+        project: NormalizedName = canonicalize_name(result.path.parent.name)
+        metadata = read_wheel_metadata(result.path, project)
+        atomic_write(sidecar, metadata)
+    return parse_core_metadata(metadata, candidate.file.filename)
 
 
 def copy_server(index_path: Path) -> Path:

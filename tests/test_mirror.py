@@ -447,3 +447,23 @@ def test_large_wheels_are_resolved_from_pep658_metadata_small_ones_from_the_file
     upstream.requests.clear()
     assert mirror(run_morgan, upstream, index, "large =", environments=environments).code == 0
     assert all(path.startswith("/simple/") for path in upstream.requests)
+
+
+def test_a_verified_but_unreadable_distribution_is_not_kept(
+    run_morgan, upstream: FixtureIndex, tmp_path: Path
+) -> None:
+    """A zip bomb (METADATA inflating to 64 MiB) matches its hash but is refused and removed."""
+    dists = tmp_path / "dists"
+    bomb = build_wheel(dists, "bomb", "1.0", metadata="Metadata-Version: 2.1\n" + " " * (64 << 20))
+    upstream.add(bomb, metadata=False)
+    upstream.add(build_wheel(dists, "fine", "1.0"))
+    index = tmp_path / "index"
+    environments = {"linux": ENVIRONMENTS["linux312"]}
+    result = mirror(run_morgan, upstream, index, "bomb =\nfine =", environments=environments)
+    assert result.code == 1
+    assert bomb.stat().st_size < 1 << 20  # tiny on the wire
+    assert f"error: {bomb.name}: " in result.err and "Traceback" not in result.err
+    assert not list(index.glob("bomb/bomb-*"))
+    assert files_in(index, "fine") == {"fine-1.0-py3-none-any.whl"}
+    listed = json.loads((index / "index.json").read_text())["projects"]
+    assert {"name": "bomb"} not in listed
