@@ -13,9 +13,13 @@
         index.html                    the project page with relative links
         index.json                    its PEP 691 twin; also the store of the facts the
                                       index gave (requires-python, yanked, upload-time)
-        .<file>.<random>.part         a download in progress: never listed or served
+        .morgan-state.json            the mirrorer's cache (see morgan.state); never served
+        .<file>.part                  a download in progress, resumed by the next run
+        .<name>.<random>.part         a page or sidecar being written
+      .morgan.lock                    held by a running ``morgan mirror`` (see morgan.lock)
 
-Pages are written only when their content changes, and always atomically.
+Hidden (dot) files are never listed or served. Pages are written only when their
+content changes, and always atomically.
 """
 
 from __future__ import annotations
