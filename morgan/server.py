@@ -1311,7 +1311,7 @@ def describe(error: BaseException) -> str:
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    """The requests of one connection, answered one at a time from heads read by the Server.
+    """The answer to one request, from a head the Server has read whole.
 
     The handler never touches the socket: what it writes is gathered in
     ``wfile`` and a file to send is left in ``body``; the Server sends both
@@ -1761,7 +1761,6 @@ class Connection:
         "offset",
         "remaining",
         "drained",
-        "handler",
     )
 
     def __init__(self, sock: socket.socket, address: Any, tls: bool) -> None:
@@ -1782,7 +1781,6 @@ class Connection:
         self.offset = 0
         self.remaining = 0
         self.drained = 0
-        self.handler: Optional[Handler] = None
 
     def drop_output(self) -> None:
         self.pending, self.pending_at, self.remaining = b"", 0, 0
@@ -2195,22 +2193,18 @@ class Server:
         self._hand_back(connection)
 
     def _answer_heads(self, connection: Connection) -> str:
-        handler = connection.handler
-        if handler is None:
-            handler = connection.handler = Handler(connection.address, self.settings)
         while True:
             end, error = find_head(connection.buffer)
             if not end and not error:
                 error = 400  # the client shut its side in the middle of a request
             head = bytes(connection.buffer[:end])
             del connection.buffer[: end if end else len(connection.buffer)]
+            handler = Handler(connection.address, self.settings)
             handler.handle_head(head, error)
             connection.close = handler.close_connection or bool(error)
             connection.pending, connection.pending_at = memoryview(handler.wfile.getvalue()), 0
-            handler.wfile = io.BytesIO()
             if handler.body is not None:
                 connection.file, connection.offset, connection.remaining = handler.body
-                handler.body = None
             outcome, _ = pump(connection)
             if outcome == FAILED:
                 return BROKEN
@@ -2278,7 +2272,6 @@ class Server:
         """
         connection.drop_output()
         connection.buffer = bytearray()
-        connection.handler = None
         connection.state = CLOSING
         if connection.counted:
             connection.counted = False
@@ -2349,7 +2342,6 @@ class Server:
         connection.drop_output()
         connection.state = CLOSED
         connection.buffer = bytearray()
-        connection.handler = None
         with contextlib.suppress(OSError):
             connection.sock.close()
 

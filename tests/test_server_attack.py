@@ -1266,3 +1266,52 @@ def test_the_limits_must_be_positive(tmp_path: Path, capsys: pytest.CaptureFixtu
     for flag in ("--threads", "--max-connections"):
         assert server_module.main(["-i", str(tmp_path), "-p", "0", flag, "0"]) == 2
         assert "must be at least 1" in capsys.readouterr().err
+
+
+def test_pipelined_requests_are_answered_in_order(
+    server: ServerProcess, attack: AttackTree
+) -> None:
+    """Several requests in one packet, then one cut short by the end of the stream."""
+    heads = [
+        b"GET /simple/alpha/alpha-1.0.tar.gz HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\r\nHEAD /simple/alpha/ HTTP/1.1\r\nHost: x\r\n\r\n",  # an empty line first
+        b"GET /simple/nothing-here/ HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /simple/beta/beta-1.2-py3-none-any.whl HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /simple/ HTTP/1.1\r\nHo",
+    ]
+    reply = _Unclosed(exchange(server.port, b"".join(heads)))
+    statuses = []
+    for method in ("GET", "HEAD", "GET", "GET", "GET"):
+        response = http.client.HTTPResponse(reply, method=method)  # type: ignore[arg-type]
+        response.begin()
+        body = response.read()
+        statuses.append(response.status)
+        if method == "GET" and response.status == 200:
+            assert body in (
+                attack.public["alpha/alpha-1.0.tar.gz"],
+                attack.public["beta/beta-1.2-py3-none-any.whl"],
+            )
+    assert statuses == [200, 200, 404, 200, 400]
+    assert reply.stream.read() == b""
+
+
+class _Unclosed:
+    """One reply read response after response (HTTPResponse closes what it has read)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.stream = io.BytesIO(data)
+
+    def makefile(self, *args: Any, **kwargs: Any) -> Any:
+        return self
+
+    def readline(self, limit: int = -1) -> bytes:
+        return self.stream.readline(limit)
+
+    def read(self, size: int = -1) -> bytes:
+        return self.stream.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        return self.stream.readinto(buffer)
+
+    def close(self) -> None:
+        pass
