@@ -74,7 +74,7 @@ import time
 import traceback
 import urllib.parse
 import zlib
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
 
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - a mirror is meant to be reached from the network
 DEFAULT_PORT = 8080
@@ -339,8 +339,11 @@ def stat_key(path: str, st: os.stat_result) -> Tuple[str, int, int, int]:
 
 
 def sha256_of_file(path: str) -> str:
+    stream = open_regular_file(path)
+    if stream is None:
+        raise FileNotFoundError(errno.ENOENT, "not a regular file", path)
     digest = hashlib.sha256()
-    with open(path, "rb") as stream:
+    with stream:
         while True:
             chunk = stream.read(CHUNK_BYTES)
             if not chunk:
@@ -554,8 +557,11 @@ def read_wheel_metadata(path: str, members: Optional["LRUCache"] = None) -> Opti
 
 def read_hash_sidecar(path: str) -> Optional[str]:
     """The sha256 in a Morgan ``<file>.hash`` sidecar ("sha256=<hex>"), if it holds one."""
+    stream = open_regular_file(path + HASH_SUFFIX)
+    if stream is None:
+        return None
     try:
-        with open(path + HASH_SUFFIX, "rb") as stream:
+        with stream:
             text = stream.read(1024).decode("ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
@@ -694,9 +700,12 @@ class Tree:
         facts = self._listed.get(key)
         if facts is None:
             facts = {}
+            stream = open_regular_file(checked[0])
             try:
-                with open(checked[0], "rb") as stream:
-                    document = json.loads(stream.read().decode("utf-8"))
+                if stream is None:
+                    raise FileNotFoundError(checked[0])
+                with stream:
+                    document = json.loads(stream.read(MAX_PAGE_JSON_BYTES + 1).decode("utf-8"))
                 files = document.get("files") if isinstance(document, dict) else None
             except (OSError, ValueError):
                 files = None
@@ -736,8 +745,11 @@ class Tree:
             return cached if isinstance(cached, MetadataFacts) else None
         facts: Optional[MetadataFacts] = None
         if sidecar is not None:
+            stream = open_regular_file(sidecar[0])
             try:
-                with open(sidecar[0], "rb") as stream:
+                if stream is None:
+                    raise FileNotFoundError(sidecar[0])
+                with stream:
                     head = stream.read(MAX_HEADER_SCAN_BYTES)
                 facts = MetadataFacts(sha256_of_file(sidecar[0]), requires_python_of(head))
             except OSError:
@@ -817,7 +829,7 @@ class Tree:
         return Resource(None, data, len(data), wheel[1].st_mtime, etag, content_type)
 
 
-def open_regular_file(path: str) -> Optional[Any]:
+def open_regular_file(path: str) -> Optional[BinaryIO]:
     """The file opened for reading if it is still a regular file (never blocks on a FIFO)."""
     flags = os.O_RDONLY | getattr(os, "O_BINARY", 0)
     flags |= getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)

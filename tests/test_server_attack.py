@@ -130,7 +130,15 @@ def make_attack_tree(base: Path) -> AttackTree:
     listed = {"files": [{"filename": own.name, "requires-python": SECRETS["json"].decode()}]}
     (outside / "index.json").write_text(json.dumps(listed))
     (sneaky / "index.json").symlink_to(outside / "index.json")
-    os.mkfifo(root / "alpha" / "fifo-1.0.tar.gz")  # must never be opened for reading
+    # FIFOs, where files are expected: opening one to read would wait for a writer forever.
+    os.mkfifo(root / "alpha" / "fifo-1.0.tar.gz")
+    os.mkfifo(sneaky / (own.name + ".hash"))
+    fifos = root / "fifos"
+    fifos.mkdir()
+    piped = builders.build_wheel(fifos, "fifos", "1.0")
+    for suffix in (".hash", ".metadata"):
+        os.mkfifo(fifos / (piped.name + suffix))
+    os.mkfifo(fifos / "index.json")
     # Large files: random bytes, and a sparse one too large for socket buffers.
     (root / "big").mkdir()
     big = root / "big" / "big-1.0.tar.gz"
@@ -149,6 +157,7 @@ def make_attack_tree(base: Path) -> AttackTree:
             if dist.metadata is not None:
                 public[f"{project}/{dist.filename}.metadata"] = dist.metadata
     public[f"sneaky/{own.name}"] = own.read_bytes()
+    public[f"fifos/{piped.name}"] = piped.read_bytes()
     with zipfile.ZipFile(own) as archive:
         member = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         public[f"sneaky/{own.name}.metadata"] = archive.read(member)
@@ -685,7 +694,16 @@ def assert_unharmed(running: ServerProcess) -> None:
 
 def test_no_fuzzed_request_made_the_server_fail(server: ServerProcess) -> None:
     assert_unharmed(server)
-    assert server.request("/simple/sneaky/").status == 200
+    for project, wheel in (
+        ("sneaky", "sneaky-1.0-py3-none-any.whl"),
+        ("fifos", "fifos-1.0-py3-none-any.whl"),
+    ):
+        page = server.request(f"/simple/{project}/", {"Accept": JSON_V1})
+        assert page.status == 200
+        assert [f["filename"] for f in page.json()["files"]] == [wheel]
+        metadata = server.request(f"/simple/{project}/{wheel}.metadata")
+        assert metadata.status == 200
+        assert metadata.body.startswith(b"Metadata-Version: ")
 
 
 CREDENTIALS = [(u.encode(), p.encode("utf-8")) for u, p in USERS.items()]
