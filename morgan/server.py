@@ -615,6 +615,23 @@ class Tree:
         self._listed = LRUCache(256)
         self._has_distribution = LRUCache(65536)
         self._members = LRUCache(65536)
+        self._stripes = [threading.Lock() for _ in range(64)]
+
+    def _once(self, cache: LRUCache, key: Any, compute: Callable[[], Any]) -> Any:
+        """``cache[key]``, computed when missing by one thread while the others wait for it.
+
+        Many clients asking at once for a page whose facts are not known yet
+        (a large file dropped in by hand, a new index.json) cost one hashing
+        or parsing, not one per client.
+        """
+        value = cache.get(key)
+        if value is None:
+            with self._stripes[hash(key) % len(self._stripes)]:
+                value = cache.get(key)
+                if value is None:
+                    value = compute()
+                    cache.put(key, value)
+        return value
 
     # -- folders --------------------------------------------------------------
 
@@ -684,37 +701,33 @@ class Tree:
     # -- facts ------------------------------------------------------------------
 
     def sha256(self, path: str, st: os.stat_result) -> str:
-        key = stat_key(path, st)
-        digest = self._digests.get(key)
-        if digest is None:
-            digest = sha256_of_file(path)
-            self._digests.put(key, digest)
-        return str(digest)
+        return str(self._once(self._digests, stat_key(path, st), lambda: sha256_of_file(path)))
 
     def listed_facts(self, folder: str) -> Dict[str, ListedFacts]:
         """The files of the project's index.json by name (empty when absent or unreadable)."""
         checked = self.servable(folder, PAGE_JSON)
         if checked is None or checked[1].st_size > MAX_PAGE_JSON_BYTES:
             return {}
-        key = stat_key(*checked)
-        facts = self._listed.get(key)
-        if facts is None:
-            facts = {}
-            stream = open_regular_file(checked[0])
-            try:
-                if stream is None:
-                    raise FileNotFoundError(checked[0])
-                with stream:
-                    document = json.loads(stream.read(MAX_PAGE_JSON_BYTES + 1).decode("utf-8"))
-                files = document.get("files") if isinstance(document, dict) else None
-            except (OSError, ValueError):
-                files = None
-            for item in files if isinstance(files, list) else []:
-                entry = self._listed_entry(item)
-                if entry is not None:
-                    facts[item["filename"]] = entry
-            self._listed.put(key, facts)
-        return dict(facts)
+        return dict(
+            self._once(self._listed, stat_key(*checked), lambda: self._read_listed(checked[0]))
+        )
+
+    def _read_listed(self, path: str) -> Dict[str, ListedFacts]:
+        facts = {}
+        stream = open_regular_file(path)
+        try:
+            if stream is None:
+                raise FileNotFoundError(path)
+            with stream:
+                document = json.loads(stream.read(MAX_PAGE_JSON_BYTES + 1).decode("utf-8"))
+            files = document.get("files") if isinstance(document, dict) else None
+        except (OSError, ValueError):
+            files = None
+        for item in files if isinstance(files, list) else []:
+            entry = self._listed_entry(item)
+            if entry is not None:
+                facts[item["filename"]] = entry
+        return facts
 
     @staticmethod
     def _listed_entry(item: Any) -> Optional[ListedFacts]:
@@ -740,10 +753,14 @@ class Tree:
         """sha256 and Requires-Python of a wheel's core metadata (sidecar, else the wheel)."""
         sidecar = self.servable(os.path.dirname(wheel), os.path.basename(wheel) + METADATA_SUFFIX)
         key = stat_key(*sidecar) if sidecar is not None else stat_key(wheel, wheel_st)
-        cached = self._metadata.get(key)
-        if cached is not None:
-            return cached if isinstance(cached, MetadataFacts) else None
-        facts: Optional[MetadataFacts] = None
+        found = self._once(
+            self._metadata, key, lambda: self._read_metadata_facts(wheel, sidecar) or False
+        )
+        return found if isinstance(found, MetadataFacts) else None
+
+    def _read_metadata_facts(
+        self, wheel: str, sidecar: Optional[Tuple[str, os.stat_result]]
+    ) -> Optional[MetadataFacts]:
         if sidecar is not None:
             stream = open_regular_file(sidecar[0])
             try:
@@ -751,15 +768,13 @@ class Tree:
                     raise FileNotFoundError(sidecar[0])
                 with stream:
                     head = stream.read(MAX_HEADER_SCAN_BYTES)
-                facts = MetadataFacts(sha256_of_file(sidecar[0]), requires_python_of(head))
+                return MetadataFacts(sha256_of_file(sidecar[0]), requires_python_of(head))
             except OSError:
-                facts = None
-        else:
-            data = read_wheel_metadata(wheel, self._members)
-            if data is not None:
-                facts = MetadataFacts(hashlib.sha256(data).hexdigest(), requires_python_of(data))
-        self._metadata.put(key, facts if facts is not None else False)
-        return facts
+                return None
+        data = read_wheel_metadata(wheel, self._members)
+        if data is None:
+            return None
+        return MetadataFacts(hashlib.sha256(data).hexdigest(), requires_python_of(data))
 
     def files(self, project: str, folder: str) -> List[FileFacts]:
         """Every distribution file of a project, with the facts its pages show."""

@@ -464,6 +464,14 @@ class ServerProcess:
                 values[key] = int(value.split()[0])
         return values
 
+    def bytes_read(self) -> int:
+        """How many bytes the server process has read from files and sockets (rchar)."""
+        for line in Path(f"/proc/{self.pid}/io").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key == "rchar":
+                return int(value)
+        raise AssertionError("no rchar in /proc/PID/io")
+
     def open_files(self) -> int:
         """How many file descriptors the server process has open (sockets included)."""
         return len(os.listdir(f"/proc/{self.pid}/fd"))

@@ -1208,6 +1208,36 @@ def assert_equal(left: bytes, right: bytes) -> None:
     assert left == right
 
 
+def test_many_clients_asking_for_a_new_large_file_cost_one_hashing(tmp_path: Path) -> None:
+    """30 clients at once want the page of a project whose 256 MiB file was dropped in by
+    hand (no sidecar): it is read once to hash it, not once per client."""
+    tree = make_tree(tmp_path)
+    herd = tree.root / "herd"
+    herd.mkdir()
+    size = 256 * 1024 * 1024
+    with (herd / "herd-1.0.tar.gz").open("wb") as stream:
+        stream.truncate(size)  # sparse: zeros from the page cache, no disk
+    with ServerProcess(tree.root, "--quiet") as server:
+        before = server.bytes_read()
+        gate = threading.Barrier(30)
+        digests: list[str] = []
+
+        def page(number: int) -> None:
+            connection = server.connection(timeout=LIVENESS)
+            try:
+                gate.wait(LIVENESS)
+                connection.request("GET", "/simple/herd/", headers={"Accept": JSON_V1})
+                response = connection.getresponse()
+                assert response.status == 200
+                digests.append(json.loads(response.read())["files"][0]["hashes"]["sha256"])
+            finally:
+                connection.close()
+
+        run_clients(30, page)
+        assert set(digests) == {hashlib.sha256(bytes(size)).hexdigest()}
+        assert server.bytes_read() - before < 2 * size
+
+
 # ---------------------------------------------------------------------------
 # A hand-dropped wheel with a huge zip directory
 # ---------------------------------------------------------------------------
