@@ -503,7 +503,7 @@ def find_metadata_member(stream: Any, size: int, wheel_name: str) -> Optional[Zi
 
 
 def read_zip_member(stream: Any, member: ZipMember) -> Optional[bytes]:
-    """A member's bytes (stored, deflated or bzip2), checked against its size and CRC."""
+    """A member's bytes (stored, deflate, bzip2 or LZMA), checked against its size and CRC."""
     if member.flags & 0x1 or member.file_size > MAX_METADATA_BYTES:
         return None  # encrypted, or more than any core metadata
     if member.compressed_size > MAX_METADATA_BYTES + 1024 * 1024:
@@ -525,11 +525,31 @@ def read_zip_member(stream: Any, member: ZipMember) -> Optional[bytes]:
         import bz2  # noqa: PLC0415 - rare in wheels, and missing from some builds
 
         data = bz2.BZ2Decompressor().decompress(raw, MAX_METADATA_BYTES + 1)
+    elif member.method == 14:
+        data = _unlzma(raw)
     else:
         return None
     if len(data) != member.file_size or zlib.crc32(data) & _ZIP_MAX32 != member.crc:
         return None
     return data
+
+
+def _unlzma(raw: bytes) -> bytes:
+    """A zip member in LZMA form: version (2 bytes), properties size (2), properties, data."""
+    import lzma  # noqa: PLC0415 - rare in wheels, and missing from some builds
+
+    (size,) = struct.unpack_from("<H", raw, 2)
+    properties = raw[4 : 4 + size]
+    if size != 5 or len(properties) != 5:
+        raise ValueError("unexpected LZMA properties")
+    first, dict_size = properties[0], struct.unpack_from("<L", properties, 1)[0]
+    lc, lp, pb = first % 9, first // 9 % 5, first // 45
+    lzma1 = {"id": lzma.FILTER_LZMA1, "dict_size": dict_size, "lc": lc, "lp": lp, "pb": pb}
+    try:
+        decompressor = lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=[lzma1])
+        return decompressor.decompress(raw[4 + size :], MAX_METADATA_BYTES + 1)
+    except lzma.LZMAError as error:
+        raise ValueError(str(error)) from None
 
 
 def read_wheel_metadata(path: str, members: Optional["LRUCache"] = None) -> Optional[bytes]:

@@ -1363,3 +1363,30 @@ class _Unclosed:
 
     def close(self) -> None:
         pass
+
+
+@pytest.mark.parametrize(
+    "compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+)
+def test_wheel_metadata_is_read_whatever_the_compression(tmp_path: Path, compression: int) -> None:
+    """The server's own zip reading (no zipfile): every method zipfile writes, a comment,
+    bytes in front of the archive, and the same wheel with its METADATA damaged."""
+    metadata = builders.core_metadata("demo", "1.0", requires_python=">=3.8").encode() * 50
+    wheel = tmp_path / "demo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", compression=compression) as archive:
+        archive.writestr("demo/__init__.py", "x = 1\n")
+        archive.writestr("other-1.0.dist-info/METADATA", b"Name: other\n")
+        archive.writestr("demo-1.0.dist-info/METADATA", metadata)
+        archive.comment = b"a comment at the end"
+    assert server_module.read_wheel_metadata(str(wheel)) == metadata
+    shifted = tmp_path / "shifted" / wheel.name
+    shifted.parent.mkdir()
+    shifted.write_bytes(b"#!/bin/sh\nexit 0\n" + wheel.read_bytes())
+    assert server_module.read_wheel_metadata(str(shifted)) == metadata
+    data = bytearray(wheel.read_bytes())
+    at = data.rindex(b"demo-1.0.dist-info/METADATA", 0, data.index(b"PK\x01\x02"))
+    data[at + 40] ^= 0xFF  # a byte of the member's data
+    damaged = tmp_path / "damaged" / wheel.name
+    damaged.parent.mkdir()
+    damaged.write_bytes(bytes(data))
+    assert server_module.read_wheel_metadata(str(damaged)) is None
