@@ -1319,6 +1319,8 @@ class Authenticator:
 def make_ssl_context(certfile: str, keyfile: Optional[str]) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # A client may not make the server redo TLS 1.2 handshakes at will (each costs CPU).
+    context.options |= getattr(ssl, "OP_NO_RENEGOTIATION", 0)
     try:
         context.load_cert_chain(certfile, keyfile)
     except (OSError, ssl.SSLError) as error:
