@@ -57,7 +57,7 @@ from morgan import server as server_module
 
 #: A generous bound for anything to happen; never a measure of speed.
 LIVENESS = 60.0
-MIB = 1024
+MIB = 1024  # in kB, the unit of /proc/PID/status
 
 SECRETS = {
     "outside": b"ZQX-OUTSIDE-SECRET-4b1d",
@@ -158,9 +158,10 @@ def make_attack_tree(base: Path) -> AttackTree:
                 public[f"{project}/{dist.filename}.metadata"] = dist.metadata
     public[f"sneaky/{own.name}"] = own.read_bytes()
     public[f"fifos/{piped.name}"] = piped.read_bytes()
-    with zipfile.ZipFile(own) as archive:
-        member = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
-        public[f"sneaky/{own.name}.metadata"] = archive.read(member)
+    for project, served in (("sneaky", own), ("fifos", piped)):
+        with zipfile.ZipFile(served) as archive:
+            member = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+            public[f"{project}/{served.name}.metadata"] = archive.read(member)
     public["big/big-1.0.tar.gz"] = big.read_bytes()
     for body in public.values():
         for secret in SECRETS.values():
@@ -335,10 +336,19 @@ PRIVATE_NAMES = [
     "attack-secret.txt",
     "secret.txt",
     "fifo-1.0.tar.gz",
+    "fifos-1.0-py3-none-any.whl.hash",
     "notes.txt",
     ".hidden",
     "etc",
     "passwd",
+]
+PUBLIC_FILES = [
+    "alpha-1.0.tar.gz",
+    "alpha-1.0-py3-none-any.whl",
+    "alpha-1.0-py3-none-any.whl.metadata",
+    "beta-1.2-py3-none-any.whl",
+    "sneaky-1.0-py3-none-any.whl",
+    "fifos-1.0-py3-none-any.whl.metadata",
 ]
 PUBLIC_NAMES = [
     "",
@@ -351,11 +361,7 @@ PUBLIC_NAMES = [
     "big",
     "zope_interface",
     "zope.interface",
-    "alpha-1.0.tar.gz",
-    "alpha-1.0-py3-none-any.whl",
-    "alpha-1.0-py3-none-any.whl.metadata",
-    "beta-1.2-py3-none-any.whl",
-    "sneaky-1.0-py3-none-any.whl",
+    *PUBLIC_FILES,
 ]
 TRICKS = [
     "..",
@@ -418,6 +424,7 @@ PROJECT_NAMES = [
     "Alpha",
     "beta",
     "sneaky",
+    "fifos",
     "big",
     "legacy",
     "zope_interface",
@@ -432,7 +439,7 @@ PROJECT_NAMES = [
     "..",
     "%2e%2e",
 ]
-FILE_NAMES = PUBLIC_NAMES[10:] + PRIVATE_NAMES + ["", "..", "%2e%2e", "%00", "alpha-1.0.tar.gz%00"]
+FILE_NAMES = PUBLIC_FILES + PRIVATE_NAMES + ["", "..", "%2e%2e", "%00", "alpha-1.0.tar.gz%00"]
 
 
 @st.composite
