@@ -17,7 +17,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 DepsCallback = Callable[[Dependencies], None]
 SIDECAR_SUFFIXES = (HASH_SUFFIX, METADATA_SUFFIX)
+#: A callback, and the function (with its arguments) whose outcome it receives.
+_LocalWork = tuple[Callable[[Future[Any]], None], Callable[..., Any], tuple[Any, ...]]
 #: Files at least this large (or of unknown size) have their PEP 658 metadata fetched
 #: first, so resolution does not wait for their download.
 METADATA_FIRST_SIZE = 1024 * 1024
@@ -121,6 +123,11 @@ class Mirrorer:
         self.report = MirrorReport()
         self._pool = ThreadPoolExecutor(max_workers=max(options.jobs, 1))
         self._pending: dict[Future[Any], Callable[[Future[Any]], None]] = {}
+        #: Work for this thread (see ``_run_here``): (callback, function, arguments).
+        self._local: deque[
+            tuple[Callable[[Future[Any]], None], Callable[..., Any], tuple[Any, ...]]
+        ]
+        self._local = deque()
         self._seen: set[tuple[str, str, frozenset[str], str, bool]] = set()
         self._pages: dict[str, ProjectPage | None] = {}
         self._candidates: dict[str, list[Candidate]] = {}
@@ -163,7 +170,12 @@ class Mirrorer:
                     log.info("%s: its marker excludes every environment", requirement)
             self._prefetch_known_pages()
             tick = self.options.on_tick
-            while self._pending:
+            while self._pending or self._local:
+                while self._local:
+                    callback, function, args = self._local.popleft()
+                    self._call(callback, _completed(function, *args))
+                if not self._pending:
+                    continue
                 done, _ = wait(
                     list(self._pending),
                     timeout=REDRAW_INTERVAL if tick else None,
@@ -172,14 +184,7 @@ class Mirrorer:
                 if tick:
                     tick()
                 for future in sorted(done, key=id):
-                    callback = self._pending.pop(future)
-                    try:
-                        callback(future)
-                    except MorganError as error:
-                        self._error(str(error))
-                    except Exception as error:  # a bug must not lose the rest of the run
-                        log.debug("unexpected error", exc_info=True)
-                        self._error(f"unexpected error: {error!r}; please report it")
+                    self._call(self._pending.pop(future), future)
         except BaseException:
             self._cancel.set()  # interrupted: downloads stop, their parts stay for the next run
             raise
@@ -197,13 +202,21 @@ class Mirrorer:
     def _run_here(
         self, callback: Callable[[Future[Any]], None], function: Callable[..., Any], *args: Any
     ) -> None:
-        """Like ``_submit``, but runs ``function`` now, on this thread."""
-        future: Future[Any] = Future()
+        """Like ``_submit``, but ``function`` runs on this thread, ahead of waiting for workers.
+
+        (Queued rather than called at once, so a long chain of such work cannot
+        grow the stack.)
+        """
+        self._local.append((callback, function, args))
+
+    def _call(self, callback: Callable[[Future[Any]], None], future: Future[Any]) -> None:
         try:
-            future.set_result(function(*args))
-        except Exception as error:
-            future.set_exception(error)
-        callback(future)
+            callback(future)
+        except MorganError as error:
+            self._error(str(error))
+        except Exception as error:  # a bug must not lose the rest of the run
+            log.debug("unexpected error", exc_info=True)
+            self._error(f"unexpected error: {error!r}; please report it")
 
     def _error(self, message: str) -> None:
         log.error("error: %s", message)
@@ -561,6 +574,16 @@ def _plain_from_text(text: str) -> Requirement:
     plain.marker = None
     plain.name = canonicalize_name(plain.name)
     return plain
+
+
+def _completed(function: Callable[..., Any], *args: Any) -> Future[Any]:
+    """A future already holding what ``function(*args)`` returned or raised."""
+    future: Future[Any] = Future()
+    try:
+        future.set_result(function(*args))
+    except Exception as error:
+        future.set_exception(error)
+    return future
 
 
 def _remove_leftovers(folder: Path, keep: set[Path]) -> None:

@@ -467,3 +467,19 @@ def test_a_verified_but_unreadable_distribution_is_not_kept(
     assert files_in(index, "fine") == {"fine-1.0-py3-none-any.whl"}
     listed = json.loads((index / "index.json").read_text())["projects"]
     assert {"name": "bomb"} not in listed
+
+
+def test_a_very_deep_chain_is_walked_without_recursion(
+    run_morgan, upstream: FixtureIndex, tmp_path: Path
+) -> None:
+    """400 projects each needing the next: cold, then warm (where the files are in the tree)."""
+    dists = tmp_path / "dists"
+    for number in range(400):
+        requires = [f"link{number + 1}"] if number < 399 else []
+        upstream.add(build_wheel(dists, f"link{number}", "1.0", requires=requires))
+    index = tmp_path / "index"
+    environments = {"linux": ENVIRONMENTS["linux312"]}
+    for _ in range(2):
+        result = mirror(run_morgan, upstream, index, "link0 =", environments=environments)
+        assert result.code == 0, result.err
+        assert "mirrored 400 projects, 400 files" in result.out
