@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -44,6 +45,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="30 projects, no big files, short server tests: a one-minute check",
     )
     parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per figure; the report shows the median"
+    )
     parser.add_argument("--latencies", default="0,50", help="upstream latencies in ms")
     parser.add_argument(
         "--jobs",
@@ -149,7 +153,8 @@ def as_dict(result: runner.RunResult) -> dict:
     data.update(
         requests=result.requests,
         fetched=result.fetched,
-        max_rss_bytes=result.max_rss_kib * 1024,
+        max_rss_bytes=result.peak_rss_kib * 1024,
+        ru_maxrss_bytes=result.max_rss_kib * 1024,
         log=str(result.log),
     )
     return data
@@ -158,7 +163,7 @@ def as_dict(result: runner.RunResult) -> dict:
 def summary(result: runner.RunResult) -> str:
     text = (
         f"{result.wall:.2f} s, exit {result.exit_code}, "
-        f"{result.max_rss_kib / 1024:.0f} MiB RSS, {result.requests} requests, "
+        f"{result.peak_rss_kib / 1024:.0f} MiB peak RSS, {result.requests} requests, "
         f"{result.fetched / 2**20:.1f} MiB, {result.files} files"
     )
     if result.exit_code != 0:
@@ -166,35 +171,66 @@ def summary(result: runner.RunResult) -> str:
     return text
 
 
+def cold_and_warm(args, tool, *, label, index, config, upstream, runs_dir, jobs=None) -> dict:
+    """``--repeat`` cold runs into an empty tree, each followed by a warm one: lists of results."""
+    runs: dict[str, list[dict]] = {"cold": [], "warm": []}
+    for repeat in range(args.repeat):
+        shutil.rmtree(index, ignore_errors=True)
+        for kind in ("cold", "warm"):
+            result = measured_run(
+                args,
+                tool,
+                label=f"{label}-{kind}" + (f"-{repeat + 1}" if args.repeat > 1 else ""),
+                index=index,
+                config=config,
+                upstream=upstream,
+                runs_dir=runs_dir,
+                jobs=jobs,
+            )
+            runs[kind].append(as_dict(result))
+    return runs
+
+
+def median_runs(runs: dict[str, list[dict]]) -> dict:
+    """The run of median wall time for cold and for warm, with every wall time alongside."""
+    chosen = {}
+    for kind, results in runs.items():
+        ordered = sorted(results, key=lambda run: run["wall"])
+        chosen[kind] = {**ordered[len(ordered) // 2], "walls": [run["wall"] for run in results]}
+    return chosen
+
+
 def mirror_runs(args, tools, upstream, *, config, manifest, latency, runs_dir) -> dict:
     upstream.latency(latency)
     largest = max(
         (f for p in manifest["projects"].values() for f in p["files"]), key=lambda f: f["size"]
     )
-    throughput, probe_bytes = loopback_throughput(upstream.url, f"/files/{largest['path']}")
-    block: dict = {}
-    for key, tool in tools.items():
-        index = runs_dir / f"{key}-{latency:g}ms"
-        shutil.rmtree(index, ignore_errors=True)
-        results = {}
-        for label in ("cold", "warm"):
-            result = measured_run(
-                args,
+    probes = [loopback_throughput(upstream.url, f"/files/{largest['path']}") for _ in range(3)]
+    throughput, probe_bytes = max(probes)
+    collected: dict[str, dict[str, list[dict]]] = {key: {"cold": [], "warm": []} for key in tools}
+    for repeat in range(args.repeat):  # the tools take turns, so that noise hits both
+        for key, tool in tools.items():
+            one = argparse.Namespace(**{**vars(args), "repeat": 1})
+            runs = cold_and_warm(
+                one,
                 tool,
-                label=f"{latency:g}ms-{label}",
-                index=index,
+                label=f"{latency:g}ms" + (f"-r{repeat + 1}" if args.repeat > 1 else ""),
+                index=runs_dir / f"{key}-{latency:g}ms",
                 config=config,
                 upstream=upstream,
                 runs_dir=runs_dir,
             )
-            results[label] = as_dict(result)
-        block[key] = results
-    cold_bytes = block["ours"]["cold"]["fetched"]
+            for kind in ("cold", "warm"):
+                collected[key][kind] += runs[kind]
+    block: dict = {key: median_runs(runs) for key, runs in collected.items()}
+    cold = block["ours"]["cold"]
     block["transfer_bound"] = {
         "throughput": throughput,
         "probe_bytes": probe_bytes,
         "depth": manifest["depth"],
-        "seconds": cold_bytes / throughput + manifest["depth"] * latency / 1000,
+        "seconds": cold["fetched"] / throughput + manifest["depth"] * latency / 1000,
+        "jobs": args.default_jobs,
+        "request_floor": cold["requests"] * latency / 1000 / args.default_jobs,
     }
     return block
 
@@ -204,22 +240,29 @@ def jobs_sweep(args, tool, upstream, *, config, latency, runs_dir) -> dict:
     runs = {}
     for jobs in [int(j) for j in args.jobs.split(",") if j.strip()]:
         index = runs_dir / f"ours-j{jobs}-{latency:g}ms"
-        shutil.rmtree(index, ignore_errors=True)
-        for label in ("cold", "warm"):
-            result = measured_run(
-                args,
-                tool,
-                label=f"j{jobs}-{latency:g}ms-{label}",
-                index=index,
-                config=config,
-                upstream=upstream,
-                runs_dir=runs_dir,
-                jobs=jobs,
-            )
-            runs.setdefault(str(jobs), {})[label] = as_dict(result)
+        found = cold_and_warm(
+            args,
+            tool,
+            label=f"j{jobs}-{latency:g}ms",
+            index=index,
+            config=config,
+            upstream=upstream,
+            runs_dir=runs_dir,
+            jobs=jobs,
+        )
+        runs[str(jobs)] = median_runs(found)
         if not args.keep_trees:
             shutil.rmtree(index, ignore_errors=True)
     return {"latency_ms": latency, "runs": runs}
+
+
+def default_jobs(tool: runner.Tool) -> int:
+    """This morgan's default -j, as its --help states it (it is being tuned)."""
+    text = subprocess.run(
+        [str(tool.executable), "--help"], capture_output=True, text=True, check=False
+    ).stdout
+    match = re.search(r"parallel requests \(default: (\d+)\)", " ".join(text.split()))
+    return int(match.group(1)) if match else 8
 
 
 def wait_for_quiet(args) -> None:
@@ -278,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = artifacts.load_manifest(tree)
     config = tree / "morgan.ini"
     tools = {"ours": runner.ours()}
+    args.default_jobs = default_jobs(tools["ours"])
     if not args.skip_morgan:
         tools["morgan"] = runner.original_morgan(work, log)
     runs_dir = work / "runs" / scale.name
@@ -285,6 +329,8 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {
         "date": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "machine": machine(),
+        "ours_default_jobs": args.default_jobs,
+        "repeat": args.repeat,
         "workload": {
             "scale": scale.name,
             "seed": args.seed,

@@ -35,8 +35,13 @@ def _run_rows(ours: dict, theirs: dict, when: str) -> list[list[str]]:
     def row(name: str, key: str, fmt) -> list[str]:
         return [f"{when}: {name}", fmt(ours[key]), fmt(theirs[key]), _ratio(ours[key], theirs[key])]
 
+    def walls(run: dict) -> str:
+        times = run.get("walls", [])
+        spread = f" ({min(times):.2f}-{max(times):.2f})" if len(times) > 1 else ""
+        return _s(run["wall"]) + spread
+
     return [
-        row("wall time", "wall", _s),
+        [f"{when}: wall time", walls(ours), walls(theirs), _ratio(ours["wall"], theirs["wall"])],
         row("peak RSS", "max_rss_bytes", _mib),
         row("requests", "requests", str),
         row("bytes fetched", "fetched", _mib),
@@ -90,6 +95,13 @@ def mirror_section(latency: str, block: dict) -> list[str]:
         f"our cold run is **{block['ours']['cold']['wall'] / bound['seconds']:.1f}x** that.",
         "",
     ]
+    if bound.get("jobs") and float(latency):
+        lines += [
+            f"Request floor at our default -j {bound['jobs']}: cold requests x {latency} ms / "
+            f"{bound['jobs']} = {_s(bound['request_floor'])} (the transfer-bound time counts "
+            "the latency once per dependency level; every file and page costs one too).",
+            "",
+        ]
     return lines
 
 
@@ -238,6 +250,13 @@ def render(results: dict) -> str:
         f"RAM, {machine['kernel']}, Python {machine['python']}. Shared machine: figures move a "
         "few per cent between runs.",
         "",
+        f"Our morgan as checked out, default -j {results.get('ours_default_jobs', '?')}. "
+        + (
+            f"Each figure is the median of {results['repeat']} runs (range in brackets)."
+            if results.get("repeat", 1) > 1
+            else "One run per figure."
+        ),
+        "",
         f"Upstream: {workload['projects']} projects ({workload['closure']} in the requirements' "
         f"closure, dependency depth {workload['depth']}), {workload['files']} files, "
         f"{_mib(workload['bytes'])}; {workload['environments']} environments, "
@@ -245,7 +264,8 @@ def render(results: dict) -> str:
         "ETag/Last-Modified, on loopback in its own process.",
         "",
         "Requests and bytes are counted by the upstream (bytes = response bodies). Peak RSS is "
-        "the child's ru_maxrss. Warm = the same command again, nothing new upstream. "
+        "the child's own VmHWM, read at its exit (ru_maxrss would also carry the harness's). "
+        "Warm = the same command again, nothing new upstream. "
         f"1-minute load average when the runs started: {_load_range(results)}.",
         "",
     ]

@@ -1,7 +1,8 @@
 """Running the two mirrorers as child processes and measuring each run.
 
-Wall time is taken around the child, its peak RSS from ``os.wait4``, and the
-requests and bytes it cost from the upstream's counters (reset before the run).
+Wall time is taken around the child, its peak RSS is its own VmHWM at exit (see
+``peakrss.py``; ``os.wait4``'s ru_maxrss is kept too), and the requests and bytes
+it cost come from the upstream's counters (reset before the run).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from fakepypi import control
 
 MORGAN_VERSION = "0.15.0"
+HERE = Path(__file__).resolve().parent
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 
 
@@ -45,6 +47,12 @@ class Tool:
         if jobs is not None and self.takes_jobs:
             command += ["-j", str(jobs)]
         return [*command, "mirror"]
+
+    def measured(self, command: list[str], peak_file: Path) -> list[str]:
+        """``command`` run through peakrss.py by the console script's own interpreter."""
+        with self.executable.open() as script:
+            interpreter = script.readline()[2:].strip()
+        return [interpreter, str(HERE / "peakrss.py"), str(peak_file), *command]
 
 
 def ours() -> Tool:
@@ -74,6 +82,9 @@ class RunResult:
     label: str
     command: list[str]
     wall: float
+    #: the child's own VmHWM, written at its exit by peakrss.py
+    peak_rss_kib: int
+    #: ru_maxrss from wait4: also carries the forking harness's high-water mark
     max_rss_kib: int
     exit_code: int
     counters: dict[str, int]
@@ -120,12 +131,14 @@ def run_mirror(
     logs.mkdir(parents=True, exist_ok=True)
     stem = f"{tool.name.split()[0].lower()}-{label}"
     out_path, err_path = logs / f"{stem}.out", logs / f"{stem}.err"
+    peak_file = logs / f"{stem}.vmhwm"
+    peak_file.unlink(missing_ok=True)
     control(upstream, "reset")
     load_before = os.getloadavg()[0]
     with out_path.open("wb") as out, err_path.open("wb") as err:
         started = time.monotonic()
         process = subprocess.Popen(
-            command,
+            tool.measured(command, peak_file),
             stdout=out,
             stderr=err,
             env=clean_environment(),
@@ -152,6 +165,7 @@ def run_mirror(
         label=label,
         command=command,
         wall=wall,
+        peak_rss_kib=int(peak_file.read_text()) if peak_file.exists() else 0,
         max_rss_kib=usage.ru_maxrss,
         exit_code=process.returncode,
         counters=counters,
