@@ -79,7 +79,7 @@ from typing import Any, BinaryIO, Callable, Dict, List, NamedTuple, Optional, Tu
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - a mirror is meant to be reached from the network
 DEFAULT_PORT = 8080
 DEFAULT_TIMEOUT = 60.0
-DEFAULT_THREADS = 32
+DEFAULT_THREADS = 8
 DEFAULT_MAX_CONNECTIONS = 1000
 API_VERSION = "1.1"
 
