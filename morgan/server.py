@@ -1220,11 +1220,11 @@ class Authenticator:
 
     Checking a password costs a PBKDF2 run, so accepted credentials are
     remembered (as a keyed digest, never in clear) and answered without
-    waiting; the checks themselves run one at a time, requests with the same
-    credentials share one check, and when ``max_pending_checks``
-    different ones are already waiting, AuthBusy is raised (the client gets a
-    503) rather than holding a thread: guessing costs the server one CPU at
-    most, and holds few of the threads that answer. An unknown user costs as
+    waiting; the checks themselves run one at a time, and requests with the
+    same credentials share one check. When ``max_pending_checks`` requests
+    already wait on checks, AuthBusy is raised (the client gets a 503) rather
+    than holding another thread: guessing costs the server one CPU at most and
+    holds a bounded part of the threads that answer. An unknown user costs as
     much as the costliest known one, so timing does not tell who exists.
     """
 
@@ -1238,6 +1238,7 @@ class Authenticator:
         self._check_lock = threading.Lock()
         self._state_lock = threading.Lock()
         self._checks: Dict[bytes, _PasswordCheck] = {}
+        self._waiting = 0
         self._dummy = self._dummy_for(self._users)
 
     @staticmethod
@@ -1293,27 +1294,32 @@ class Authenticator:
         if accepted.get(token) == user:
             return user
         with self._state_lock:
+            if self._waiting >= self.max_pending_checks:
+                raise AuthBusy()  # enough threads wait on password checks already
+            self._waiting += 1
             check = self._checks.get(token)
             mine = check is None
             if check is None:
-                if len(self._checks) >= self.max_pending_checks:
-                    raise AuthBusy()
                 check = self._checks[token] = _PasswordCheck()
-        if not mine:
-            check.done.wait()
-            return check.user
         try:
-            stored = users.get(user)
-            with self._check_lock:
-                ok = verify_password(password, stored if stored is not None else dummy)
-            if ok and stored is not None:
-                accepted.put(token, user)
-                check.user = user
+            if not mine:
+                check.done.wait()
+                return check.user
+            try:
+                stored = users.get(user)
+                with self._check_lock:
+                    ok = verify_password(password, stored if stored is not None else dummy)
+                if ok and stored is not None:
+                    accepted.put(token, user)
+                    check.user = user
+            finally:
+                with self._state_lock:
+                    del self._checks[token]
+                check.done.set()
+            return check.user
         finally:
             with self._state_lock:
-                del self._checks[token]
-            check.done.set()
-        return check.user
+                self._waiting -= 1
 
 
 def make_ssl_context(certfile: str, keyfile: Optional[str]) -> ssl.SSLContext:

@@ -1116,11 +1116,13 @@ def raw_get_simple(port: int) -> bytes:
 # ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("same", [False, True], ids=["different", "same"])
 def test_password_guessing_is_shed_and_known_users_still_get_in(
-    attack: AttackTree, tmp_path: Path
+    attack: AttackTree, tmp_path: Path, same: bool
 ) -> None:
-    """60 different wrong passwords at once: a few are checked (401), the rest get 503
-    at once instead of queueing for PBKDF2; a user already let in is not kept waiting."""
+    """60 wrong passwords at once, all different or all the same: a few are checked (401),
+    the rest get 503 at once instead of holding threads while they wait for PBKDF2; a
+    user already let in is not kept waiting."""
     users = tmp_path / "users"
     users.write_text(
         "alice:" + server_module.hash_password("wonderland", 600_000) + "\n"
@@ -1133,7 +1135,7 @@ def test_password_guessing_is_shed_and_known_users_still_get_in(
         statuses: list[int] = []
 
         def guess(number: int) -> None:
-            header = base64.b64encode(b"alice:guess-%d" % number).decode()
+            header = base64.b64encode(b"alice:guess-%d" % (0 if same else number)).decode()
             connection = server.connection(timeout=LIVENESS)
             try:
                 gate.wait(LIVENESS)
