@@ -2062,18 +2062,26 @@ class Server:
             timeout = min(timeout, self._accept_again - now)
         for key, _ in self._selector.select(max(timeout, 0.0)):
             connection = key.data
-            if connection is None:
-                self._accept()
-            elif connection is self._waker:
-                self._take_wake()
-            elif connection.state == READING:
-                self._receive(connection)
-            elif connection.state == SENDING:
-                self._send(connection)
-            elif connection.state == CLOSING:
-                self._drain(connection)
+            try:
+                if connection is None:
+                    self._accept()
+                elif connection is self._waker:
+                    self._take_wake()
+                elif connection.state == READING:
+                    self._receive(connection)
+                elif connection.state == SENDING:
+                    self._send(connection)
+                elif connection.state == CLOSING:
+                    self._drain(connection)
+            except Exception:  # a bug must cost one connection at most, never the server
+                self._failed(connection)
         self._take_returned()
         self._expire(time.monotonic())
+
+    def _failed(self, connection: Any) -> None:
+        log_line("server.py: error in the connection loop:\n%s" % traceback.format_exc())
+        if isinstance(connection, Connection):
+            self._close(connection)
 
     def _warn(self, message: str) -> None:
         """A line on the log, at most once a minute (floods would fill it otherwise)."""
@@ -2288,15 +2296,18 @@ class Server:
     def _take_returned(self) -> None:
         while self._returned:
             connection = self._returned.popleft()
-            if connection.state == SENDING:
-                self._sending[connection] = time.monotonic() + self.settings.timeout
-                self._watch(connection, connection.want)
-            elif connection.state == READING:
-                self._wait_for_request(connection)
-            elif connection.state == CLOSING:
-                self._linger(connection)
-            else:
-                self._close(connection)
+            try:
+                if connection.state == SENDING:
+                    self._sending[connection] = time.monotonic() + self.settings.timeout
+                    self._watch(connection, connection.want)
+                elif connection.state == READING:
+                    self._wait_for_request(connection)
+                elif connection.state == CLOSING:
+                    self._linger(connection)
+                else:
+                    self._close(connection)
+            except Exception:
+                self._failed(connection)
 
     # -- sending and closing (in the loop) --------------------------------------
 

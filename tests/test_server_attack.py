@@ -1399,3 +1399,36 @@ def test_wheel_metadata_is_read_whatever_the_compression(tmp_path: Path, compres
     damaged.parent.mkdir()
     damaged.write_bytes(bytes(data))
     assert server_module.read_wheel_metadata(str(damaged)) is None
+
+
+def test_a_bug_in_the_connection_loop_costs_one_connection(
+    attack: AttackTree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process: the loop's head parsing fails once; that client is dropped, the rest go on."""
+    options = server_module.build_parser().parse_args(
+        ["-i", str(attack.root), "-H", "127.0.0.1", "-p", "0", "--quiet"]
+    )
+    httpd = server_module.make_server(options)
+    errors: list[str] = []
+    monkeypatch.setattr(server_module, "log_line", errors.append)
+    real_find_head = server_module.find_head
+    calls = []
+
+    def find_head_failing_once(buffer: bytearray) -> tuple[int, int]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return real_find_head(buffer)
+
+    monkeypatch.setattr(server_module, "find_head", find_head_failing_once)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = httpd.server_address[1]
+        assert raw_exchange(port, b"GET /simple/ HTTP/1.0\r\n\r\n") == b""  # the unlucky one
+        assert status_of(raw_exchange(port, b"GET /simple/ HTTP/1.0\r\n\r\n")) == 200
+        assert any("RuntimeError: boom" in error for error in errors)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(LIVENESS)
