@@ -121,6 +121,18 @@ def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     add("--keyfile", default=default(None), help="serve: TLS private key (PEM)")
     add("--auth-file", default=default(None), help="serve: basic-auth password file")
     add(
+        "--threads",
+        type=int,
+        default=default(8),
+        help="serve: threads that build answers (default: 8)",
+    )
+    add(
+        "--max-connections",
+        type=int,
+        default=default(1000),
+        help="serve: open connections at most (default: 1000)",
+    )
+    add(
         "--timeout",
         type=_seconds,
         default=default(60.0),
@@ -214,7 +226,8 @@ def _serve(args: argparse.Namespace) -> int:
     from morgan import server  # noqa: PLC0415 - the server is standalone; load it only to serve
 
     argv = ["-i", args.index_path, "-H", args.host, "-p", str(args.port)]
-    argv += ["--timeout", str(args.timeout)]
+    argv += ["--timeout", str(args.timeout), "--threads", str(args.threads)]
+    argv += ["--max-connections", str(args.max_connections)]
     if args.no_metadata:
         argv.append("--no-metadata")
     if args.quiet:
