@@ -148,6 +148,22 @@ def loopback_throughput(upstream_url: str, path: str) -> tuple[float, int]:
     return total / elapsed, total + early
 
 
+def disk_throughput(folder: Path, size: int = 256 * 1024 * 1024) -> float:
+    """Bytes per second of writing ``size`` random bytes and fsyncing them, where trees go."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chunk = os.urandom(4 * 1024 * 1024)
+    probe = folder / ".disk-probe"
+    started = time.perf_counter()
+    with probe.open("wb") as out:
+        for _ in range(size // len(chunk)):
+            out.write(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    elapsed = time.perf_counter() - started
+    probe.unlink()
+    return size / elapsed
+
+
 def as_dict(result: runner.RunResult) -> dict:
     data = asdict(result)
     data.update(
@@ -224,6 +240,7 @@ def mirror_runs(args, tools, upstream, *, config, manifest, latency, runs_dir) -
                 collected[key][kind] += runs[kind]
     block: dict = {key: median_runs(runs) for key, runs in collected.items()}
     cold = block["ours"]["cold"]
+    disk = disk_throughput(runs_dir)
     block["transfer_bound"] = {
         "throughput": throughput,
         "probe_bytes": probe_bytes,
@@ -231,6 +248,8 @@ def mirror_runs(args, tools, upstream, *, config, manifest, latency, runs_dir) -
         "seconds": cold["fetched"] / throughput + manifest["depth"] * latency / 1000,
         "jobs": args.default_jobs,
         "request_floor": cold["requests"] * latency / 1000 / args.default_jobs,
+        "disk_throughput": disk,
+        "disk_seconds": cold["fetched"] / disk,
     }
     return block
 

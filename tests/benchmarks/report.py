@@ -95,6 +95,13 @@ def mirror_section(latency: str, block: dict) -> list[str]:
         f"our cold run is **{block['ours']['cold']['wall'] / bound['seconds']:.1f}x** that.",
         "",
     ]
+    if bound.get("disk_throughput"):
+        lines += [
+            f"Disk where the trees go (256 MiB written and fsynced): "
+            f"{bound['disk_throughput'] / MIB:.0f} MiB/s, so writing our cold bytes takes "
+            f"{_s(bound['disk_seconds'])} at least.",
+            "",
+        ]
     if bound.get("jobs") and float(latency):
         lines += [
             f"Request floor at our default -j {bound['jobs']}: cold requests x {latency} ms / "
