@@ -153,7 +153,8 @@ def test_serve_runs_the_server_on_the_index(tmp_path: Path) -> None:
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "morgan", "serve", "-i", str(tmp_path / "index"),
-         "-H", "127.0.0.1", "-p", str(port), "--quiet", "--threads", "2", "--max-connections", "50"],
+         "-H", "127.0.0.1", "-p", str(port), "--quiet",
+         "--threads", "2", "--max-connections", "50"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
