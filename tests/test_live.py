@@ -43,6 +43,11 @@ def test_mirror_example_and_install_offline(tmp_path: Path) -> None:
     assert main(["-q", "-i", str(index), "-c", str(config), "mirror"]) == 0
     assert (index / "server.py").is_file()
 
+    # A re-run finds nothing new: no file is fetched again and nothing is rewritten.
+    stamps = {p: p.stat().st_mtime_ns for p in index.rglob("*")}
+    assert main(["-q", "-i", str(index), "-c", str(config), "mirror"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in index.rglob("*")} == stamps
+
     requirements = [str(r) for r in MirrorConfig.from_file(str(config)).requirements]
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
