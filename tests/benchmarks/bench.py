@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -22,13 +20,11 @@ from datetime import datetime
 from pathlib import Path
 
 import artifacts
+import probes
 import report
 import runner
 import serverbench
 import workload
-from fakepypi import control
-
-HERE = Path(__file__).resolve().parent
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -81,87 +77,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as stream:
-            names = [
-                line.split(":", 1)[1].strip() for line in stream if line.startswith("model name")
-            ]
-        cpu = names[0] if names else cpu
-    except OSError:
-        pass
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return {
-        "cores": os.cpu_count(),
-        "cpu": cpu,
-        "memory_gib": memory,
-        "kernel": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-    }
-
-
-class Upstream:
-    """The fake PyPI in its own process."""
-
-    def __init__(self, tree: Path, logs: Path) -> None:
-        logs.mkdir(parents=True, exist_ok=True)
-        self.stderr = (logs / "upstream.err").open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "fakepypi.py"), "--root", str(tree)],
-            stdout=subprocess.PIPE,
-            stderr=self.stderr,
-            env=runner.clean_environment(),
-            start_new_session=True,
-        )
-        line = self.process.stdout.readline().decode().strip()
-        if not line.startswith("listening "):
-            raise RuntimeError(f"upstream did not start: {line!r}; see {logs / 'upstream.err'}")
-        self.url = line.split(" ", 1)[1]
-
-    def latency(self, milliseconds: float) -> None:
-        control(self.url, f"latency?ms={milliseconds}")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
-        self.stderr.close()
-
-
-def loopback_throughput(upstream_url: str, path: str) -> tuple[float, int]:
-    """(bytes per second, bytes) of one download read from a plain socket, from its first byte."""
-    host, port = upstream_url.split("//", 1)[1].rstrip("/").split(":")
-    with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(65536)
-        early = len(head) - head.index(b"\r\n\r\n") - 4
-        view = memoryview(bytearray(4 * 1024 * 1024))
-        started = time.perf_counter()
-        total = 0
-        while got := sock.recv_into(view):
-            total += got
-        elapsed = time.perf_counter() - started
-    return total / elapsed, total + early
-
-
-def disk_throughput(folder: Path, size: int = 256 * 1024 * 1024) -> float:
-    """Bytes per second of writing ``size`` random bytes and fsyncing them, where trees go."""
-    folder.mkdir(parents=True, exist_ok=True)
-    chunk = os.urandom(4 * 1024 * 1024)
-    probe = folder / ".disk-probe"
-    started = time.perf_counter()
-    with probe.open("wb") as out:
-        for _ in range(size // len(chunk)):
-            out.write(chunk)
-        out.flush()
-        os.fsync(out.fileno())
-    elapsed = time.perf_counter() - started
-    probe.unlink()
-    return size / elapsed
 
 
 def as_dict(result: runner.RunResult) -> dict:
@@ -221,8 +136,10 @@ def mirror_runs(args, tools, upstream, *, config, manifest, latency, runs_dir) -
     largest = max(
         (f for p in manifest["projects"].values() for f in p["files"]), key=lambda f: f["size"]
     )
-    probes = [loopback_throughput(upstream.url, f"/files/{largest['path']}") for _ in range(3)]
-    throughput, probe_bytes = max(probes)
+    downloads = [
+        probes.loopback_throughput(upstream.url, f"/files/{largest['path']}") for _ in range(3)
+    ]
+    throughput, probe_bytes = max(downloads)
     collected: dict[str, dict[str, list[dict]]] = {key: {"cold": [], "warm": []} for key in tools}
     for repeat in range(args.repeat):  # the tools take turns, so that noise hits both
         for key, tool in tools.items():
@@ -240,7 +157,7 @@ def mirror_runs(args, tools, upstream, *, config, manifest, latency, runs_dir) -
                 collected[key][kind] += runs[kind]
     block: dict = {key: median_runs(runs) for key, runs in collected.items()}
     cold = block["ours"]["cold"]
-    disk = disk_throughput(runs_dir)
+    disk = probes.disk_throughput(runs_dir)
     block["transfer_bound"] = {
         "throughput": throughput,
         "probe_bytes": probe_bytes,
@@ -347,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     latencies = [float(v) for v in args.latencies.split(",")]
     results: dict = {
         "date": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
-        "machine": machine(),
+        "machine": probes.machine(),
         "ours_default_jobs": args.default_jobs,
         "repeat": args.repeat,
         "workload": {
@@ -363,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "latencies": {},
     }
-    upstream = Upstream(tree, runs_dir / "logs")
+    upstream = probes.Upstream(tree, runs_dir / "logs")
     try:
         log(f"upstream at {upstream.url}simple/")
         for latency in latencies:

@@ -24,6 +24,17 @@ def _ratio(ours: float | None, theirs: float | None) -> str:
     return f"{value:.3f}" if value < 0.1 else f"{value:.2f}"
 
 
+def _n(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+class _Absent(dict):
+    """A run that did not happen (--skip-morgan): every figure is missing."""
+
+    def __missing__(self, key: str) -> None:
+        return None
+
+
 def _rows(table: list[list[str]]) -> list[str]:
     header, *body = table
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
@@ -36,17 +47,17 @@ def _run_rows(ours: dict, theirs: dict, when: str) -> list[list[str]]:
         return [f"{when}: {name}", fmt(ours[key]), fmt(theirs[key]), _ratio(ours[key], theirs[key])]
 
     def walls(run: dict) -> str:
-        times = run.get("walls", [])
+        times = run["walls"] or []
         spread = f" ({min(times):.2f}-{max(times):.2f})" if len(times) > 1 else ""
         return _s(run["wall"]) + spread
 
     return [
         [f"{when}: wall time", walls(ours), walls(theirs), _ratio(ours["wall"], theirs["wall"])],
         row("peak RSS", "max_rss_bytes", _mib),
-        row("requests", "requests", str),
+        row("requests", "requests", _n),
         row("bytes fetched", "fetched", _mib),
-        [f"{when}: exit status", str(ours["exit_code"]), str(theirs["exit_code"]), ""],
-        row("files in tree", "files", str),
+        [f"{when}: exit status", _n(ours["exit_code"]), _n(theirs["exit_code"]), ""],
+        row("files in tree", "files", _n),
     ]
 
 
@@ -67,7 +78,8 @@ def _kinds(counters: dict) -> str:
 
 
 def mirror_section(latency: str, block: dict) -> list[str]:
-    ours, theirs = block["ours"], block["morgan"]
+    ours = block["ours"]
+    theirs = block.get("morgan") or {"cold": _Absent(), "warm": _Absent()}
     table = [["", "ours", "Morgan 0.15.0", "ours / Morgan"]]
     table += _run_rows(ours["cold"], theirs["cold"], "cold")
     table += _run_rows(ours["warm"], theirs["warm"], "warm")
@@ -83,6 +95,7 @@ def mirror_section(latency: str, block: dict) -> list[str]:
         + "; ".join(
             f"{name} {label}: {_kinds(block[key][label]['counters'])}"
             for key, name in (("ours", "ours"), ("morgan", "Morgan"))
+            if key in block
             for label in ("cold", "warm")
         )
         + ".",
