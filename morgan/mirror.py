@@ -19,7 +19,7 @@ import os
 import threading
 from collections import defaultdict, deque
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,12 +185,12 @@ class Mirrorer:
                     tick()
                 for future in sorted(done, key=id):
                     self._call(self._pending.pop(future), future)
+            self._write_pages()
         except BaseException:
             self._cancel.set()  # interrupted: downloads stop, their parts stay for the next run
             raise
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        self._write_pages()
         self.report.errors.sort()
         return self.report
 
@@ -535,28 +535,41 @@ class Mirrorer:
     # -- the tree -------------------------------------------------------------
 
     def _write_pages(self) -> None:
-        """Pages, saved state and clean-up; an unwritable folder is an error, not a stop."""
+        """Pages, saved state and clean-up; an unwritable folder is an error, not a stop.
+
+        Folders are independent, so the pool writes them side by side (each write
+        waits for its fsync).
+        """
         index = self.options.index_path
-        for name in sorted(set(self.report.projects) | set(self._states)):
-            folder = index / name
-            if not folder.is_dir():
-                continue
+        names = sorted(set(self.report.projects) | set(self._states))
+        for name in names:
+            self._state(name)  # loaded here: the workers only use it
+        writes = {self._pool.submit(self._write_project, name): name for name in names}
+        for future in as_completed(writes):
             try:
-                _remove_leftovers(folder, self._resumable)
-                state = self._state(name)
-                if name in self.report.projects and not (
-                    name in self._pages_unchanged and state.listing == folder_listing(folder)
-                ):
-                    write_project_pages(folder, self._known.get(name, {}))
-                    state.listing = folder_listing(folder)
-                state.save(folder)
+                future.result()
             except OSError as error:
-                self._error(f"{name}: cannot write its pages: {error.strerror} ({error.filename})")
+                self._error(
+                    f"{writes[future]}: cannot write its pages: {error.strerror} ({error.filename})"
+                )
         try:
             _remove_leftovers(index, set())
             write_root_pages(index)
         except OSError as error:
             self._error(f"cannot write the project list: {error.strerror} ({error.filename})")
+
+    def _write_project(self, name: str) -> None:
+        folder = self.options.index_path / name
+        if not folder.is_dir():
+            return
+        _remove_leftovers(folder, self._resumable)
+        state = self._states[name]
+        if name in self.report.projects and not (
+            name in self._pages_unchanged and state.listing == folder_listing(folder)
+        ):
+            write_project_pages(folder, self._known.get(name, {}))
+            state.listing = folder_listing(folder)
+        state.save(folder)
 
 
 def _plain(requirement: Requirement) -> Requirement:
