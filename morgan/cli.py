@@ -217,8 +217,13 @@ def _mirror(args: argparse.Namespace) -> int:
         f"{report.downloaded} downloaded ({format_size(report.bytes_downloaded)}), "
         f"{report.reused} already present ({format_size(report.bytes_reused)}); "
         f"{len(report.errors)} errors, {len(report.warnings)} warnings"
-        + (" (each said above)" if report.errors or report.warnings else "")
+        + (":" if report.errors or report.warnings else "")
     )
+    # said as they happened, in whatever order the work finished; here sorted, for diffs
+    for message in sorted(report.errors):
+        print(f"  error: {message}")
+    for message in sorted(report.warnings):
+        print(f"  warning: {message}")
     return EXIT_OK if report.ok else EXIT_INCOMPLETE
 
 

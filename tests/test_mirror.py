@@ -417,7 +417,14 @@ def test_every_bad_requirement_is_one_line_and_the_rest_is_done(
     assert any("speedy 1.0 has no extra 'turbo'" in line for line in problems)
     assert any(line.startswith("error: winwheel") and "for linux" in line for line in problems)
     assert "Traceback" not in result.err
-    assert "4 errors, 1 warnings" in result.out
+    assert "4 errors, 1 warnings:" in result.out
+    # the summary repeats them sorted, whatever order the work finished in
+    recap = result.out.split("4 errors, 1 warnings:\n", 1)[1].splitlines()
+    assert len(recap) == 5
+    assert recap[:4] == sorted(recap[:4]) and all(
+        line.startswith("  error: ") for line in recap[:4]
+    )
+    assert recap[4] == "  warning: speedy 1.0 has no extra 'turbo'"
     # the good ones are all there
     assert files_in(index, "speedy") == {"speedy-1.0-py3-none-any.whl"}
     assert files_in(index, "winwheel") == {"winwheel-1.0-cp311-cp311-win_amd64.whl"}
