@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import zipfile
 from pathlib import Path
@@ -490,3 +491,38 @@ def test_a_very_deep_chain_is_walked_without_recursion(
         result = mirror(run_morgan, upstream, index, "link0 =", environments=environments)
         assert result.code == 0, result.err
         assert "mirrored 400 projects, 400 files" in result.out
+
+
+def test_unchanged_files_are_trusted_and_verify_rehashes_them(
+    run_morgan, upstream: FixtureIndex, tmp_path: Path
+) -> None:
+    wheel = build_wheel(tmp_path / "dists", "demo", "1.0")
+    upstream.add(wheel)
+    index = tmp_path / "index"
+    environments = {"linux": ENVIRONMENTS["linux312"]}
+    assert mirror(run_morgan, upstream, index, "demo =", environments=environments).code == 0
+    path = index / "demo" / wheel.name
+    before = path.stat()
+    # same size, same mtime, other bytes: only a full re-hash can tell
+    path.write_bytes(b"\0" * before.st_size)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+    trusted = mirror(run_morgan, upstream, index, "demo =", environments=environments)
+    assert (
+        trusted.code == 0 and "0 downloaded" in trusted.out and "1 already present" in trusted.out
+    )
+    assert path.read_bytes() == b"\0" * before.st_size  # not read, so not noticed
+
+    verified = mirror(
+        run_morgan, upstream, index, "demo =", environments=environments, args=["--verify"]
+    )
+    assert verified.code == 0, verified
+    assert "1 downloaded" in verified.out
+    assert "content differs from its .hash sidecar" in verified.err
+    assert path.read_bytes() == wheel.read_bytes()
+
+    # a file whose mtime changed (as any write changes it) is re-hashed without being asked
+    path.write_bytes(b"\1" * before.st_size)
+    again = mirror(run_morgan, upstream, index, "demo =", environments=environments)
+    assert again.code == 0 and "1 downloaded" in again.out
+    assert path.read_bytes() == wheel.read_bytes()
