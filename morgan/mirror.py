@@ -269,11 +269,11 @@ class Mirrorer:
         )
 
     def _prefetch_known_pages(self) -> None:
-        """Revalidate at once the pages of every project an earlier run mirrored.
+        """Fetch at once the pages of every project an earlier run mirrored.
 
         On a re-run this turns a walk of the graph, level by level, into one round
-        of concurrent conditional requests. A page nobody turns out to need costs
-        one request, and its errors are reported only if it is needed.
+        of concurrent requests (conditional where the index allows). A page nobody
+        turns out to need costs one request; its errors count only if it is needed.
         """
         index = self.options.index_path
         try:
@@ -287,7 +287,8 @@ class Mirrorer:
                 project_dir(index, name)
             except MorganError:
                 continue
-            if self._state(name).page is not None:
+            state = self._state(name)
+            if state.page is not None or state.verified:  # mirrored here before
                 self._page_waiters[name] = []
                 self._fetch_page(name)
 

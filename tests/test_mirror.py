@@ -526,3 +526,28 @@ def test_unchanged_files_are_trusted_and_verify_rehashes_them(
     again = mirror(run_morgan, upstream, index, "demo =", environments=environments)
     assert again.code == 0 and "1 downloaded" in again.out
     assert path.read_bytes() == wheel.read_bytes()
+
+
+def test_a_known_page_that_fails_counts_only_if_still_needed(
+    run_morgan, upstream: FixtureIndex, tmp_path: Path
+) -> None:
+    """Re-runs fetch every known page at once; one nobody needs any more may fail quietly."""
+    dists = tmp_path / "dists"
+    upstream.add(build_wheel(dists, "keep", "1.0"))
+    upstream.add(build_wheel(dists, "gone", "1.0"))
+    index = tmp_path / "index"
+    environments = {"linux": ENVIRONMENTS["linux312"]}
+    assert (
+        mirror(run_morgan, upstream, index, "keep =\ngone =", environments=environments).code == 0
+    )
+    del upstream.projects["gone"]  # the index drops it: its page is now a 404
+
+    upstream.requests.clear()
+    result = mirror(run_morgan, upstream, index, "keep =", environments=environments)
+    assert result.code == 0, result
+    assert "/simple/gone/" in upstream.requests  # asked, as a known project
+    assert "gone" not in result.err
+
+    result = mirror(run_morgan, upstream, index, "keep =\ngone =", environments=environments)
+    assert result.code == 1
+    assert result.err.count("project 'gone' is not on the index") == 1
