@@ -24,7 +24,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from morgan.errors import DownloadCancelled, HashMismatchError, UpstreamError
 from morgan.index import BACKOFF_MAX, IndexClient, describe_transport_error, redact
-from morgan.layout import PART_SUFFIX, file_sha256, read_hash_sidecar, write_hash_sidecar
+from morgan.layout import PART_SUFFIX, read_hash_sidecar, write_hash_sidecar
 from morgan.models import PREFERRED_HASH, DistributionFile
 from morgan.state import VerifiedFile, trusted_sha256
 
@@ -111,17 +111,15 @@ def _reusable(
     trusted = None if verify else trusted_sha256(dest, record)
     if trusted == recorded and expected is not None and expected[0] == PREFERRED_HASH:
         return DownloadResult(path=dest, sha256=recorded, size=dest.stat().st_size, reused=True)
-    actual = file_sha256(dest)
+    sha256 = hashlib.sha256()
+    other = hashlib.new(expected[0]) if expected and expected[0] != PREFERRED_HASH else None
+    _hash_file(dest, None, sha256, other)  # one read for both digests
+    actual = sha256.hexdigest()
     if actual != recorded:
         log.warning("%s: content differs from its .hash sidecar; fetching it again", dest.name)
         return None
-    if expected is not None and expected[0] != PREFERRED_HASH:
-        other = hashlib.new(expected[0])
-        with dest.open("rb") as stream:
-            for chunk in iter(lambda: stream.read(1024 * 1024), b""):
-                other.update(chunk)
-        if other.hexdigest() != expected[1]:
-            return None
+    if expected is not None and other is not None and other.hexdigest() != expected[1]:
+        return None
     return DownloadResult(path=dest, sha256=actual, size=dest.stat().st_size, reused=True)
 
 
@@ -149,7 +147,7 @@ def download(
             file.filename,
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    transfer = _Transfer(client, file, dest, expected, (cancel, on_bytes))
+    transfer = _Transfer(client, file, dest, expected, cancel=cancel, on_bytes=on_bytes)
     for attempt in range(1, ATTEMPTS + 1):
         resumed = transfer.resume_point() > 0
         try:
@@ -195,9 +193,11 @@ class _Transfer:
         file: DistributionFile,
         dest: Path,
         expected: tuple[str, str] | None,
-        hooks: tuple[threading.Event | None, Callable[[int], None] | None],
+        *,
+        cancel: threading.Event | None,
+        on_bytes: Callable[[int], None] | None,
     ) -> None:
-        cancel, self.on_bytes = hooks
+        self.on_bytes = on_bytes
         self.client = client
         self.file = file
         self.dest = dest
@@ -238,7 +238,7 @@ class _Transfer:
                 mode = "ab" if offset else "wb"
                 with self.part.open(mode) as out:
                     if offset:
-                        _hash_existing(self.part, offset, sha256, other)
+                        _hash_file(self.part, offset, sha256, other)
                         out.truncate(offset)
                     size = offset
                     for chunk in response.stream(CHUNK_SIZE):
@@ -305,16 +305,20 @@ def _continues_at(response: object, offset: int) -> bool:
     return match is not None and int(match.group(1)) == offset
 
 
-def _hash_existing(
-    path: Path, length: int, sha256: hashlib._Hash, other: hashlib._Hash | None
+def _hash_file(
+    path: Path, length: int | None, sha256: hashlib._Hash, other: hashlib._Hash | None
 ) -> None:
+    """Feed the file's first ``length`` bytes (all of it if None) to the hashers."""
     with path.open("rb") as stream:
         remaining = length
-        while remaining:
-            chunk = stream.read(min(1024 * 1024, remaining))
+        while remaining is None or remaining > 0:
+            chunk = stream.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
             if not chunk:
-                raise UpstreamError(str(path), "the partial download shrank while resuming")
+                if remaining is not None:
+                    raise UpstreamError(str(path), "the partial download shrank while resuming")
+                return
             sha256.update(chunk)
             if other is not None:
                 other.update(chunk)
-            remaining -= len(chunk)
+            if remaining is not None:
+                remaining -= len(chunk)

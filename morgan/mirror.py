@@ -87,7 +87,6 @@ class MirrorReport:
     reused: int = 0
     bytes_downloaded: int = 0
     bytes_reused: int = 0
-    pages_not_modified: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
@@ -299,7 +298,6 @@ class Mirrorer:
             page: ProjectPage | None = fetch.page
             self._state(name).page = fetch.cache
             if fetch.not_modified:
-                self.report.pages_not_modified += 1
                 self._pages_unchanged.add(name)
         except MorganError as error:
             page = None

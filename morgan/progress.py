@@ -25,7 +25,6 @@ class Snapshot:
     files_total: int
     bytes_done: int
     bytes_total: int
-    seconds: float
     #: Bytes per second received recently (not counting files already in the tree).
     rate: float
 
@@ -88,7 +87,6 @@ class Progress:
                 files_total=self._files_total,
                 bytes_done=self._bytes_done + self._received,
                 bytes_total=max(self._bytes_total, self._bytes_done + self._received),
-                seconds=now - self._started,
                 rate=rate,
             )
 

@@ -36,7 +36,6 @@ def test_render_shows_rate_and_time_left() -> None:
         files_total=50,
         bytes_done=10 * 1024 * 1024,
         bytes_total=70 * 1024 * 1024,
-        seconds=10,
         rate=1024 * 1024,
     )
     assert render(snapshot) == (
