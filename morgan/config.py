@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from morgan.environments import Environment
 from morgan.errors import ConfigError
+from morgan.metadata import UnusableRequirementError, read_requirement
 
 ENV_PREFIX = "env."
 REQUIREMENTS_SECTION = "requirements"
@@ -131,9 +132,8 @@ def parse_requirement_line(name: str, line: str, path: str) -> Requirement:
     """``name`` plus one value line (``>=1``, ``[extra]~=2``, ``; marker``) as a Requirement."""
     text = f"{name}{line}" if line.startswith(("[", ";", "@")) or not line else f"{name} {line}"
     try:
-        requirement = Requirement(text)
-    except InvalidRequirement as error:
-        reason = str(error).splitlines()[0]
+        requirement = read_requirement(text)
+    except UnusableRequirementError as reason:
         raise ConfigError(
             path,
             f"{line!r} is not a valid PEP 508 specifier ({reason}); "

@@ -95,51 +95,62 @@ def _nesting(text: str) -> int:
     return deepest
 
 
-def parse_requirement(line: str, source: str) -> Requirement | None:
-    """One PEP 508 requirement, or None (with a warning) if it is invalid.
+class UnusableRequirementError(ValueError):
+    """A requirement string that cannot be used; the message is its one-line reason."""
 
-    A requirement too long or too deeply nested to parse safely (packaging's
-    parser recurses) is hostile, not merely invalid: DistributionError. So is
-    anything packaging itself cannot cope with. A requirement whose marker can
-    be evaluated in no environment, or whose versions no one can parse, is
-    invalid.
+
+def read_requirement(line: str) -> Requirement:
+    """One PEP 508 requirement, checked so that it can be evaluated and compared.
+
+    Every way a requirement can be unusable raises UnusableRequirementError:
+    invalid syntax; a line too long or nested too deeply to parse safely, whoever
+    notices it (morgan's bounds, packaging's own limit, or a RecursionError);
+    versions no one can compare; a marker no environment can evaluate. Callers
+    decide what the file holding it becomes, but all of them decide the same way.
     """
     if _nesting(line) > MAX_NESTING:
-        raise DistributionError(
-            source, f"a requirement nests parentheses deeper than {MAX_NESTING} levels"
-        )
+        raise UnusableRequirementError(f"nests parentheses deeper than {MAX_NESTING} levels")
     if len(line) > MAX_REQUIREMENT_LENGTH:
-        raise DistributionError(
-            source, f"a requirement is longer than {MAX_REQUIREMENT_LENGTH} characters"
-        )
+        raise UnusableRequirementError(f"longer than {MAX_REQUIREMENT_LENGTH} characters")
     try:
         requirement = Requirement(line)
     except InvalidRequirement as error:
-        reason = str(error).splitlines()[0] if str(error) else "invalid"
-        log.warning("%s: ignoring invalid requirement %s (%s)", source, _short(line), reason)
-        return None
+        raise UnusableRequirementError(_first_line(error, "invalid")) from None
     except RecursionError:
-        raise DistributionError(source, "a requirement is nested too deeply to parse") from None
-    problem = _requirement_problem(requirement, source)
-    if problem is not None:
-        log.warning("%s: ignoring requirement %s (%s)", source, _short(line), problem)
-        return None
-    return requirement
-
-
-def _requirement_problem(requirement: Requirement, source: str) -> str | None:
-    """Why a parsed requirement is unusable anywhere, or None."""
+        raise UnusableRequirementError("nested too deeply to parse") from None
     for specifier in requirement.specifier:
         try:
             specifier.contains(Version("0"), prereleases=True)
         except ValueError:  # e.g. a version with more digits than int() accepts
-            return f"its version {_short(specifier.version, 40)} cannot be compared"
+            raise UnusableRequirementError(
+                f"its version {_short(specifier.version, 40)} cannot be compared"
+            ) from None
     if requirement.marker is not None:
         try:
-            evaluate_marker(requirement.marker, PROBE_MARKER_ENVIRONMENT, source=source)
+            evaluate_marker(requirement.marker, PROBE_MARKER_ENVIRONMENT, source="")
         except DistributionError as error:
-            return error.reason
-    return None
+            raise UnusableRequirementError(error.reason) from None
+    return requirement
+
+
+def _first_line(error: BaseException, default: str) -> str:
+    text = str(error)
+    return text.splitlines()[0][:200] if text else default
+
+
+def parse_requirement(line: str, source: str) -> Requirement:
+    """One requirement of a distribution's metadata; DistributionError if it is unusable.
+
+    A distribution that declares a requirement nobody can read is refused whole:
+    pip (24.1 and later) and uv refuse it too and move on to another version,
+    so mirroring it would only give clients a file they will not install.
+    """
+    try:
+        return read_requirement(line)
+    except UnusableRequirementError as error:
+        raise DistributionError(
+            source, f"declares an unusable requirement {_short(line)} ({error})"
+        ) from None
 
 
 def _requirements(lines: Iterable[str], source: str) -> Iterator[Requirement]:
@@ -147,9 +158,7 @@ def _requirements(lines: Iterable[str], source: str) -> Iterator[Requirement]:
     if len(lines) > MAX_REQUIREMENTS:
         raise DistributionError(source, f"declares more than {MAX_REQUIREMENTS} requirements")
     for line in lines:
-        requirement = parse_requirement(line, source)
-        if requirement is not None:
-            yield requirement
+        yield parse_requirement(line, source)
 
 
 def _extras(names: Iterable[str], source: str) -> frozenset[NormalizedName]:
@@ -193,7 +202,7 @@ def _strings(value: Any) -> list[str]:
 
 def _with_extra_and_marker(
     requirement: Requirement, extra: str, marker: str, source: str
-) -> Requirement | None:
+) -> Requirement:
     """The requirement, further limited to an extra and a marker (requires.txt sections)."""
     conditions = []
     if requirement.marker is not None:
@@ -230,11 +239,9 @@ def parse_requires_txt(text: str, source: str) -> tuple[tuple[Requirement, ...],
             elif extra:
                 extras.add(canonicalize_name(extra))
             continue
-        requirement = None if skip else parse_requirement(line, source)
-        if requirement is not None:
-            limited = _with_extra_and_marker(requirement, extra, marker, source)
-            if limited is not None:
-                requirements.append(limited)
+        if not skip:
+            requirement = parse_requirement(line, source)
+            requirements.append(_with_extra_and_marker(requirement, extra, marker, source))
     return tuple(requirements), frozenset(extras)
 
 
@@ -287,9 +294,7 @@ def parse_pyproject(
         if canonicalize_name(extra) not in extras:
             continue
         for requirement in _requirements(lines, source):
-            limited = _with_extra_and_marker(requirement, extra, "", source)
-            if limited is not None:
-                requires.append(limited)
+            requires.append(_with_extra_and_marker(requirement, extra, "", source))
     requires_python = project.get("requires-python")
     return tuple(build), Dependencies(
         requires=tuple(requires),

@@ -26,12 +26,14 @@ from typing import Any
 import pytest
 from builders import build_sdist, build_wheel, core_metadata
 from packaging.markers import Marker, UndefinedComparison
+from packaging.requirements import Requirement
 from support import ENVIRONMENTS, write_config
 from upstream import FixtureIndex
 
 from morgan import metadata
+from morgan.config import MirrorConfig
 from morgan.environments import Environment
-from morgan.errors import DistributionError, PageError, UnsafeNameError
+from morgan.errors import ConfigError, DistributionError, PageError, UnsafeNameError
 from morgan.layout import check_filename, path_hazard, project_dir
 from morgan.metadata import (
     MAX_MEMBER_BYTES,
@@ -139,13 +141,11 @@ def test_project_names_that_are_paths_are_refused(tmp_path: Path, project: str) 
 
 
 @pytest.mark.parametrize("line", ["../../etc", "a/b", "C:\\x", "..", "/abs", "a\x00b"])
-def test_dependency_names_that_are_paths_are_invalid_requirements(
-    line: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_dependency_names_that_are_paths_are_unusable_requirements(line: str) -> None:
     # A dependency becomes a project folder only through a valid PEP 508 name.
-    with caplog.at_level(logging.WARNING, logger="morgan.metadata"):
-        assert parse_requirement(line, "evil.whl") is None
-    assert "ignoring invalid requirement" in caplog.text
+    with pytest.raises(DistributionError, match="declares an unusable requirement") as caught:
+        parse_requirement(line, "evil.whl")
+    assert one_line(caught.value).startswith("evil.whl: ")
 
 
 # -- hostile names: the page parsers ----------------------------------------------------------
@@ -361,7 +361,7 @@ def test_mirror_refuses_a_chosen_file_whose_name_cannot_be_stored(
     assert outside(tmp_path) == before
 
 
-def test_mirror_ignores_dependencies_named_like_paths(
+def test_mirror_refuses_a_distribution_whose_dependencies_are_named_like_paths(
     run_morgan: Any, crafted: CraftedIndex, tmp_path: Path
 ) -> None:
     dists = tmp_path / "dists"
@@ -373,9 +373,14 @@ def test_mirror_ignores_dependencies_named_like_paths(
 
     result = run_mirror(run_morgan, crafted, tmp_path, "evil =")
 
-    assert result.code == 0, result
-    assert "ignoring invalid requirement '../../escape'" in result.err
-    assert {p.name for p in (tmp_path / "index").iterdir() if p.is_dir()} == {"evil", "ok"}
+    # pip and uv refuse a distribution whose requirements they cannot read: so does morgan.
+    assert result.code == 1, result
+    assert "Traceback" not in result.err
+    assert "evil-1.0-py3-none-any.whl: declares an unusable requirement '../../escape'" in (
+        result.err
+    )
+    assert not (tmp_path / "index" / "evil" / "evil-1.0-py3-none-any.whl").exists()
+    assert not list(tmp_path.rglob("escape"))
     assert outside(tmp_path) == before
 
 
@@ -770,15 +775,35 @@ def test_nesting_packaging_can_parse_is_read() -> None:
     assert requirement.marker.evaluate(LINUX.marker_environment())
 
 
-def test_packaging_recursion_error_becomes_a_distribution_error(
-    monkeypatch: pytest.MonkeyPatch,
+def _packaging_recurses(text: str) -> Requirement:
+    raise RecursionError("maximum recursion depth exceeded")
+
+
+@pytest.mark.parametrize("detector", ["morgan", "packaging", "recursion"])
+def test_too_deep_a_requirement_is_refused_whoever_detects_it(
+    detector: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # Should packaging recurse deeper per level one day, the limit still holds.
-    monkeypatch.setattr(metadata, "MAX_NESTING", 100_000)
-    monkeypatch.setattr(metadata, "MAX_REQUIREMENT_LENGTH", 1_000_000)
-    with pytest.raises(DistributionError, match="nested too deeply to parse") as caught:
-        parse_requirement(nested_marker(50_000), "deep.whl")
+    """The contract holds whether morgan's bound, packaging's own limit (26.4 and later
+    refuse 200 levels) or a RecursionError (older packaging) catches the nesting."""
+    if detector != "morgan":
+        monkeypatch.setattr(metadata, "MAX_NESTING", 100_000)
+        monkeypatch.setattr(metadata, "MAX_REQUIREMENT_LENGTH", 1_000_000)
+    if detector == "recursion":
+        monkeypatch.setattr(metadata, "Requirement", _packaging_recurses)
+    line = nested_marker(5_000)
+
+    # the wheel path (core metadata), the sdist path (requires.txt) and the config agree
+    with pytest.raises(DistributionError, match="declares an unusable requirement") as caught:
+        parse_core_metadata(core_metadata("deep", "1.0", requires=[line]).encode(), "deep.whl")
+    assert one_line(caught.value).startswith("deep.whl: declares an unusable requirement 'dep; (")
+    sdist = build_sdist(tmp_path, "deep", "1.0", requires_txt=line + "\n")
+    with pytest.raises(DistributionError, match="declares an unusable requirement") as caught:
+        read_sdist_dependencies(sdist)
     one_line(caught.value)
+    config = write_config(tmp_path / "morgan.ini", ENVIRONMENTS, "dep = " + line[len("dep") :])
+    with pytest.raises(ConfigError, match="not a valid PEP 508 specifier") as config_error:
+        MirrorConfig.from_file(str(config))
+    one_line(config_error.value)
 
 
 def test_enormous_requirement_line_is_refused() -> None:
@@ -844,13 +869,11 @@ def test_pyproject_invalid_extra_names_are_skipped(caplog: pytest.LogCaptureFixt
         'dep; python_version > "1.' + "9" * 5000 + '"',
     ],
 )
-def test_requirements_no_environment_can_evaluate_are_invalid(
-    line: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    with caplog.at_level(logging.WARNING, logger="morgan.metadata"):
-        deps = parse_core_metadata(core_metadata("x", "1", requires=[line, "ok"]).encode(), "x.whl")
-    assert [str(r) for r in deps.requires] == ["ok"]
-    assert "x.whl: ignoring requirement" in caplog.text
+def test_requirements_no_environment_can_evaluate_are_unusable(line: str) -> None:
+    text = core_metadata("x", "1", requires=[line, "ok"]).encode()
+    with pytest.raises(DistributionError, match="declares an unusable requirement") as caught:
+        parse_core_metadata(text, "x.whl")
+    assert one_line(caught.value).startswith("x.whl: ")
 
 
 def test_marker_undefined_in_one_environment_is_a_distribution_error() -> None:

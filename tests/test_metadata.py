@@ -83,17 +83,14 @@ def test_parse_core_metadata_without_dependencies() -> None:
     assert deps.requires_python is None
 
 
-def test_invalid_requirement_lines_are_skipped_with_a_warning(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_an_invalid_requirement_refuses_the_distribution() -> None:
+    # pip (24.1 and later) and uv refuse such a distribution, so morgan does too.
     text = core_metadata("demo", "1.0", requires=["good>=1", "bad requirement !!", "also-good"])
-    with caplog.at_level(logging.WARNING, logger="morgan.metadata"):
-        deps = parse_core_metadata(text.encode(), "demo-1.0.whl")
-    assert strs(deps.requires) == ["good>=1", "also-good"]
-    messages = [r.getMessage() for r in caplog.records]
-    assert len(messages) == 1
-    assert "demo-1.0.whl" in messages[0]
-    assert "bad requirement !!" in messages[0]
+    with pytest.raises(DistributionError) as caught:
+        parse_core_metadata(text.encode(), "demo-1.0.whl")
+    message = str(caught.value)
+    assert message.startswith("demo-1.0.whl: declares an unusable requirement 'bad requirement !!'")
+    assert "\n" not in message
 
 
 def test_too_many_requirements(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,11 +176,9 @@ def test_requires_txt_extra_is_normalized() -> None:
     assert not requirement.marker.evaluate({"extra": ""})
 
 
-def test_requires_txt_skips_invalid_lines(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="morgan.metadata"):
-        requirements, _ = parse_requires_txt("ok\nnot valid !!\n[x]\nalso-ok\n", "r.txt")
-    assert [r.name for r in requirements] == ["ok", "also-ok"]
-    assert any("not valid !!" in r.getMessage() for r in caplog.records)
+def test_requires_txt_refuses_invalid_lines() -> None:
+    with pytest.raises(DistributionError, match=r"r\.txt: declares an unusable requirement"):
+        parse_requires_txt("ok\nnot valid !!\n[x]\nalso-ok\n", "r.txt")
 
 
 def test_requires_txt_empty() -> None:
