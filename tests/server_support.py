@@ -25,6 +25,7 @@ from typing import Any
 
 import builders
 import pytest
+from support import skip_unless_ci
 
 SERVER_SOURCE = Path(__file__).resolve().parent.parent / "morgan" / "server.py"
 JSON_V1 = "application/vnd.pypi.simple.v1+json"
@@ -261,7 +262,7 @@ def make_tree(base: Path) -> Tree:
 
 def require_openssl() -> None:
     if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is not installed")
+        skip_unless_ci("the openssl command is not installed")
 
 
 def make_cert(folder: Path) -> tuple[Path, Path]:
@@ -602,24 +603,34 @@ def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
 
 
 def find_python(version: str) -> str | None:
-    """An interpreter of another version (pyenv's, if present), checked by running it."""
+    """An interpreter of another version, checked by running it.
+
+    ``MORGAN_TEST_PYTHON37`` (for "3.7"; the digits follow the version) names it, and
+    then must be right; otherwise ``python3.7`` on PATH, then pyenv's, if present.
+    """
+    variable = "MORGAN_TEST_PYTHON" + version.replace(".", "")
+    named = os.environ.get(variable)
+    if named:
+        if not _is_python(named, version):
+            pytest.fail(f"{variable}={named} is not a working Python {version}", pytrace=False)
+        return named
     candidates = [shutil.which(f"python{version}")]
     pyenv = Path.home() / ".pyenv" / "versions"
     if pyenv.is_dir():
         candidates += [str(p) for p in sorted(pyenv.glob(f"{version}*/bin/python{version}"))]
-    for candidate in candidates:
-        if not candidate:
-            continue
-        with contextlib.suppress(OSError, subprocess.SubprocessError):
-            result = subprocess.run(
-                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-            )
-            if result.returncode == 0 and result.stdout.strip() == version:
-                return candidate
-    return None
+    return next((c for c in candidates if c and _is_python(c, version)), None)
+
+
+def _is_python(candidate: str, version: str) -> bool:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        result = subprocess.run(
+            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return result.returncode == 0 and result.stdout.strip() == version
+    return False
 
 
 def installed_versions(site: Path) -> dict[str, str]:

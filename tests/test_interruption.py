@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from builders import build_wheel
 from server_support import ServerProcess
-from support import ENVIRONMENTS, populate_many, tree_snapshot, write_config
+from support import ENVIRONMENTS, populate_many, skip_unless_ci, tree_snapshot, write_config
 from upstream import FixtureIndex
 
 JSON = "application/vnd.pypi.simple.v1+json"
@@ -181,14 +181,14 @@ def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
     mount_point = tmp_path / "disk"
     mount_point.mkdir()
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
+        skip_unless_ci("mounting a small tmpfs needs root")
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount_point)],
         capture_output=True,
         text=True,
     )
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+        skip_unless_ci(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     try:
         yield mount_point
     finally:

@@ -46,6 +46,7 @@ from server_support import (
     sha256_hex,
     status_of,
 )
+from support import skip_unless_ci
 
 from morgan import server as server_module
 
@@ -63,7 +64,7 @@ def server(tree: Tree, request: pytest.FixtureRequest) -> Iterator[ServerProcess
     """The server on this Python, and again on the oldest Python it supports, if present."""
     python = sys.executable if request.param == "current" else find_python(request.param)
     if python is None:
-        pytest.skip(f"no Python {request.param} on this machine")
+        skip_unless_ci(f"no Python {request.param} on this machine")
     with ServerProcess(tree.root, python=python) as running:
         yield running
 
@@ -117,7 +118,7 @@ def test_parses_as_python_3_7() -> None:
 def test_vermin_finds_nothing_newer_than_python_3_7() -> None:
     vermin = shutil.which("vermin") or str(Path(sys.executable).parent / "vermin")
     if not Path(vermin).exists():
-        pytest.skip("vermin is not installed")
+        skip_unless_ci("vermin is not installed")
     result = subprocess.run(
         [vermin, "--target=3.7-", "--no-tips", "--violations", str(SERVER_SOURCE)],
         capture_output=True,
@@ -142,7 +143,7 @@ def test_imports_only_the_standard_library() -> None:
 def test_runs_on_python_3_7(tmp_path: Path) -> None:
     python = find_python("3.7")
     if python is None:
-        pytest.skip("no Python 3.7 on this machine")
+        skip_unless_ci("no Python 3.7 on this machine")
     tree = make_tree(tmp_path)
     with ServerProcess(tree.root, python=python) as server:
         assert json_page(server, "/simple/")["projects"] == [{"name": p} for p in PROJECTS]

@@ -31,6 +31,7 @@ from server_support import (
     run,
     uv_path,
 )
+from support import skip_unless_ci
 
 from morgan import server as server_module
 
@@ -54,7 +55,7 @@ def server(tree: Tree) -> Iterator[ServerProcess]:
 def uv() -> str:
     found = uv_path()
     if found is None:
-        pytest.skip("uv is not installed")
+        skip_unless_ci("uv is not installed")
     return found
 
 
@@ -182,11 +183,11 @@ def test_old_pip_that_speaks_html_only(tree: Tree, tmp_path: Path) -> None:
     """pip 22.0 (bundled with Python 3.7) asks for text/html only, and knows no PEP 658."""
     python = find_python("3.7")
     if python is None:
-        pytest.skip("no Python 3.7 on this machine")
+        skip_unless_ci("no Python 3.7 on this machine")
     prefix = Path(python).resolve().parent.parent
     bundled = sorted(prefix.glob("lib/python3.7/ensurepip/_bundled/pip-*.whl"))
     if not bundled:
-        pytest.skip("Python 3.7 has no bundled pip")
+        skip_unless_ci("Python 3.7 has no bundled pip")
     env = clean_env(PYTHONPATH=str(bundled[-1]))
     version = run([python, "-m", "pip", "--version"], env=env).stdout.split()[1]
     assert tuple(int(part) for part in version.split(".")[:2]) < (22, 2), version  # pre-PEP 691
