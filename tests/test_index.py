@@ -483,3 +483,53 @@ def test_non_http_urls_are_refused(url: str) -> None:
             pass
     finally:
         client.close()
+
+
+# -- proxies: from the environment, as ``morgan mirror`` (and the live test's probe) use them --
+
+
+def test_http_proxy_from_the_environment_carries_the_requests(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://{QUOTED}@{recorder.netloc}")
+    recorder.routes["http://index.invalid/simple/demo/"] = json_page("demo", [])
+    client = client_for("http://index.invalid/simple/")
+    try:
+        assert client.get_project_page("demo").page.name == "demo"
+    finally:
+        client.close()
+    (headers,) = recorder.headers_for("http://index.invalid/simple/demo/")
+    assert headers["proxy-authorization"] == BASIC
+    assert headers["user-agent"] == USER_AGENT
+
+
+def test_https_proxy_from_the_environment_is_asked_for_a_tunnel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The proxy is asked to CONNECT to the index; this one never answers, so it times out."""
+    with socket.create_server(("127.0.0.1", 0)) as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        client = client_for("https://index.invalid/simple/", connect_timeout=0.5, attempts=1)
+        try:
+            with pytest.raises(UpstreamError):
+                client.get_project_page("demo")
+        finally:
+            client.close()
+        connection, _ = proxy.accept()
+        with connection:
+            head = connection.recv(4096)
+    assert head.startswith(b"CONNECT index.invalid:443 HTTP/"), head
+
+
+def test_no_proxy_hosts_are_reached_directly(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    recorder.routes["/simple/demo/"] = json_page("demo", [])
+    client = client_for(recorder.base + "/simple/")
+    try:
+        assert client.get_project_page("demo").page.name == "demo"
+    finally:
+        client.close()
+    assert [path for path, _ in recorder.seen] == ["/simple/demo/"]

@@ -8,31 +8,41 @@ import venv
 from pathlib import Path
 
 import pytest
-import urllib3
 from support import clean_client_env
 
 from morgan.cli import main
 from morgan.config import MirrorConfig
+from morgan.errors import PageError, UpstreamError
 from morgan.generate import environment_block
-from morgan.index import DEFAULT_INDEX_URL
+from morgan.index import DEFAULT_INDEX_URL, IndexClient
 
 pytestmark = pytest.mark.live
 EXAMPLE = Path(__file__).parents[1] / "morgan.ini.example"
 
 
-def default_index_reachable() -> str | None:
-    """None if the default index answers, else why not."""
+def default_index_unreachable() -> str | None:
+    """None if the default index gives its page for pip, else why not.
+
+    Asked through morgan's own client, so proxies (HTTPS_PROXY, NO_PROXY...) are used
+    exactly as ``morgan mirror`` uses them. A page that comes but cannot be read is
+    no reason to skip: the test then fails.
+    """
+    client = IndexClient(
+        DEFAULT_INDEX_URL, connect_timeout=15, read_timeout=15, retries=2, attempts=1
+    )
     try:
-        response = urllib3.request(
-            "GET", DEFAULT_INDEX_URL + "pip/", timeout=urllib3.Timeout(15), retries=2
-        )
-    except urllib3.exceptions.HTTPError as error:
+        client.get_project_page("pip")
+    except PageError:
+        raise
+    except UpstreamError as error:
         return str(error)
-    return None if response.status == 200 else f"HTTP {response.status}"
+    finally:
+        client.close()
+    return None
 
 
 def test_mirror_example_and_install_offline(tmp_path: Path) -> None:
-    problem = default_index_reachable()
+    problem = default_index_unreachable()
     if problem is not None:
         pytest.skip(f"the default index {DEFAULT_INDEX_URL} is unreachable: {problem}")
 
