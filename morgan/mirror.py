@@ -1,68 +1,49 @@
-"""The walk: from requirements to a complete tree, through one bounded worker pool.
+"""One run of ``morgan mirror``: config → pages → resolution per environment → downloads
+→ pages and locks → proof.
 
-All network and archive work runs in the pool; all decisions run on the calling
-thread, as each piece of work completes. So dependencies are followed as soon as
-a version's metadata arrives (PEP 658 first, the distribution itself otherwise),
-downloads run while resolution goes on, and no state needs a lock.
-
-A requirement is processed once per (name, specifier, extras, environment), so
-cycles end and shared dependencies cost one page fetch.
+Each arrow lives in a module of its own: the upstream index is read through
+``sources``, each environment is resolved by ``plan`` (on its own thread, all
+of them sharing one pool for the network), the chosen files are fetched by the
+same pool, ``layout`` writes the pages, ``pylock`` the lock files, and the
+proof resolves every environment again from the tree alone.
 """
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import hashlib
 import logging
 import os
 import threading
-from collections import defaultdict, deque
-from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from packaging.requirements import Requirement
-from packaging.utils import NormalizedName, canonicalize_name
+from packaging.utils import NormalizedName
 
 from morgan.config import MirrorConfig
-from morgan.download import DownloadResult, download, part_path
-from morgan.environments import Environment, evaluate_marker
-from morgan.errors import DistributionError, MorganError, ProjectNotFoundError, UpstreamError
-from morgan.index import IndexClient, PageFetch
+from morgan.environments import Environment
+from morgan.errors import DistributionError, MorganError, UpstreamError
+from morgan.index import IndexClient
 from morgan.layout import (
-    HASH_SUFFIX,
-    METADATA_SUFFIX,
+    PAGE_JSON,
     PART_SUFFIX,
     atomic_write,
-    check_filename,
     project_dir,
     write_project_pages,
     write_root_pages,
 )
-from morgan.metadata import (
-    MAX_MEMBER_BYTES,
-    Dependencies,
-    parse_core_metadata,
-    read_sdist_dependencies,
-    read_wheel_metadata,
-)
-from morgan.models import PREFERRED_HASH, Candidate, DistributionFile, ProjectPage
+from morgan.lockfiles import write_lock_files
+from morgan.models import ReleaseFile
+from morgan.plan import EnvironmentPlan, applicable_lines, files_to_mirror, plan_environment, prove
 from morgan.progress import REDRAW_INTERVAL, Progress
-from morgan.selection import Choice, SelectionOptions, candidates, choose, describe
-from morgan.state import ProjectState, VerifiedFile, folder_listing
+from morgan.provider import EnvironmentView, Findings
+from morgan.resolve import ResolutionFailure
+from morgan.selection import SelectionOptions
+from morgan.sources import Fetched, FetchOptions, TreeSource, UpstreamSource, describe_failure
+from morgan.state import folder_listing
 
 log = logging.getLogger(__name__)
-
-DepsCallback = Callable[[Dependencies], None]
-SIDECAR_SUFFIXES = (HASH_SUFFIX, METADATA_SUFFIX)
-#: A callback, and the function (with its arguments) whose outcome it receives.
-_LocalWork = tuple[Callable[[Future[Any]], None], Callable[..., Any], tuple[Any, ...]]
-#: Files at least this large (or of unknown size) have their PEP 658 metadata fetched
-#: first, so resolution does not wait for their download.
-METADATA_FIRST_SIZE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,8 +54,10 @@ class MirrorOptions:
     #: Re-hash every file already in the tree instead of trusting unchanged ones.
     verify: bool = False
     progress: Progress | None = None
-    #: Called on the walk's thread several times a second (to redraw a progress line).
+    #: Called on the run's thread several times a second (to redraw a progress line).
     on_tick: Callable[[], None] | None = None
+    #: Write ``pylock.<env>.toml`` files and prove the tree (off only for tests of the walk).
+    prove: bool = True
 
 
 @dataclass
@@ -89,27 +72,13 @@ class MirrorReport:
     bytes_reused: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Per environment: projects whose default version there has no wheel (needs a compiler).
+    needs_compiler: dict[str, list[str]] = field(default_factory=dict)
+    lock_files: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.errors
-
-
-@dataclass(frozen=True)
-class _Need:
-    """A requirement to satisfy in some environments, and who asked for it."""
-
-    requirement: Requirement
-    environments: tuple[Environment, ...]
-    required_by: str
-    top_level: bool
-
-
-def _label(requirement: Requirement) -> str:
-    text = requirement.name
-    if requirement.extras:
-        text += "[" + ",".join(sorted(requirement.extras)) + "]"
-    return text + str(requirement.specifier)
 
 
 class Mirrorer:
@@ -120,154 +89,59 @@ class Mirrorer:
         self.client = client
         self.options = options
         self.report = MirrorReport()
-        self._pool = ThreadPoolExecutor(max_workers=max(options.jobs, 1))
-        self._pending: dict[Future[Any], Callable[[Future[Any]], None]] = {}
-        #: Work for this thread (see ``_run_here``): (callback, function, arguments).
-        self._local: deque[
-            tuple[Callable[[Future[Any]], None], Callable[..., Any], tuple[Any, ...]]
-        ]
-        self._local = deque()
-        self._seen: set[tuple[str, str, frozenset[str], str, bool]] = set()
-        self._pages: dict[str, ProjectPage | None] = {}
-        self._candidates: dict[str, list[Candidate]] = {}
-        self._page_waiters: dict[str, list[_Need]] = defaultdict(list)
-        self._downloads: dict[str, DownloadResult | None] = {}
-        self._download_waiters: dict[str, list[Callable[[DownloadResult], None]]] = defaultdict(
-            list
-        )
-        self._dist_deps: dict[str, Dependencies] = {}
-        self._meta_deps: dict[str, Dependencies | None] = {}
-        self._meta_waiters: dict[str, list[DepsCallback]] = defaultdict(list)
-        #: What the index said of every file mirrored, for the pages.
-        self._known: dict[str, dict[str, DistributionFile]] = defaultdict(dict)
-        self._warned_extras: set[tuple[str, str]] = set()
-        self._decisions: set[tuple[str, str, str]] = set()
-        self._states: dict[str, ProjectState] = {}
-        #: Parts of downloads that broke off, kept for the next run to resume.
-        self._resumable: set[Path] = set()
-        self._cancel = threading.Event()
-        self._pages_unchanged: set[str] = set()
-        self._page_failures: dict[str, MorganError] = {}
-        self._resolved: set[str] = set()
         self.progress = options.progress or Progress()
-
-    # -- the event loop -------------------------------------------------------
+        self._cancel = threading.Event()
 
     def run(self) -> MirrorReport:
-        """Mirror everything the configuration asks for, then write the pages."""
+        """Mirror everything the configuration asks for, then write pages and locks, then prove."""
+        pool = ThreadPoolExecutor(max_workers=max(self.options.jobs, 1))
+        envs = self.config.environments
+        planners = ThreadPoolExecutor(max_workers=max(len(envs), 1))
+        source = UpstreamSource(
+            self.client,
+            pool,
+            FetchOptions(
+                index_path=self.options.index_path,
+                package_type_regex=self.options.selection.package_type_regex,
+                verify=self.options.verify,
+            ),
+            progress=self.progress,
+            cancel=self._cancel,
+        )
+        findings = Findings()
         try:
-            for requirement in self.config.requirements:
-                envs = tuple(
-                    env
-                    for env in self.config.environments
-                    if requirement.marker is None
-                    or env.evaluate_marker(requirement.marker, source=self.config.path)
+            self._prefetch_known_pages(source)
+            plans = self._await(
+                [planners.submit(self._plan, source, findings, env) for env in envs]
+            )
+            chosen = self._chosen_files(plans)
+            fetches = [source.fetch(name, file) for name, file in chosen]
+            self._await(fetches, errors=False)
+            self._account(source, {file.file.filename for _, file in chosen})
+            self._summarize(plans, findings)
+            self._write_pages(source, pool)
+            missing = self._missing(source, chosen)
+            if missing:
+                self._warn(
+                    f"lock files not written and the tree not proven: {missing} files are "
+                    "missing (named above); run again to finish"
                 )
-                if envs:
-                    self._need(_Need(_plain(requirement), envs, "morgan.ini", top_level=True))
-                else:
-                    log.info("%s: its marker excludes every environment", requirement)
-            self._prefetch_known_pages()
-            tick = self.options.on_tick
-            while self._pending or self._local:
-                while self._local:
-                    callback, function, args = self._local.popleft()
-                    self._call(callback, _completed(function, *args))
-                if not self._pending:
-                    continue
-                done, _ = wait(
-                    list(self._pending),
-                    timeout=REDRAW_INTERVAL if tick else None,
-                    return_when=FIRST_COMPLETED,
-                )
-                if tick:
-                    tick()
-                for future in sorted(done, key=id):
-                    self._call(self._pending.pop(future), future)
-            self._write_pages()
+            elif self.options.prove:
+                self._write_locks(plans)
+                self._prove(plans)
         except BaseException:
             self._cancel.set()  # interrupted: downloads stop, their parts stay for the next run
             raise
         finally:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
+            planners.shutdown(wait=True, cancel_futures=True)
         self.report.errors.sort()
+        self.report.warnings.sort()
         return self.report
 
-    def _submit(
-        self, callback: Callable[[Future[Any]], None], function: Callable[..., Any], *args: Any
-    ) -> None:
-        self._pending[self._pool.submit(function, *args)] = callback
+    # -- steps ----------------------------------------------------------------
 
-    def _run_here(
-        self, callback: Callable[[Future[Any]], None], function: Callable[..., Any], *args: Any
-    ) -> None:
-        """Like ``_submit``, but ``function`` runs on this thread, ahead of waiting for workers.
-
-        (Queued rather than called at once, so a long chain of such work cannot
-        grow the stack.)
-        """
-        self._local.append((callback, function, args))
-
-    def _call(self, callback: Callable[[Future[Any]], None], future: Future[Any]) -> None:
-        try:
-            callback(future)
-        except MorganError as error:
-            self._error(str(error))
-        except Exception as error:  # a bug must not lose the rest of the run
-            log.debug("unexpected error", exc_info=True)
-            self._error(f"unexpected error: {error!r}; please report it")
-
-    def _error(self, message: str) -> None:
-        log.error("error: %s", message)
-        self.report.errors.append(message)
-
-    def _warn(self, message: str) -> None:
-        log.warning("warning: %s", message)
-        self.report.warnings.append(message)
-
-    # -- requirements and pages -----------------------------------------------
-
-    def _state(self, name: str) -> ProjectState:
-        state = self._states.get(name)
-        if state is None:
-            state = self._states[name] = ProjectState.load(self.options.index_path / name)
-        return state
-
-    def _need(self, need: _Need) -> None:
-        requirement = need.requirement
-        name = canonicalize_name(requirement.name)
-        all_versions = need.top_level and self.options.selection.all_versions
-        extras = frozenset(canonicalize_name(e) for e in requirement.extras)
-        fresh = []
-        for env in need.environments:
-            key = (name, str(requirement.specifier), extras, env.name, all_versions)
-            if key not in self._seen:
-                self._seen.add(key)
-                fresh.append(env)
-        if not fresh:
-            return
-        need = _Need(requirement, tuple(fresh), need.required_by, need.top_level)
-        if name in self._pages:
-            failure = self._page_failures.pop(name, None)
-            if failure is not None:  # a prefetched page that nobody needed until now
-                self._page_failed(name, failure, [need])
-            self._choose(name, need)
-            return
-        first = name not in self._page_waiters
-        self._page_waiters[name].append(need)
-        if first:
-            project_dir(self.options.index_path, name)
-            self._fetch_page(name)
-
-    def _fetch_page(self, name: str) -> None:
-        self._submit(
-            lambda f: self._page_done(name, f),
-            self.client.get_project_page,
-            name,
-            self._state(name).page,
-        )
-
-    def _prefetch_known_pages(self) -> None:
+    def _prefetch_known_pages(self, source: UpstreamSource) -> None:
         """Fetch at once the pages of every project an earlier run mirrored.
 
         On a re-run this turns a walk of the graph, level by level, into one round
@@ -280,322 +154,192 @@ class Mirrorer:
         except OSError:
             return
         for name in entries:
-            if name in self._pages or name in self._page_waiters or name.startswith("."):
+            if name.startswith("."):
                 continue
             try:
                 project_dir(index, name)
             except MorganError:
                 continue
-            state = self._state(name)
+            state = source.state(NormalizedName(name))
             if state.page is not None or state.verified:  # mirrored here before
-                self._page_waiters[name] = []
-                self._fetch_page(name)
+                source.prefetch(NormalizedName(name))
 
-    def _page_done(self, name: str, future: Future[PageFetch]) -> None:
-        waiters = self._page_waiters.pop(name, [])
-        try:
-            fetch = future.result()
-            page: ProjectPage | None = fetch.page
-            self._state(name).page = fetch.cache
-            if fetch.not_modified:
-                self._pages_unchanged.add(name)
-        except MorganError as error:
-            page = None
-            if waiters:
-                self._page_failed(name, error, waiters)
-            else:
-                log.debug("%s: prefetching its page failed (%s)", name, error)
-                self._page_failures[name] = error
-        self._pages[name] = page
-        if page is not None:
-            self._candidates[name] = candidates(page, self.options.selection.package_type_regex)
-            for need in waiters:
-                self._choose(name, need)
+    def _plan(
+        self, source: UpstreamSource, findings: Findings, env: Environment
+    ) -> EnvironmentPlan:
+        lines = applicable_lines(self.config.requirements, env, self.config.path)
+        if not lines:
+            log.info("%s: no requirement applies", env.name)
+        view = EnvironmentView(source, env, findings)
+        return plan_environment(view, lines, self.options.selection)
 
-    def _page_failed(self, name: str, error: MorganError, waiters: list[_Need]) -> None:
-        if isinstance(error, ProjectNotFoundError):
-            asked = sorted({need.required_by for need in waiters})
-            self._error(f"{error} (required by {', '.join(asked)})")
-        else:
-            self._error(f"{name}: cannot read its page: {error}")
-
-    def _choose(self, name: str, need: _Need) -> None:
-        if self._pages.get(name) is None:
-            return
-        if name not in self._resolved:
-            self._resolved.add(name)
-            self.progress.project_resolved()
-        found = self._candidates[name]
-        for env in need.environments:
-            result = choose(
-                found, need.requirement, env, self.options.selection, top_level=need.top_level
-            )
-            if isinstance(result, str):
-                self._error(
-                    f"{_label(need.requirement)} (required by {need.required_by}) "
-                    f"for {env.name}: {result}"
+    def _chosen_files(
+        self, plans: list[EnvironmentPlan]
+    ) -> list[tuple[NormalizedName, ReleaseFile]]:
+        chosen: dict[str, tuple[NormalizedName, ReleaseFile]] = {}
+        for message in merge_failures(e for plan in plans for e in plan.errors):
+            self._error(message)
+        for message in merge_failures(w for plan in plans for w in plan.warnings):
+            self._warn(message)
+        for plan in plans:
+            for pin in plan.pins().values():
+                self.report.projects.add(pin.name)
+                files = files_to_mirror(pin, self.options.selection)
+                names = ", ".join(f.file.filename for f in files)
+                log.info(
+                    "%s: picked %s for %s: %s", pin.name, pin.version, plan.environment.name, names
                 )
+                for file in files:
+                    chosen.setdefault(file.file.filename, (pin.name, file))
+        return [chosen[filename] for filename in sorted(chosen)]
+
+    def _account(self, source: UpstreamSource, chosen: set[str]) -> None:
+        """Count what is in the tree; name every chosen file that failed."""
+        for filename, future in source.fetches():
+            if future.cancelled():
                 continue
-            for choice in result:
-                decision = (name, env.name, str(choice.version))
-                if decision not in self._decisions:
-                    self._decisions.add(decision)
-                    log.info("%s: picked %s", name, describe(choice))
-                self._take(name, need, choice)
+            error = future.exception()
+            if error is None:
+                fetched: Fetched = future.result()
+                result = fetched.result
+                self.report.files.add(filename)
+                self.report.projects.add(result.path.parent.name)
+                if result.reused:
+                    self.report.reused += 1
+                    self.report.bytes_reused += result.size
+                else:
+                    self.report.downloaded += 1
+                    self.report.bytes_downloaded += result.size
+                    log.info("%s: downloaded (%d bytes)", filename, result.size)
+            elif filename in chosen or isinstance(error, (UpstreamError, OSError)):
+                self._error(f"{filename}: {describe_failure(error)}")
+            elif isinstance(error, DistributionError):
+                self._warn(f"{describe_failure(error)} (skipped, as pip would)")
 
-    def _take(self, name: str, need: _Need, choice: Choice) -> None:
-        self.report.projects.add(name)
-        for candidate in choice.files:
-            self._ensure_download(name, candidate, lambda result: None)
-            if not candidate.is_wheel:
-                self._follow_build_requirements(name, candidate, choice)
-        self._dependencies_of(
-            name,
-            choice.metadata_source,
-            lambda deps: self._follow(name, need, choice, deps),
-        )
+    @staticmethod
+    def _missing(source: UpstreamSource, chosen: list[tuple[NormalizedName, ReleaseFile]]) -> int:
+        """How many chosen files are not in the tree."""
+        return sum(1 for name, file in chosen if source.fetch(name, file).exception() is not None)
 
-    # -- dependencies ---------------------------------------------------------
+    def _summarize(self, plans: list[EnvironmentPlan], findings: Findings) -> None:
+        with findings.lock:
+            for message in findings.page_errors.values():
+                # said already, as the cause of a failure, or a page that cost a version
+                if not any(message in error for error in self.report.errors):
+                    self._error(message)
+            for name, version, extra in sorted(findings.missing_extras):
+                self._warn(f"{name} {version} has no extra {extra!r}")
+            refused = dict(findings.refused)
+        for (name, version), reason in sorted(refused.items()):
+            log.info("%s %s: skipped (%s)", name, version, reason)
+        for plan in plans:
+            env = plan.environment.name
+            if plan.needs_compiler:
+                names = sorted(f"{name} {version}" for name, version in plan.needs_compiler)
+                self.report.needs_compiler[env] = names
+                self._warn(
+                    f"{env}: clients need a compiler for {', '.join(names)} "
+                    "(no wheel of that version for them)"
+                )
+            for failure in plan.no_wheel:
+                self._warn(f"no wheel at all: {failure}")
 
-    def _follow(self, name: str, need: _Need, choice: Choice, deps: Dependencies) -> None:
-        env = choice.environment
-        extras = {canonicalize_name(e) for e in need.requirement.extras}
-        for extra in sorted(extras - deps.extras):
-            if (name, extra) not in self._warned_extras:
-                self._warned_extras.add((name, extra))
-                self._warn(f"{name} {choice.version} has no extra {extra!r}")
-        required_by = f"{name} {choice.version}"
-        source = f"{choice.metadata_source.file.filename} (for {env.name})"
-        contexts = [env.marker_environment(extra) for extra in sorted(extras | {""})]
-        for dependency in deps.requires:
-            try:
-                if dependency.marker is not None and not any(
-                    evaluate_marker(dependency.marker, context, source=source)
-                    for context in contexts
-                ):
-                    continue
-            except MorganError as error:  # this dependency is unreadable, not the others
-                self._error(str(error))
-                continue
-            self._need(_Need(_plain(dependency), (env,), required_by, top_level=False))
-
-    def _follow_build_requirements(self, name: str, sdist: Candidate, choice: Choice) -> None:
-        env = choice.environment
-
-        def follow(deps: Dependencies) -> None:
-            required_by = f"{sdist.file.filename} (to build)"
-            source = f"{sdist.file.filename} (for {env.name})"
-            context = env.marker_environment("")
-            for requirement in deps.build_requires:
-                if requirement.marker is None or evaluate_marker(
-                    requirement.marker, context, source=source
-                ):
-                    self._need(_Need(_plain(requirement), (env,), required_by, top_level=False))
-
-        self._ensure_download(name, sdist, self._with_dist_deps(sdist.file.filename, follow))
-
-    def _dependencies_of(self, name: str, candidate: Candidate, callback: DepsCallback) -> None:
-        """Call back with the candidate's dependencies, from PEP 658 metadata if offered.
-
-        A file already in the tree is read instead: that costs no request. So is
-        a small file (it is downloaded anyway, in about the time the metadata
-        would take), which saves a request per small wheel.
-        """
-        filename = candidate.file.filename
-        if (
-            candidate.file.metadata_hashes is None
-            or (candidate.file.size or METADATA_FIRST_SIZE) < METADATA_FIRST_SIZE
-            or self._meta_deps.get(filename, 0) is None
-            or filename in self._downloads
-            or self._in_tree(name, candidate)
-        ):
-            self._ensure_download(name, candidate, self._with_dist_deps(filename, callback))
-            return
-        if filename in self._meta_deps:
-            deps = self._meta_deps[filename]
-            assert deps is not None
-            callback(deps)
-            return
-        first = filename not in self._meta_waiters
-        self._meta_waiters[filename].append(callback)
-        if first:
-            self._submit(
-                lambda f: self._metadata_done(name, candidate, f),
-                _fetch_metadata,
-                self.client,
-                candidate.file,
-            )
-
-    def _metadata_done(self, name: str, candidate: Candidate, future: Future[Dependencies]) -> None:
-        filename = candidate.file.filename
-        waiters = self._meta_waiters.pop(filename, [])
-        try:
-            deps: Dependencies | None = future.result()
-        except MorganError as error:
-            log.info("%s: PEP 658 metadata unusable (%s); reading the file itself", filename, error)
-            deps = None
-        self._meta_deps[filename] = deps
-        for callback in waiters:
-            if deps is not None:
-                callback(deps)
-            else:
-                self._ensure_download(name, candidate, self._with_dist_deps(filename, callback))
-
-    def _in_tree(self, name: str, candidate: Candidate) -> bool:
-        """True if the file is in the tree, unchanged since it was verified as the index's."""
-        record = self._state(name).verified.get(candidate.file.filename)
-        expected = candidate.file.hashes.get(PREFERRED_HASH)
-        if record is None or expected is None or record.sha256 != expected.lower():
-            return False
-        return record.still_matches(self.options.index_path / name / candidate.file.filename)
-
-    def _with_dist_deps(
-        self, filename: str, callback: DepsCallback
-    ) -> Callable[[DownloadResult], None]:
-        """A download callback that hands the file's own dependencies to ``callback``."""
-        return lambda result: callback(self._dist_deps[filename])
-
-    # -- downloads ------------------------------------------------------------
-
-    def _ensure_download(
-        self, name: str, candidate: Candidate, callback: Callable[[DownloadResult], None]
-    ) -> None:
-        filename = candidate.file.filename
-        if filename in self._downloads:
-            result = self._downloads[filename]
-            if result is not None:
-                callback(result)
-            return
-        first = filename not in self._download_waiters
-        self._download_waiters[filename].append(callback)
-        if not first:
-            return
-        try:
-            dest = project_dir(self.options.index_path, name) / check_filename(filename)
-        except MorganError as error:
-            self._download_waiters.pop(filename)
-            self._downloads[filename] = None
-            self._error(f"{name}: {error}")
-            return
-        self._known[name][filename] = candidate.file
-        self.progress.file_queued(candidate.file.size)
-        context = _Context(
-            record=self._state(name).verified.get(filename),
-            verify=self.options.verify,
-            cancel=self._cancel,
-            on_bytes=self.progress.bytes_received,
-        )
-        callback_done = lambda f: self._download_done(name, candidate.file, f)  # noqa: E731
-        if not self.options.verify and self._in_tree(name, candidate):
-            # nothing to fetch, little to read: done here rather than queued behind requests
-            self._run_here(callback_done, _download_and_read, self.client, candidate, dest, context)
-        else:
-            self._submit(callback_done, _download_and_read, self.client, candidate, dest, context)
-
-    def _download_done(
-        self,
-        name: str,
-        file: DistributionFile,
-        future: Future[tuple[DownloadResult, Dependencies, VerifiedFile]],
-    ) -> None:
-        filename = file.filename
-        waiters = self._download_waiters.pop(filename, [])
-        try:
-            result, deps, record = future.result()
-        except (MorganError, OSError) as error:
-            self._downloads[filename] = None
-            self.progress.file_failed(file.size)
-            if isinstance(error, UpstreamError):
-                self._resumable.add(part_path(self.options.index_path / name / filename))
-            if isinstance(error, OSError):
-                where = error.filename or "the index"
-                self._error(f"{filename}: cannot write {where}: {error.strerror}")
-            else:
-                self._error(f"{filename}: {error}")
-            return
-        self.progress.file_done(result.size, file.size)
-        if result.reused:
-            self.progress.bytes_in_tree(result.size)
-        self._downloads[filename] = result
-        self._dist_deps[filename] = deps
-        self._state(name).verified[filename] = record
-        self.report.files.add(filename)
-        if result.reused:
-            self.report.reused += 1
-            self.report.bytes_reused += result.size
-            log.debug("%s: already in the tree", filename)
-        else:
-            self.report.downloaded += 1
-            self.report.bytes_downloaded += result.size
-            log.info("%s: downloaded (%d bytes)", filename, result.size)
-        for callback in waiters:
-            callback(result)
-
-    # -- the tree -------------------------------------------------------------
-
-    def _write_pages(self) -> None:
+    def _write_pages(self, source: UpstreamSource, pool: ThreadPoolExecutor) -> None:
         """Pages, saved state and clean-up; an unwritable folder is an error, not a stop.
 
         Folders are independent, so the pool writes them side by side (each write
         waits for its fsync).
         """
         index = self.options.index_path
-        names = sorted(set(self.report.projects) | set(self._states))
-        for name in names:
-            self._state(name)  # loaded here: the workers only use it
-        writes = {self._pool.submit(self._write_project, name): name for name in names}
-        for future in as_completed(writes):
+        states = source.states
+        names = sorted({NormalizedName(n) for n in self.report.projects} | set(states))
+        writes = {name: pool.submit(self._write_project, source, name) for name in names}
+        for name, future in writes.items():
             try:
                 future.result()
             except OSError as error:
-                self._error(
-                    f"{writes[future]}: cannot write its pages: {error.strerror} ({error.filename})"
-                )
+                self._error(f"{name}: cannot write its pages: {error.strerror} ({error.filename})")
         try:
             _remove_leftovers(index, set())
             write_root_pages(index)
         except OSError as error:
             self._error(f"cannot write the project list: {error.strerror} ({error.filename})")
 
-    def _write_project(self, name: str) -> None:
+    def _write_project(self, source: UpstreamSource, name: NormalizedName) -> None:
         folder = self.options.index_path / name
         if not folder.is_dir():
             return
-        _remove_leftovers(folder, self._resumable)
-        state = self._states[name]
-        if name in self.report.projects and not (
-            name in self._pages_unchanged and state.listing == folder_listing(folder)
+        _remove_leftovers(folder, source.resumable)
+        state = source.state(name)
+        touched = name in self.report.projects or bool(source.known_files(name))
+        if touched and not (
+            source.page_unchanged(name)
+            and state.listing == folder_listing(folder)
+            and (folder / PAGE_JSON).is_file()
         ):
-            write_project_pages(folder, self._known.get(name, {}))
+            write_project_pages(folder, source.known_files(name))
             state.listing = folder_listing(folder)
         state.save(folder)
 
+    def _write_locks(self, plans: list[EnvironmentPlan]) -> None:
+        try:
+            self.report.lock_files = write_lock_files(
+                self.options.index_path, plans, self.options.selection, self.client.index_url
+            )
+        except (MorganError, OSError, ValueError) as error:
+            self._error(f"cannot write the lock files: {describe_failure(error)}")
 
-def _plain(requirement: Requirement) -> Requirement:
-    """The requirement without its marker (already evaluated) and with a normalized name.
+    def _prove(self, plans: list[EnvironmentPlan]) -> None:
+        """Resolve every environment again from the tree alone, as its clients will."""
+        tree = TreeSource(self.options.index_path, self.options.selection.package_type_regex)
+        findings = Findings()
+        for plan in plans:
+            view = EnvironmentView(tree, plan.environment, findings)
+            for message in prove(view, plan):
+                self._error(message)
 
-    The result is shared between callers (and must not be changed): the same
-    requirement strings come up again and again in a graph.
-    """
-    return _plain_from_text(str(requirement))
+    def _error(self, message: str) -> None:
+        if message not in self.report.errors:
+            log.error("error: %s", message)
+            self.report.errors.append(message)
+
+    def _warn(self, message: str) -> None:
+        if message not in self.report.warnings:
+            log.warning("warning: %s", message)
+            self.report.warnings.append(message)
+
+    # -- waiting --------------------------------------------------------------
+
+    def _await(self, futures: list[Future[Any]], *, errors: bool = True) -> list[Any]:
+        """Wait for all ``futures``, ticking the progress line; their results, in order.
+
+        With ``errors`` an exception in one is re-raised; else it is left in its future.
+        """
+        pending = set(futures)
+        tick = self.options.on_tick
+        while pending:
+            _, pending = wait(
+                pending, timeout=REDRAW_INTERVAL if tick else None, return_when=FIRST_COMPLETED
+            )
+            if tick:
+                tick()
+        if not errors:
+            return []
+        return [future.result() for future in futures]
 
 
-@functools.cache
-def _plain_from_text(text: str) -> Requirement:
-    plain = Requirement(text)
-    plain.marker = None
-    plain.name = canonicalize_name(plain.name)
-    return plain
-
-
-def _completed(function: Callable[..., Any], *args: Any) -> Future[Any]:
-    """A future already holding what ``function(*args)`` returned or raised."""
-    future: Future[Any] = Future()
-    try:
-        future.set_result(function(*args))
-    except Exception as error:
-        future.set_exception(error)
-    return future
+def merge_failures(problems: Iterable[str | ResolutionFailure]) -> list[str]:
+    """Messages, with one failure met in several environments said once, naming them all."""
+    environments: dict[tuple[str, tuple[str, ...]], list[str]] = {}
+    messages = []
+    for problem in problems:
+        if isinstance(problem, ResolutionFailure):
+            environments.setdefault((problem.label, problem.causes), []).append(problem.environment)
+        else:
+            messages.append(problem)
+    for (label, causes), names in environments.items():
+        messages.append(str(ResolutionFailure(", ".join(names), label, causes)))
+    return messages
 
 
 def _remove_leftovers(folder: Path, keep: set[Path]) -> None:
@@ -605,66 +349,6 @@ def _remove_leftovers(folder: Path, keep: set[Path]) -> None:
             path = Path(entry.path)
             if path not in keep:
                 path.unlink(missing_ok=True)
-
-
-@dataclass(frozen=True)
-class _Context:
-    """What a download worker needs from the walk: trust, a stop signal, a byte counter."""
-
-    record: VerifiedFile | None
-    verify: bool
-    cancel: threading.Event
-    on_bytes: Callable[[int], None]
-
-
-def _fetch_metadata(client: IndexClient, file: DistributionFile) -> Dependencies:
-    data = client.get_bytes(file.metadata_url, MAX_MEMBER_BYTES)
-    hashes = file.metadata_hashes or {}
-    if PREFERRED_HASH in hashes:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != hashes[PREFERRED_HASH]:
-            raise UpstreamError(file.metadata_url, "metadata file does not match its hash")
-    return parse_core_metadata(data, file.filename + METADATA_SUFFIX)
-
-
-def _download_and_read(
-    client: IndexClient, candidate: Candidate, dest: Path, checks: _Context
-) -> tuple[DownloadResult, Dependencies, VerifiedFile]:
-    """Download (or reuse) a file and read its dependencies; wheels get a .metadata sidecar."""
-    result = download(
-        client,
-        candidate.file,
-        dest,
-        record=checks.record,
-        verify=checks.verify,
-        cancel=checks.cancel,
-        on_bytes=checks.on_bytes,
-    )
-    record = checks.record
-    if record is None or not result.reused or record.sha256 != result.sha256:
-        record = result.record()
-    try:
-        return result, _read_dependencies(candidate, result, checks.verify), record
-    except DistributionError:
-        # verified, but unreadable (a bomb, a broken archive): not fit for the mirror
-        for path in (result.path, *(Path(f"{result.path}{s}") for s in SIDECAR_SUFFIXES)):
-            path.unlink(missing_ok=True)
-        raise
-
-
-def _read_dependencies(candidate: Candidate, result: DownloadResult, verify: bool) -> Dependencies:
-    if not candidate.is_wheel:
-        return read_sdist_dependencies(result.path)
-    sidecar = Path(str(result.path) + METADATA_SUFFIX)
-    metadata = None
-    if result.reused and not verify:
-        with contextlib.suppress(FileNotFoundError):
-            metadata = sidecar.read_bytes()  # written by an earlier run from this very wheel
-    if metadata is None:
-        project: NormalizedName = canonicalize_name(result.path.parent.name)
-        metadata = read_wheel_metadata(result.path, project)
-        atomic_write(sidecar, metadata)
-    return parse_core_metadata(metadata, candidate.file.filename)
 
 
 def copy_server(index_path: Path) -> Path:

@@ -57,8 +57,12 @@ class ProjectPage:
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """A file whose name parsed as a wheel or sdist of a known version."""
+class ReleaseFile:
+    """A file whose name parsed as a wheel or sdist of a known version of its project.
+
+    (The resolver's *candidates* are projects at a version; a release file is one
+    of the files that may make up such a candidate.)
+    """
 
     file: DistributionFile
     version: Version
@@ -70,11 +74,11 @@ class Candidate:
         return bool(self.tags)
 
     @classmethod
-    def from_file(cls, file: DistributionFile, project: str) -> Candidate | None:
-        """The file as a candidate of ``project``, or None if its name says otherwise.
+    def from_file(cls, file: DistributionFile, project: str) -> ReleaseFile | None:
+        """The file as a release file of ``project``, or None if its name says otherwise.
 
         Names that are not wheels or sdists, whose version is not PEP 440, or that
-        belong to another project are not candidates; nothing here raises.
+        belong to another project are none; nothing here raises.
         """
         try:
             if file.filename.endswith(".whl"):

@@ -17,7 +17,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from morgan.environments import Environment
-from morgan.models import Candidate, ProjectPage
+from morgan.models import ProjectPage, ReleaseFile
 
 DEFAULT_PACKAGE_TYPE_REGEX = r"(whl|zip|tar\.gz)"
 
@@ -37,20 +37,20 @@ class Choice:
 
     environment: Environment
     version: Version
-    files: tuple[Candidate, ...]
+    files: tuple[ReleaseFile, ...]
     #: The file whose metadata says what this version depends on in the environment:
     #: the wheel a client there installs, else the sdist it builds.
-    metadata_source: Candidate
+    metadata_source: ReleaseFile
 
 
-def candidates(page: ProjectPage, package_type_regex: str) -> list[Candidate]:
+def candidates(page: ProjectPage, package_type_regex: str) -> list[ReleaseFile]:
     """The page's files that are wheels or sdists of this project, newest first."""
     pattern = re.compile(rf"\.{package_type_regex}$")
     found = []
     for file in page.files:
         if not pattern.search(file.filename):
             continue
-        candidate = Candidate.from_file(file, page.name)
+        candidate = ReleaseFile.from_file(file, page.name)
         if candidate is not None:
             found.append(candidate)
     found.sort(key=lambda c: c.version, reverse=True)
@@ -58,50 +58,106 @@ def candidates(page: ProjectPage, package_type_regex: str) -> list[Candidate]:
 
 
 def is_exact_pin(specifier: SpecifierSet, version: Version) -> bool:
-    """Whether the specifier pins exactly this version, which un-hides yanked files."""
-    specs = list(specifier)
-    return len(specs) == 1 and (
-        (
-            specs[0].operator == "=="
-            and not specs[0].version.endswith(".*")
-            and Version(specs[0].version) == version
-        )
-        or (specs[0].operator == "===" and specs[0].version == str(version))
-    )
+    """Whether the specifier pins exactly this version, which un-hides yanked files (PEP 592).
+
+    As in pip, any non-wildcard ``==`` (or ``===``) clause of the set counts.
+    """
+    for spec in specifier:
+        if spec.operator == "===" and spec.version == str(version):
+            return True
+        if spec.operator == "==" and not spec.version.endswith(".*"):
+            try:
+                if Version(spec.version) == version:
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+@dataclass(frozen=True)
+class Release:
+    """One version of a project with the files one environment can install.
+
+    ``files`` are the installable ones (Requires-Python and wheel tags fit),
+    yanked or not: whether yanked files count depends on the requirement.
+    """
+
+    version: Version
+    files: tuple[ReleaseFile, ...]
+
+    def usable_files(self, specifier: SpecifierSet) -> tuple[ReleaseFile, ...]:
+        """The files a client asking for ``specifier`` would consider."""
+        if is_exact_pin(specifier, self.version):
+            return self.files
+        return tuple(f for f in self.files if not f.file.is_yanked)
+
+    @property
+    def has_wheel(self) -> bool:
+        return any(f.is_wheel for f in self.files)
+
+
+def releases(
+    found: Sequence[ReleaseFile], environment: Environment, *, wheels_only: bool = False
+) -> list[Release]:
+    """The versions with a file this environment can install, newest first.
+
+    With ``wheels_only`` a version counts only if it has such a wheel, as for a
+    client that cannot build (``--only-binary :all:``).
+    """
+    by_version: dict[Version, list[ReleaseFile]] = {}
+    for file in found:
+        if not environment.allows_python(file.file.requires_python):
+            continue
+        if file.is_wheel and environment.wheel_rank(file.tags) is None:
+            continue
+        by_version.setdefault(file.version, []).append(file)
+    return [
+        Release(version, tuple(files))
+        for version, files in sorted(by_version.items(), reverse=True)
+        if not wheels_only or any(f.is_wheel for f in files)
+    ]
+
+
+def allowed_releases(found: Sequence[Release], specifier: SpecifierSet) -> list[Release]:
+    """The releases a requirement admits, newest first, with pip's pre-release rule.
+
+    Pre-releases count only when the specifier names one or when nothing else
+    fits; a release whose files are all yanked counts only for an exact pin.
+    """
+    usable = {r.version: r for r in found if r.usable_files(specifier)}
+    admitted = set(specifier.filter(usable))
+    return [r for r in found if r.version in admitted]
 
 
 def choose(
-    found: Sequence[Candidate],
+    found: Sequence[ReleaseFile],
     requirement: Requirement,
     environment: Environment,
     options: SelectionOptions = SelectionOptions(),
     *,
     top_level: bool = False,
 ) -> list[Choice] | str:
-    """The versions to mirror for one environment, or the reason there are none."""
-    installable = [
-        c
-        for c in found
-        if environment.allows_python(c.file.requires_python)
-        and (not c.is_wheel or environment.wheel_rank(c.tags) is not None)
-        and (not c.file.is_yanked or is_exact_pin(requirement.specifier, c.version))
-    ]
-    versions = sorted({c.version for c in installable})
-    allowed = list(requirement.specifier.filter(versions))
+    """The newest version (every version with ``-a`` on a top-level line) a requirement
+    admits alone in one environment, or the reason there is none."""
+    allowed = allowed_releases(releases(found, environment), requirement.specifier)
     if not allowed:
-        return _why_nothing(found, requirement, environment)
-    chosen = sorted(allowed, reverse=True)
+        return why_nothing(found, requirement, environment)
     if not (options.all_versions and top_level):
-        chosen = chosen[:1]
-    choices = []
-    for version in chosen:
-        files = [c for c in installable if c.version == version]
-        choices.append(_choice_for_version(files, environment, version, options))
-    return choices
+        allowed = allowed[:1]
+    return [choice_for_release(r, requirement.specifier, environment, options) for r in allowed]
+
+
+def choice_for_release(
+    release: Release, specifier: SpecifierSet, environment: Environment, options: SelectionOptions
+) -> Choice:
+    """The files of one release to mirror for an environment."""
+    return _choice_for_version(
+        release.usable_files(specifier), environment, release.version, options
+    )
 
 
 def _choice_for_version(
-    files: Iterable[Candidate],
+    files: Iterable[ReleaseFile],
     environment: Environment,
     version: Version,
     options: SelectionOptions,
@@ -114,7 +170,7 @@ def _choice_for_version(
         (c for c in files if c.is_wheel),
         key=lambda c: (environment.wheel_rank(c.tags), c.file.filename),
     )
-    picked: list[Candidate] = []
+    picked: list[ReleaseFile] = []
     if options.all_wheels:
         picked.extend(wheels)
     elif wheels:
@@ -126,9 +182,10 @@ def _choice_for_version(
     )
 
 
-def _why_nothing(
-    found: Sequence[Candidate], requirement: Requirement, environment: Environment
+def why_nothing(
+    found: Sequence[ReleaseFile], requirement: Requirement, environment: Environment
 ) -> str:
+    """Why no file of ``found`` can satisfy ``requirement`` in the environment."""
     if not found:
         return "the index lists no usable wheel or sdist"
     matching = [c for c in found if requirement.specifier.contains(c.version, prereleases=True)]

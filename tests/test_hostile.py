@@ -45,7 +45,7 @@ from morgan.metadata import (
     read_sdist_dependencies,
     read_wheel_metadata,
 )
-from morgan.models import Candidate, DistributionFile
+from morgan.models import DistributionFile, ReleaseFile
 from morgan.simple import parse_html_page, parse_json_page, parse_project_page
 
 PAGE = "https://index.example/simple/demo/"
@@ -331,7 +331,8 @@ def test_mirror_refuses_a_page_naming_a_path(
     assert "Traceback" not in result.err
     errors = [line for line in result.err.splitlines() if "refusing the page" in line]
     assert len(errors) == 1, result.err
-    assert errors[0].startswith("error: demo: cannot read its page: ")
+    assert errors[0].startswith("error: l: 'demo' cannot be installed: ")
+    assert "demo: cannot read its page: " in errors[0]
     assert "lists a file named" in errors[0]
     # the rest of the run went on
     assert (tmp_path / "index" / "fine" / "fine-1.0-py3-none-any.whl").is_file()
@@ -1101,7 +1102,7 @@ def test_unreadable_api_version_is_a_page_error(version: Any) -> None:
 )
 def test_files_that_are_no_candidates_are_skipped(filename: str) -> None:
     file = DistributionFile(filename=filename, url="https://x/" + filename)
-    assert Candidate.from_file(file, "demo") is None
+    assert ReleaseFile.from_file(file, "demo") is None
 
 
 def test_invalid_json_is_a_page_error() -> None:
@@ -1166,10 +1167,11 @@ def test_mirror_reads_what_it_can_of_malformed_pages(
     assert (index / "newer" / newer.name).is_file()
     assert "api-version 1.7 is newer than this morgan knows" in result.err
     errors = [line for line in result.err.splitlines() if line.startswith("error: ")]
-    assert any(e.startswith("error: future: cannot read its page") and "2.0 is not supported" in e
-               for e in errors), errors  # fmt: skip
-    assert any(e.startswith("error: broken:") for e in errors), errors
+    cannot = "error: l: '{}' cannot be installed: ".format
+    assert any(e.startswith(cannot("future")) and "future: cannot read its page" in e
+               and "2.0 is not supported" in e for e in errors), errors  # fmt: skip
+    assert any(e.startswith(cannot("broken")) for e in errors), errors
     # JSON: a page for another project; HTML: a page without a single link
-    assert any(e.startswith("error: liar") for e in errors), errors
+    assert any(e.startswith(cannot("liar")) for e in errors), errors
     assert len(errors) == 3, errors
     assert outside(tmp_path) == before

@@ -41,7 +41,7 @@ from morgan.metadata import (
     read_sdist_dependencies,
     read_wheel_metadata,
 )
-from morgan.models import Candidate, DistributionFile, ProjectPage
+from morgan.models import DistributionFile, ProjectPage, ReleaseFile
 from morgan.simple import _DIGEST_LENGTHS, parse_html_page, parse_json_page
 
 PAGE = "https://index.example/simple/demo/"
@@ -112,7 +112,7 @@ def check_page(page: ProjectPage | None) -> None:
         for algorithm, digest in file.hashes.items():
             assert len(digest) == _DIGEST_LENGTHS[algorithm]
             assert set(digest) <= set("0123456789abcdef")
-        Candidate.from_file(file, "demo")  # never raises
+        ReleaseFile.from_file(file, "demo")  # never raises
 
 
 # -- pages -------------------------------------------------------------------------------------
@@ -298,7 +298,7 @@ def test_distribution_filenames_never_raise(
 ) -> None:
     filename = f"{name}-{version}{build}-{tags}{suffix}" if suffix == ".whl" else ""
     filename = filename or f"{name}-{version}{suffix}"
-    candidate = Candidate.from_file(DistributionFile(filename=filename, url="x"), "demo")
+    candidate = ReleaseFile.from_file(DistributionFile(filename=filename, url="x"), "demo")
     if candidate is not None:
         assert isinstance(candidate.version, Version)
         assert candidate.is_wheel == (suffix == ".whl")
@@ -308,7 +308,7 @@ def test_distribution_filenames_never_raise(
 @SETTINGS
 @given(filename=FILENAMES)
 def test_arbitrary_filenames_are_candidates_or_not(filename: str) -> None:
-    Candidate.from_file(DistributionFile(filename=filename, url="x"), "demo")
+    ReleaseFile.from_file(DistributionFile(filename=filename, url="x"), "demo")
 
 
 # -- requirements and markers ------------------------------------------------------------------

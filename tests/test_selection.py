@@ -10,7 +10,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 from morgan.environments import Environment
-from morgan.models import Candidate, DistributionFile, ProjectPage
+from morgan.models import DistributionFile, ProjectPage, ReleaseFile
 from morgan.selection import (
     Choice,
     SelectionOptions,
@@ -46,13 +46,13 @@ def dist(filename: str, **facts: Any) -> DistributionFile:
     )
 
 
-def page(*files: DistributionFile | str) -> list[Candidate]:
+def page(*files: DistributionFile | str) -> list[ReleaseFile]:
     entries = tuple(dist(f) if isinstance(f, str) else f for f in files)
     return candidates(ProjectPage(name="demo", url=PAGE_URL, files=entries), r"(whl|zip|tar\.gz)")
 
 
 def pick(
-    found: list[Candidate],
+    found: list[ReleaseFile],
     requirement: str,
     env: Environment = LINUX_312,
     options: SelectionOptions = DEFAULT_OPTIONS,
@@ -72,7 +72,7 @@ def filenames(choice: Choice) -> list[str]:
     return [c.file.filename for c in choice.files]
 
 
-def reason(found: list[Candidate], requirement: str, env: Environment = LINUX_312) -> str:
+def reason(found: list[ReleaseFile], requirement: str, env: Environment = LINUX_312) -> str:
     result = choose(found, Requirement(requirement), env)
     assert isinstance(result, str), result
     return result
@@ -238,7 +238,10 @@ def test_exact_pin_includes_the_yanked_sdist_and_wheel() -> None:
         ("===1.0", "1.0", True),
         ("===1.0.0", "1.0", False),
         (">=1.0", "1.0", False),
-        ("==1.0,<2", "1.0", False),
+        ("==1.0,<2", "1.0", True),  # any non-wildcard == clause pins, as in pip
+        ("<2,==1.0", "1.0", True),
+        ("==1.*,>=1.0", "1.0", False),
+        ("==2.0,>=1", "1.0", False),
         ("", "1.0", False),
     ],
 )
@@ -263,7 +266,7 @@ PRE = page("demo-1.0.tar.gz", "demo-2.0b1.tar.gz", "demo-2.0.dev3.tar.gz")
         (page("demo-3.0a1.tar.gz", "demo-3.0a2.tar.gz"), "demo", "3.0a2"),
     ],
 )
-def test_prereleases(found: list[Candidate], requirement: str, expected: str) -> None:
+def test_prereleases(found: list[ReleaseFile], requirement: str, expected: str) -> None:
     assert versions(pick(found, requirement)) == [expected]
 
 

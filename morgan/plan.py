@@ -1,0 +1,267 @@
+"""What the mirror holds for one environment, and the proof that clients there can install.
+
+Per environment, the mirror holds (the union over environments is the tree):
+
+1. the *joint* resolution of all requirement lines that apply there, as one
+   ``pip install`` of them all would resolve it. Lines naming one project are
+   combined; if they cannot hold together (two ranges kept on purpose) they are
+   *alternatives*, each resolved with the rest;
+2. each line *alone*, so ``pip install LINE`` installs too (with ``-a``, every
+   version the line admits, each with its dependencies);
+3. a *wheels-only* resolution of each of those that needs an sdist there, so a
+   client without a compiler installs the newest version that has a wheel;
+4. for every mirrored sdist, its *build requirements*, resolved as pip's
+   isolated build environment would. They must resolve only where a client has
+   to build that sdist (no wheel of that version for it).
+
+The proof runs the same tasks again against the tree alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import NormalizedName
+
+from morgan.environments import Environment
+from morgan.errors import MorganError
+from morgan.models import ReleaseFile
+from morgan.provider import Candidate, EnvironmentView, ProjectRequirement
+from morgan.resolve import Resolution, ResolutionFailure, Task, resolve
+from morgan.selection import SelectionOptions, allowed_releases
+from morgan.sources import describe_failure
+
+log = logging.getLogger(__name__)
+
+JOINT_LABEL = "the requirements together"
+
+
+@dataclass
+class EnvironmentPlan:
+    """The resolutions of one environment, and what went wrong on the way."""
+
+    environment: Environment
+    #: The joint resolutions (one per set of alternatives), first the default one.
+    joint: list[Resolution] = field(default_factory=list)
+    resolutions: list[Resolution] = field(default_factory=list)
+    #: Tasks whose resolution must also hold in the tree (the proof re-runs them).
+    proven_tasks: list[Task] = field(default_factory=list)
+    errors: list[str | ResolutionFailure] = field(default_factory=list)
+    warnings: list[str | ResolutionFailure] = field(default_factory=list)
+    #: Projects for which the default resolution picks an sdist: (project, version).
+    needs_compiler: set[tuple[str, str]] = field(default_factory=set)
+    #: Tasks with no wheels-only solution, and why.
+    no_wheel: list[str] = field(default_factory=list)
+
+    def pins(self) -> dict[tuple[NormalizedName, str], Candidate]:
+        """Every (project, version) any resolution of this environment picked."""
+        found: dict[tuple[NormalizedName, str], Candidate] = {}
+        for resolution in self.resolutions:
+            for pin in resolution.pins.values():
+                found.setdefault((pin.name, str(pin.version)), pin)
+        return found
+
+
+def files_to_mirror(pin: Candidate, options: SelectionOptions) -> list[ReleaseFile]:
+    """The files of a picked version to put in the tree for its environment."""
+    wheels = list(pin.wheels) if options.all_wheels else list(pin.wheels[:1])
+    return [*wheels, *pin.sdists[:1]]
+
+
+def applicable_lines(
+    requirements: Iterable[Requirement], environment: Environment, source: str
+) -> list[ProjectRequirement]:
+    """The requirement lines whose markers hold in the environment."""
+    return [
+        ProjectRequirement.from_requirement(r)
+        for r in requirements
+        if r.marker is None or environment.evaluate_marker(r.marker, source=source)
+    ]
+
+
+def line_label(line: ProjectRequirement) -> str:
+    return f"'{line}'"
+
+
+def joint_tasks(
+    view: EnvironmentView, lines: Sequence[ProjectRequirement], *, left_out: bool = False
+) -> list[Task]:
+    """The joint resolutions: one, or one per alternative when lines on a project clash.
+
+    Lines naming one project clash when together they admit no version the index
+    has for this environment, while each alone admits one. Each alternative is
+    then resolved with all other lines; with several clashing projects the i-th
+    task takes the i-th alternative of each (the last one where it has fewer),
+    so every alternative is resolved at least once.
+    """
+    groups: dict[str, list[ProjectRequirement]] = {}
+    for line in lines:
+        groups.setdefault(line.name, []).append(line)
+    alternatives: dict[str, list[ProjectRequirement]] = {}
+    for name, group in groups.items():
+        if len(group) < 2:
+            continue
+        found = view.releases(group[0].name, wheels_only=False)
+        combined = SpecifierSet()
+        for line in group:
+            combined &= line.specifier
+        if not allowed_releases(found, combined) and all(
+            allowed_releases(found, line.specifier) for line in group
+        ):
+            alternatives[name] = group
+    base = JOINT_LABEL + (" (the others left out)" if left_out else "")
+    if not alternatives:
+        return [Task(base, tuple(lines))]
+    tasks = []
+    for index in range(max(len(group) for group in alternatives.values())):
+        chosen = {name: group[min(index, len(group) - 1)] for name, group in alternatives.items()}
+        requirements = tuple(
+            line for line in lines if line.name not in alternatives or line is chosen[line.name]
+        )
+        label = f"{base} with " + ", ".join(str(chosen[name]) for name in sorted(chosen))
+        tasks.append(Task(label, requirements))
+    return tasks
+
+
+def line_tasks(
+    view: EnvironmentView, lines: Sequence[ProjectRequirement], options: SelectionOptions
+) -> list[Task]:
+    """Each line alone; with ``-a``, each version it admits, alone."""
+    tasks = []
+    for line in dict.fromkeys(lines):
+        tasks.append(Task(line_label(line), (line,)))
+        if not options.all_versions:
+            continue
+        for release in allowed_releases(
+            view.releases(line.name, wheels_only=False), line.specifier
+        ):
+            pinned = ProjectRequirement(
+                line.name, line.extras, SpecifierSet(f"=={release.version}")
+            )
+            tasks.append(Task(f"'{pinned}' (all versions of '{line}')", (pinned,)))
+    return tasks
+
+
+def plan_environment(
+    view: EnvironmentView, lines: Sequence[ProjectRequirement], options: SelectionOptions
+) -> EnvironmentPlan:
+    """Resolve everything the mirror must hold for one environment."""
+    plan = EnvironmentPlan(environment=view.environment)
+    env = view.environment.name
+
+    def attempt(task: Task, *, proven: bool, failure_is_error: bool = True) -> Resolution | None:
+        try:
+            resolution = resolve(view, task)
+        except ResolutionFailure as failure:
+            (plan.errors if failure_is_error else plan.warnings).append(failure)
+            return None
+        plan.resolutions.append(resolution)
+        if proven:
+            plan.proven_tasks.append(task)
+        return resolution
+
+    if not lines:
+        return plan
+    # Each line alone first: a line that cannot be installed even alone is one error,
+    # and the joint resolution is then that of the other lines.
+    defaults = []
+    failed: set[ProjectRequirement] = set()
+    for task in line_tasks(view, lines, options):
+        first = len(task.requirements) == 1 and task.label == line_label(task.requirements[0])
+        resolution = attempt(task, proven=True, failure_is_error=first)
+        if resolution is not None:
+            defaults.append(resolution)
+        elif first:
+            failed.add(task.requirements[0])
+    rest = [line for line in lines if line not in failed]
+    if rest:
+        for task in joint_tasks(view, rest, left_out=len(rest) < len(lines)):
+            same = [r for r in defaults if set(r.task.requirements) == set(task.requirements)]
+            resolution = same[0] if same else attempt(task, proven=True)
+            if resolution is not None:
+                plan.joint.append(resolution)
+                defaults.append(resolution)
+    for resolution in defaults:
+        sdist_only = resolution.needs_building
+        if not sdist_only:
+            continue
+        plan.needs_compiler |= {(pin.name, str(pin.version)) for pin in sdist_only}
+        variant = resolution.task.wheels_only_variant()
+        try:
+            plan.resolutions.append(resolve(view, variant))
+            plan.proven_tasks.append(variant)
+        except ResolutionFailure as failure:
+            plan.no_wheel.append(str(failure))
+    _plan_builds(view, plan)
+    log.info("%s: %d resolutions, %d versions", env, len(plan.resolutions), len(plan.pins()))
+    return plan
+
+
+def _plan_builds(view: EnvironmentView, plan: EnvironmentPlan) -> None:
+    """Resolve the build requirements of every sdist mirrored for the environment.
+
+    Each set of build requirements is resolved once, as pip's isolated build
+    environment would (on its own, without the outer requirements); sdists the
+    result brings in are followed in turn.
+    """
+    env = view.environment
+    done: dict[tuple[str, ...], Resolution | ResolutionFailure] = {}
+    seen: set[tuple[str, str]] = set()
+    queue = list(plan.pins().values())
+    while queue:
+        pin = queue.pop(0)
+        if (pin.name, str(pin.version)) in seen or not pin.sdists:
+            continue
+        seen.add((pin.name, str(pin.version)))
+        sdist = pin.sdists[0]
+        filename = sdist.file.filename
+        try:
+            dependencies = view.source.dependencies(pin.name, sdist)
+            build = [
+                ProjectRequirement.from_requirement(r)
+                for r in dependencies.build_requires
+                if r.marker is None or env.evaluate_marker(r.marker, source=filename)
+            ]
+        except (MorganError, OSError) as error:
+            message = f"{filename}: {describe_failure(error)}"
+            (plan.errors if not pin.wheels else plan.warnings).append(message)
+            continue
+        if not build:
+            continue
+        key = tuple(sorted(str(r) for r in build))
+        outcome = done.get(key)
+        if outcome is None:
+            task = Task(f"building {filename}", tuple(build), stated_by="its build requirements")
+            try:
+                outcome = resolve(view, task)
+            except ResolutionFailure as failed:
+                outcome = failed
+            done[key] = outcome
+        if isinstance(outcome, ResolutionFailure):
+            message = str(
+                ResolutionFailure(outcome.environment, f"building {filename}", outcome.causes)
+            )
+            if pin.wheels:
+                message += " (clients there install its wheel, so none needs to build it)"
+                plan.warnings.append(message)
+            else:
+                plan.errors.append(message)
+            continue
+        if outcome not in plan.resolutions:
+            plan.resolutions.append(outcome)
+        queue.extend(outcome.pins.values())
+
+
+def prove(view: EnvironmentView, plan: EnvironmentPlan) -> list[str]:
+    """Resolve the plan's tasks again against the tree alone; what fails, as errors."""
+    errors = []
+    for task in plan.proven_tasks:
+        try:
+            resolve(view, task)
+        except ResolutionFailure as failure:
+            errors.append(f"the mirror does not install what it should: {failure}")
+    return errors

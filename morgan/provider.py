@@ -1,0 +1,300 @@
+"""The resolvelib provider: how one environment's installer sees an index.
+
+resolvelib does the backtracking; this module says what the pieces are, the
+way pip's provider does. A *requirement* is a project (with extras) and a
+specifier; a *candidate* is a project at one version with the files the
+environment can install of it. A requirement with extras is its own project to
+resolvelib (``name[extra]``), whose candidates depend on the plain project at
+the same version, so both always agree on the version.
+
+Candidates are produced lazily, newest first, and a version's dependencies are
+read when the resolver reaches it: one whose metadata cannot be read is
+skipped, as pip and uv skip it. While the resolver works on one candidate, the
+pages of its dependencies and the metadata of their newest versions are
+already being fetched.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import NormalizedName, canonicalize_name
+from packaging.version import Version
+from resolvelib import AbstractProvider
+from resolvelib.structs import RequirementInformation
+
+from morgan.environments import Environment, evaluate_marker
+from morgan.errors import DistributionError, MorganError, ProjectNotFoundError
+from morgan.models import ReleaseFile
+from morgan.selection import Release, allowed_releases, releases
+from morgan.sources import ProjectSource, describe_failure
+
+log = logging.getLogger(__name__)
+
+
+def identifier_of(name: str, extras: Iterable[str]) -> str:
+    """resolvelib's key for a project with extras: ``name`` or ``name[a,b]``."""
+    extras = sorted(extras)
+    return f"{name}[{','.join(extras)}]" if extras else name
+
+
+@dataclass(frozen=True)
+class ProjectRequirement:
+    """A requirement on a project (and some of its extras), its marker already evaluated."""
+
+    name: NormalizedName
+    extras: frozenset[NormalizedName]
+    specifier: SpecifierSet
+
+    @classmethod
+    def from_requirement(cls, requirement: Requirement) -> ProjectRequirement:
+        return cls(
+            name=canonicalize_name(requirement.name),
+            extras=frozenset(canonicalize_name(e) for e in requirement.extras),
+            specifier=requirement.specifier,
+        )
+
+    @classmethod
+    def pin(cls, name: NormalizedName, version: Version) -> ProjectRequirement:
+        return cls(name=name, extras=frozenset(), specifier=SpecifierSet(f"=={version}"))
+
+    @property
+    def identifier(self) -> str:
+        return identifier_of(self.name, self.extras)
+
+    def __str__(self) -> str:
+        return f"{self.identifier}{self.specifier}"
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A project at one version, with the files of it an environment would install."""
+
+    name: NormalizedName
+    version: Version
+    extras: frozenset[NormalizedName] = frozenset()
+    #: Installable here, best first: wheels by the environment's tag order, then sdists.
+    files: tuple[ReleaseFile, ...] = field(default=(), compare=False)
+
+    @property
+    def identifier(self) -> str:
+        return identifier_of(self.name, self.extras)
+
+    @property
+    def wheels(self) -> tuple[ReleaseFile, ...]:
+        return tuple(f for f in self.files if f.is_wheel)
+
+    @property
+    def sdists(self) -> tuple[ReleaseFile, ...]:
+        return tuple(f for f in self.files if not f.is_wheel)
+
+    @property
+    def metadata_file(self) -> ReleaseFile:
+        """The file whose metadata a client here reads: the wheel it installs, else the sdist."""
+        return self.files[0]
+
+    def __str__(self) -> str:
+        return f"{self.identifier} {self.version}"
+
+
+def _ordered_files(
+    files: Iterable[ReleaseFile], environment: Environment
+) -> tuple[ReleaseFile, ...]:
+    wheels = sorted(
+        (f for f in files if f.is_wheel),
+        key=lambda f: (environment.wheel_rank(f.tags), f.file.filename),
+    )
+    sdists = sorted(
+        (f for f in files if not f.is_wheel),
+        key=lambda f: (not f.file.filename.endswith(".tar.gz"), f.file.filename),
+    )
+    return (*wheels, *sdists)
+
+
+@dataclass
+class Findings:
+    """What the provider met besides candidates: shared by the resolutions of one run."""
+
+    #: Versions refused because their metadata could not be read: (project, version) → why.
+    refused: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: Projects whose page could not be read for another reason than "not found".
+    page_errors: dict[str, str] = field(default_factory=dict)
+    #: Projects not on the index at all, with the index's answer.
+    not_found: dict[str, str] = field(default_factory=dict)
+    #: Extras asked for that a version does not declare: (project, version, extra).
+    missing_extras: set[tuple[str, str, str]] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class EnvironmentView:
+    """An index as one environment sees it: its releases and their dependencies there.
+
+    Shared by every resolution of that environment (one thread), so each page is
+    ranked and each version's dependencies evaluated once.
+    """
+
+    def __init__(self, source: ProjectSource, environment: Environment, findings: Findings) -> None:
+        self.source = source
+        self.environment = environment
+        self.findings = findings
+        self._releases: dict[tuple[NormalizedName, bool], list[Release]] = {}
+        self._requirements: dict[tuple[str, str, frozenset[str]], list[ProjectRequirement]] = {}
+        self._lock = threading.Lock()
+
+    def releases(self, name: NormalizedName, *, wheels_only: bool) -> list[Release]:
+        key = (name, wheels_only)
+        with self._lock:
+            found = self._releases.get(key)
+        if found is not None:
+            return found
+        try:
+            files = self.source.files(name)
+        except ProjectNotFoundError as error:
+            files = []
+            with self.findings.lock:
+                self.findings.not_found[name] = str(error)
+        except MorganError as error:
+            files = []
+            with self.findings.lock:
+                self.findings.page_errors[name] = f"{name}: cannot read its page: {error}"
+        found = releases(files, self.environment, wheels_only=wheels_only)
+        with self._lock:
+            self._releases[key] = found
+        return found
+
+    def candidate(
+        self,
+        name: NormalizedName,
+        release: Release,
+        specifier: SpecifierSet,
+        extras: frozenset[NormalizedName],
+    ) -> Candidate:
+        files = _ordered_files(release.usable_files(specifier), self.environment)
+        return Candidate(name=name, version=release.version, extras=extras, files=files)
+
+    def requirements(self, candidate: Candidate) -> list[ProjectRequirement]:
+        """What the candidate needs here (DistributionError/MorganError if unreadable)."""
+        file = candidate.metadata_file
+        key = (file.file.filename, candidate.name, candidate.extras)
+        with self._lock:
+            known = self._requirements.get(key)
+        if known is not None:
+            return known
+        try:
+            dependencies = self.source.dependencies(candidate.name, file)
+        except DistributionError:
+            raise  # the distribution itself is unfit: the version is skipped
+        except (MorganError, OSError) as error:
+            # Not the distribution's fault: take the version pip would take, its dependencies
+            # unknown, so the rest is still mirrored; the failed file is an error of the run.
+            log.info("%s: dependencies unknown (%s)", file.file.filename, describe_failure(error))
+            return []
+        source = f"{file.file.filename} (for {self.environment.name})"
+        for extra in sorted(candidate.extras - dependencies.extras):
+            with self.findings.lock:
+                self.findings.missing_extras.add((candidate.name, str(candidate.version), extra))
+        needed = []
+        contexts = [self.environment.marker_environment(e) for e in sorted(candidate.extras)]
+        if not candidate.extras:
+            contexts = [self.environment.marker_environment("")]
+        for requirement in dependencies.requires:
+            if requirement.marker is not None and not any(
+                evaluate_marker(requirement.marker, context, source=source) for context in contexts
+            ):
+                continue
+            needed.append(ProjectRequirement.from_requirement(requirement))
+        with self._lock:
+            self._requirements[key] = needed
+        return needed
+
+    def readable(self, candidate: Candidate) -> bool:
+        """Whether the candidate's dependencies can be read here; if not, say why once."""
+        try:
+            self.requirements(candidate)
+        except (MorganError, OSError) as error:
+            reason = describe_failure(error)
+            with self.findings.lock:
+                self.findings.refused[(candidate.name, str(candidate.version))] = reason
+            log.info("%s %s: skipped (%s)", candidate.name, candidate.version, reason)
+            return False
+        return True
+
+    def prefetch(self, requirement: ProjectRequirement, *, wheels_only: bool) -> None:
+        """Start fetching the requirement's page and, once it is in, its newest version's
+        metadata: most resolutions take the newest version."""
+        self.source.prefetch(requirement.name)
+
+
+class MirrorProvider(AbstractProvider):  # type: ignore[type-arg]
+    """pip's rules, for one environment, over an EnvironmentView."""
+
+    def __init__(self, view: EnvironmentView, *, wheels_only: bool = False) -> None:
+        self.view = view
+        self.wheels_only = wheels_only
+
+    def identify(self, requirement_or_candidate: ProjectRequirement | Candidate) -> str:
+        return requirement_or_candidate.identifier
+
+    def get_preference(
+        self,
+        identifier: str,
+        resolutions: Mapping[str, Candidate],
+        candidates: Mapping[str, Iterator[Candidate]],
+        information: Mapping[str, Iterator[RequirementInformation]],  # type: ignore[type-arg]
+        backtrack_causes: Sequence[RequirementInformation],  # type: ignore[type-arg]
+    ) -> tuple[bool, bool, bool, str]:
+        """Pins first, then what caused backtracking, then direct requirements, then by name."""
+        infos = list(information[identifier])
+        pinned = any(_has_exact(info.requirement) for info in infos)
+        direct = any(info.parent is None for info in infos)
+        causes = {cause.requirement.identifier for cause in backtrack_causes}
+        causes |= {cause.parent.identifier for cause in backtrack_causes if cause.parent}
+        return (not pinned, identifier not in causes, not direct, identifier)
+
+    def find_matches(
+        self,
+        identifier: str,
+        requirements: Mapping[str, Iterator[ProjectRequirement]],
+        incompatibilities: Mapping[str, Iterator[Candidate]],
+    ) -> Callable[[], Iterator[Candidate]]:
+        asked = list(requirements[identifier])
+        name, extras = asked[0].name, asked[0].extras
+        specifier = SpecifierSet()
+        for requirement in asked:
+            specifier &= requirement.specifier
+        excluded = {candidate.version for candidate in incompatibilities[identifier]}
+        found = allowed_releases(self.view.releases(name, wheels_only=self.wheels_only), specifier)
+        view = self.view
+
+        def produce() -> Iterator[Candidate]:
+            for release in found:
+                if release.version in excluded:
+                    continue
+                candidate = view.candidate(name, release, specifier, extras)
+                if view.readable(candidate):
+                    yield candidate
+
+        return produce
+
+    def is_satisfied_by(self, requirement: ProjectRequirement, candidate: Candidate) -> bool:
+        return requirement.specifier.contains(candidate.version, prereleases=True)
+
+    def get_dependencies(self, candidate: Candidate) -> list[ProjectRequirement]:
+        needed = list(self.view.requirements(candidate))
+        if candidate.extras:
+            needed.insert(0, ProjectRequirement.pin(candidate.name, candidate.version))
+        for requirement in needed:
+            self.view.prefetch(requirement, wheels_only=self.wheels_only)
+        return needed
+
+
+def _has_exact(requirement: ProjectRequirement) -> bool:
+    return any(
+        spec.operator in ("==", "===") and not spec.version.endswith(".*")
+        for spec in requirement.specifier
+    )

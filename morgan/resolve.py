@@ -1,0 +1,140 @@
+"""One resolution: a set of requirements, one environment, resolvelib's answer.
+
+A failure keeps its facts (environment, what was resolved, the chain of
+requirements that conflict) and says them the way pip does:
+``flask 3.1.3 depends on werkzeug>=3.1; the requirements say werkzeug<2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from packaging.requirements import Requirement
+from packaging.utils import NormalizedName
+from resolvelib import BaseReporter, ResolutionImpossible, ResolutionTooDeep, Resolver
+
+from morgan.errors import MorganError
+from morgan.provider import Candidate, EnvironmentView, MirrorProvider, ProjectRequirement
+from morgan.selection import allowed_releases, why_nothing
+
+#: resolvelib's budget of rounds for one resolution (pip uses 200,000).
+MAX_ROUNDS = 200_000
+
+
+@dataclass(frozen=True)
+class Task:
+    """One resolution to run: requirements installed together, as by one pip command."""
+
+    #: What the resolution stands for, in messages ("the requirements together").
+    label: str
+    requirements: tuple[ProjectRequirement, ...]
+    #: Only versions with a wheel for the environment, as for a client that cannot build.
+    wheels_only: bool = False
+    #: Who states the requirements, in conflict messages.
+    stated_by: str = "the requirements"
+
+    def wheels_only_variant(self) -> Task:
+        return Task(f"{self.label} (wheels only)", self.requirements, True, self.stated_by)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """A task resolved: the version of every project it installs (extras folded in)."""
+
+    task: Task
+    pins: Mapping[NormalizedName, Candidate]
+
+    @property
+    def needs_building(self) -> list[Candidate]:
+        """The pins with no wheel for the environment: a client must build them."""
+        return [pin for pin in self.pins.values() if not pin.wheels]
+
+
+class ResolutionFailure(MorganError):
+    """A task has no solution in an environment."""
+
+    def __init__(self, environment: str, label: str, causes: tuple[str, ...]) -> None:
+        super().__init__(environment, label, causes)
+        self.environment = environment
+        self.label = label
+        self.causes = causes
+
+    def __str__(self) -> str:
+        return f"{self.environment}: {self.label} cannot be installed: {'; '.join(self.causes)}"
+
+
+def resolve(view: EnvironmentView, task: Task) -> Resolution:
+    """Resolve a task as the environment's installer would; ResolutionFailure if it cannot."""
+    resolver: Resolver = Resolver(  # type: ignore[type-arg]
+        MirrorProvider(view, wheels_only=task.wheels_only), BaseReporter()
+    )
+    name = view.environment.name
+    try:
+        result = resolver.resolve(task.requirements, max_rounds=MAX_ROUNDS)
+    except ResolutionImpossible as error:
+        raise ResolutionFailure(name, task.label, _causes(view, task, error)) from None
+    except ResolutionTooDeep:
+        reason = f"no solution found in {MAX_ROUNDS} rounds of backtracking"
+        raise ResolutionFailure(name, task.label, (reason,)) from None
+    pins = {
+        candidate.name: candidate for candidate in result.mapping.values() if not candidate.extras
+    }
+    return Resolution(task=task, pins=dict(sorted(pins.items())))
+
+
+def _causes(
+    view: EnvironmentView,
+    task: Task,
+    error: ResolutionImpossible,  # type: ignore[type-arg]
+) -> tuple[str, ...]:
+    """The conflict chain, parents' requirements first, then why a project has no version."""
+    said: list[str] = []
+    stated: list[str] = []
+    for info in error.causes:
+        requirement: ProjectRequirement = info.requirement
+        parent: Candidate | None = info.parent
+        if parent is None:
+            stated.append(f"{task.stated_by} say {requirement}")
+        else:
+            said.append(f"{parent.name} {parent.version} depends on {requirement}")
+    reasons = []
+    for info in error.causes:
+        requirement = info.requirement
+        reason = _why_no_version(view, task, requirement)
+        if reason:
+            reasons.append(reason)
+    return tuple(dict.fromkeys([*said, *stated, *reasons]))
+
+
+def _why_no_version(
+    view: EnvironmentView, task: Task, requirement: ProjectRequirement
+) -> str | None:
+    """Why nothing satisfies ``requirement`` alone here, or None if something does."""
+    found = view.releases(requirement.name, wheels_only=task.wheels_only)
+    if allowed_releases(found, requirement.specifier):
+        refused = _refused(view, requirement)
+        return f"{refused}" if refused else None
+    with view.findings.lock:
+        page_error = view.findings.page_errors.get(requirement.name)
+        not_found = view.findings.not_found.get(requirement.name)
+    if page_error or not_found:
+        return page_error or not_found
+    if task.wheels_only and view.releases(requirement.name, wheels_only=False):
+        return f"no version of {requirement} has a wheel for {view.environment.name}"
+    try:
+        files = view.source.files(requirement.name)
+    except MorganError as error:
+        return str(error)
+    as_text = Requirement(f"{requirement.name}{requirement.specifier}")
+    return f"{requirement}: {why_nothing(files, as_text, view.environment)}"
+
+
+def _refused(view: EnvironmentView, requirement: ProjectRequirement) -> str | None:
+    with view.findings.lock:
+        refused = [
+            f"{name} {version} was skipped ({reason})"
+            for (name, version), reason in sorted(view.findings.refused.items())
+            if name == requirement.name
+        ]
+    return "; ".join(refused) if refused else None

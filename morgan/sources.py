@@ -1,0 +1,453 @@
+"""Where the resolver reads projects from: the upstream index, or the mirrored tree.
+
+Both answer the same two questions, which are all resolution needs: the files
+of a project, and what one file's distribution depends on. The upstream source
+answers from the network through one bounded pool; every answer is computed
+once and shared (a memo of futures), so the resolution threads of all
+environments ask freely and the pool is never asked twice. The tree source
+answers from the pages and sidecars the mirror wrote, for the proof.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import re
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
+
+from packaging.utils import NormalizedName, canonicalize_name
+
+from morgan.download import DownloadResult, download, part_path
+from morgan.errors import DistributionError, MorganError, ProjectNotFoundError, UpstreamError
+from morgan.index import IndexClient, PageFetch
+from morgan.layout import (
+    HASH_SUFFIX,
+    METADATA_SUFFIX,
+    PAGE_JSON,
+    atomic_write,
+    check_filename,
+    project_dir,
+)
+from morgan.metadata import (
+    MAX_MEMBER_BYTES,
+    Dependencies,
+    parse_core_metadata,
+    read_sdist_dependencies,
+    read_wheel_metadata,
+)
+from morgan.models import PREFERRED_HASH, DistributionFile, ProjectPage, ReleaseFile
+from morgan.progress import Progress
+from morgan.simple import parse_json_page
+from morgan.state import ProjectState, VerifiedFile
+
+log = logging.getLogger(__name__)
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+SIDECAR_SUFFIXES = (HASH_SUFFIX, METADATA_SUFFIX)
+#: Files at least this large (or of unknown size) have their PEP 658 metadata fetched
+#: for their dependencies; smaller ones are downloaded instead, in about the same time.
+METADATA_FIRST_SIZE = 1024 * 1024
+
+
+class ProjectSource(Protocol):
+    """What a resolution asks of an index."""
+
+    def files(self, name: NormalizedName) -> Sequence[ReleaseFile]:
+        """The project's wheels and sdists, newest first; MorganError if unreadable."""
+
+    def dependencies(self, name: NormalizedName, file: ReleaseFile) -> Dependencies:
+        """What the distribution in ``file`` depends on; MorganError if unreadable."""
+
+    def prefetch(self, name: NormalizedName) -> None:
+        """A hint: the project's page will probably be asked for soon."""
+
+    def prefetch_dependencies(self, name: NormalizedName, file: ReleaseFile) -> None:
+        """A hint: this file's dependencies will probably be asked for soon."""
+
+
+def release_files(page: ProjectPage, package_type_regex: str) -> list[ReleaseFile]:
+    """The page's files that are wheels or sdists of this project, newest first."""
+    pattern = re.compile(rf"\.{package_type_regex}$")
+    found = []
+    for file in page.files:
+        if not pattern.search(file.filename):
+            continue
+        release_file = ReleaseFile.from_file(file, page.name)
+        if release_file is not None:
+            found.append(release_file)
+    found.sort(key=lambda c: c.version, reverse=True)
+    return found
+
+
+class Memo(Generic[K, V]):
+    """One result per key, computed once however many threads ask for it."""
+
+    def __init__(self) -> None:
+        self._futures: dict[K, Future[V]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: K, start: Callable[[], Future[V]]) -> Future[V]:
+        """The future for ``key``; ``start`` makes it the first time (under the lock)."""
+        with self._lock:
+            future = self._futures.get(key)
+            if future is None:
+                future = self._futures[key] = start()
+            return future
+
+    def items(self) -> list[tuple[K, Future[V]]]:
+        with self._lock:
+            return list(self._futures.items())
+
+    def __contains__(self, key: object) -> bool:
+        with self._lock:
+            return key in self._futures
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A distribution put in the tree, verified, with its dependencies read."""
+
+    result: DownloadResult
+    dependencies: Dependencies
+    file: DistributionFile
+
+
+@dataclass(frozen=True)
+class FetchOptions:
+    index_path: Path
+    package_type_regex: str
+    #: Re-hash every file already in the tree instead of trusting unchanged ones.
+    verify: bool = False
+
+
+class UpstreamSource:
+    """The upstream index, read through one pool; downloads land in the tree."""
+
+    def __init__(
+        self,
+        client: IndexClient,
+        pool: Executor,
+        options: FetchOptions,
+        *,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.client = client
+        self.options = options
+        self.progress = progress or Progress()
+        self.cancel = cancel or threading.Event()
+        self._pool = pool
+        self._pages: Memo[NormalizedName, PageFetch] = Memo()
+        self._files: dict[NormalizedName, list[ReleaseFile]] = {}
+        self._metadata: Memo[str, Dependencies] = Memo()
+        self._downloads: Memo[str, Fetched] = Memo()
+        self._states: dict[NormalizedName, ProjectState] = {}
+        self._lock = threading.Lock()
+        #: Parts of downloads that broke off, kept for the next run to resume.
+        self.resumable: set[Path] = set()
+
+    # -- pages ----------------------------------------------------------------
+
+    def state(self, name: NormalizedName) -> ProjectState:
+        with self._lock:
+            state = self._states.get(name)
+            if state is None:
+                state = self._states[name] = ProjectState.load(self.options.index_path / name)
+            return state
+
+    @property
+    def states(self) -> dict[NormalizedName, ProjectState]:
+        with self._lock:
+            return dict(self._states)
+
+    def page(self, name: NormalizedName) -> Future[PageFetch]:
+        def start() -> Future[PageFetch]:
+            project_dir(self.options.index_path, name)  # refuses a name that is a path
+            state = self.state(name)
+            future = self._pool.submit(self.client.get_project_page, name, state.page)
+            future.add_done_callback(lambda f: self._page_done(name, f))
+            return future
+
+        return self._pages.get(name, start)
+
+    def _page_done(self, name: NormalizedName, future: Future[PageFetch]) -> None:
+        with contextlib.suppress(Exception):
+            self.state(name).page = future.result().cache
+
+    def prefetch(self, name: NormalizedName) -> None:
+        with contextlib.suppress(MorganError):
+            self.page(name)
+
+    def files(self, name: NormalizedName) -> Sequence[ReleaseFile]:
+        found = self._files.get(name)
+        if found is None:
+            page = self.page(name).result().page
+            found = self._files[name] = release_files(page, self.options.package_type_regex)
+            self.progress.project_resolved()
+        return found
+
+    def page_unchanged(self, name: NormalizedName) -> bool:
+        """True when the index answered 304 for the project's page this run."""
+        if name not in self._pages:
+            return False
+        future = self.page(name)
+        return future.done() and future.exception() is None and future.result().not_modified
+
+    def known_files(self, name: NormalizedName) -> dict[str, DistributionFile]:
+        """What the index said this run of the project's files, for the pages."""
+        if name not in self._pages:
+            return {}
+        future = self.page(name)
+        if not future.done() or future.exception() is not None:
+            return {}
+        return {f.filename: f for f in future.result().page.files}
+
+    # -- dependencies ---------------------------------------------------------
+
+    def _uses_metadata_file(self, name: NormalizedName, file: ReleaseFile) -> bool:
+        """Whether to read dependencies from the PEP 658 file rather than the distribution.
+
+        A file already in the tree is read instead (no request at all), and so is
+        a small one, downloaded anyway in about the time the metadata would take.
+        """
+        return (
+            file.file.metadata_hashes is not None
+            and (file.file.size or METADATA_FIRST_SIZE) >= METADATA_FIRST_SIZE
+            and file.file.filename not in self._downloads
+            and not self.in_tree(name, file)
+        )
+
+    def _metadata_future(self, file: ReleaseFile) -> Future[Dependencies]:
+        return self._metadata.get(
+            file.file.filename,
+            lambda: self._pool.submit(_fetch_metadata, self.client, file.file),
+        )
+
+    def prefetch_dependencies(self, name: NormalizedName, file: ReleaseFile) -> None:
+        with contextlib.suppress(MorganError):
+            if self._uses_metadata_file(name, file):
+                self._metadata_future(file)
+            else:
+                self.fetch(name, file)
+
+    def dependencies(self, name: NormalizedName, file: ReleaseFile) -> Dependencies:
+        if self._uses_metadata_file(name, file) or file.file.filename in self._metadata:
+            try:
+                return self._metadata_future(file).result()
+            except MorganError as error:
+                log.info(
+                    "%s: PEP 658 metadata unusable (%s); reading the file itself",
+                    file.file.filename,
+                    error,
+                )
+        return self.fetch(name, file).result().dependencies
+
+    # -- downloads ------------------------------------------------------------
+
+    def in_tree(self, name: NormalizedName, file: ReleaseFile) -> bool:
+        """True if the file is in the tree, unchanged since it was verified as the index's."""
+        record = self.state(name).verified.get(file.file.filename)
+        expected = file.file.hashes.get(PREFERRED_HASH)
+        if record is None or expected is None or record.sha256 != expected.lower():
+            return False
+        return record.still_matches(self.options.index_path / name / file.file.filename)
+
+    def fetch(self, name: NormalizedName, file: ReleaseFile) -> Future[Fetched]:
+        """The file verified in the tree, with its dependencies: downloaded once."""
+        made: list[Future[Fetched]] = []
+
+        def start() -> Future[Fetched]:
+            made.append(Future())
+            return made[0]
+
+        future = self._downloads.get(file.file.filename, start)
+        if made:  # this call made it: do the work, outside the memo's lock
+            self._start_fetch(name, file, future)
+        return future
+
+    def fetches(self) -> list[tuple[str, Future[Fetched]]]:
+        """Every file fetched (or being fetched) this run, by filename."""
+        return self._downloads.items()
+
+    def _start_fetch(
+        self, name: NormalizedName, file: ReleaseFile, future: Future[Fetched]
+    ) -> None:
+        future.add_done_callback(lambda f: self._fetch_done(name, file, f))
+        try:
+            dest = project_dir(self.options.index_path, name) / check_filename(file.file.filename)
+        except MorganError as error:
+            future.set_exception(error)
+            return
+        self.progress.file_queued(file.file.size)
+        record = self.state(name).verified.get(file.file.filename)
+        if not self.options.verify and self.in_tree(name, file):
+            # nothing to fetch, little to read: done here rather than queued behind requests
+            _settle(future, self._download_and_read, name, file, dest, record)
+            return
+        try:
+            job = self._pool.submit(self._download_and_read, name, file, dest, record)
+        except RuntimeError as error:  # the pool is shut down: the run is being interrupted
+            future.set_exception(error)
+            return
+        job.add_done_callback(lambda done: _copy_outcome(done, future))
+
+    def _download_and_read(
+        self, name: NormalizedName, file: ReleaseFile, dest: Path, record: VerifiedFile | None
+    ) -> Fetched:
+        """Download (or reuse) a file and read its dependencies; wheels get a .metadata sidecar."""
+        result = download(
+            self.client,
+            file.file,
+            dest,
+            record=record,
+            verify=self.options.verify,
+            cancel=self.cancel,
+            on_bytes=self.progress.bytes_received,
+        )
+        try:
+            dependencies = _read_dependencies(file, result, self.options.verify)
+        except DistributionError:
+            # verified, but unreadable (a bomb, a broken archive): not fit for the mirror
+            for path in (result.path, *(Path(f"{result.path}{s}") for s in SIDECAR_SUFFIXES)):
+                path.unlink(missing_ok=True)
+            raise
+        if record is None or not result.reused or record.sha256 != result.sha256:
+            record = result.record()
+        self.state(name).verified[file.file.filename] = record
+        return Fetched(result=result, dependencies=dependencies, file=file.file)
+
+    def _fetch_done(self, name: NormalizedName, file: ReleaseFile, future: Future[Fetched]) -> None:
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is None:
+            result = future.result().result
+            self.progress.file_done(result.size, file.file.size)
+            if result.reused:
+                self.progress.bytes_in_tree(result.size)
+            return
+        self.progress.file_failed(file.file.size)
+        if isinstance(error, UpstreamError):
+            dest = self.options.index_path / name / file.file.filename
+            with self._lock:
+                self.resumable.add(part_path(dest))
+
+
+class TreeSource:
+    """The mirrored tree itself, read as a client would read it: for the proof.
+
+    Pages are the ``index.json`` the mirror wrote; dependencies come from each
+    wheel's ``.metadata`` sidecar and each sdist's own files. Nothing is fetched.
+    """
+
+    def __init__(self, index_path: Path, package_type_regex: str) -> None:
+        self.index_path = index_path
+        self.package_type_regex = package_type_regex
+        self._files: dict[NormalizedName, list[ReleaseFile]] = {}
+        self._dependencies: dict[str, Dependencies] = {}
+        self._lock = threading.Lock()
+
+    def files(self, name: NormalizedName) -> Sequence[ReleaseFile]:
+        with self._lock:
+            found = self._files.get(name)
+        if found is not None:
+            return found
+        folder = project_dir(self.index_path, name)
+        url = folder.as_uri() + "/"
+        try:
+            body = (folder / PAGE_JSON).read_bytes()
+        except FileNotFoundError:
+            raise ProjectNotFoundError(name, url) from None
+        except OSError as error:
+            raise UpstreamError(url, f"cannot read its page: {error.strerror}") from None
+        found = release_files(parse_json_page(body, url, name), self.package_type_regex)
+        with self._lock:
+            self._files[name] = found
+        return found
+
+    def dependencies(self, name: NormalizedName, file: ReleaseFile) -> Dependencies:
+        filename = file.file.filename
+        with self._lock:
+            known = self._dependencies.get(filename)
+        if known is not None:
+            return known
+        path = project_dir(self.index_path, name) / check_filename(filename)
+        if file.is_wheel:
+            sidecar = Path(f"{path}{METADATA_SUFFIX}")
+            try:
+                dependencies = parse_core_metadata(sidecar.read_bytes(), sidecar.name)
+            except FileNotFoundError:
+                dependencies = parse_core_metadata(read_wheel_metadata(path, name), filename)
+        else:
+            dependencies = read_sdist_dependencies(path)
+        with self._lock:
+            self._dependencies[filename] = dependencies
+        return dependencies
+
+    def prefetch(self, name: NormalizedName) -> None:
+        """Nothing to do ahead: the tree is local."""
+
+    def prefetch_dependencies(self, name: NormalizedName, file: ReleaseFile) -> None:
+        """Nothing to do ahead: the tree is local."""
+
+
+def _settle(future: Future[V], function: Callable[..., V], *args: object) -> None:
+    """Give ``future`` what ``function(*args)`` returns or raises."""
+    try:
+        future.set_result(function(*args))
+    except Exception as error:
+        future.set_exception(error)
+
+
+def _copy_outcome(done: Future[V], future: Future[V]) -> None:
+    if done.cancelled():
+        future.cancel()
+        return
+    error = done.exception()
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(done.result())
+
+
+def _fetch_metadata(client: IndexClient, file: DistributionFile) -> Dependencies:
+    data = client.get_bytes(file.metadata_url, MAX_MEMBER_BYTES)
+    hashes = file.metadata_hashes or {}
+    if PREFERRED_HASH in hashes:
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != hashes[PREFERRED_HASH]:
+            raise UpstreamError(file.metadata_url, "metadata file does not match its hash")
+    return parse_core_metadata(data, file.filename + METADATA_SUFFIX)
+
+
+def _read_dependencies(file: ReleaseFile, result: DownloadResult, verify: bool) -> Dependencies:
+    if not file.is_wheel:
+        return read_sdist_dependencies(result.path)
+    sidecar = Path(str(result.path) + METADATA_SUFFIX)
+    metadata = None
+    if result.reused and not verify:
+        with contextlib.suppress(FileNotFoundError):
+            metadata = sidecar.read_bytes()  # written by an earlier run from this very wheel
+    if metadata is None:
+        project: NormalizedName = canonicalize_name(result.path.parent.name)
+        metadata = read_wheel_metadata(result.path, project)
+        atomic_write(sidecar, metadata)
+    return parse_core_metadata(metadata, file.file.filename)
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line for an error met while reading a project or a file."""
+    if isinstance(error, MorganError):
+        return str(error)
+    if isinstance(error, OSError):
+        where = error.filename or "the index"
+        return f"cannot write {where}: {error.strerror}"
+    return f"unexpected error: {error!r}; please report it"
