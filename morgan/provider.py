@@ -225,9 +225,19 @@ class EnvironmentView:
         return True
 
     def prefetch(self, requirement: ProjectRequirement, *, wheels_only: bool) -> None:
-        """Start fetching the requirement's page and, once it is in, its newest version's
-        metadata: most resolutions take the newest version."""
-        self.source.prefetch(requirement.name)
+        """Start fetching the requirement's page and, once it is in, the metadata of the
+        newest version it admits: most resolutions take that version."""
+
+        def newest(files: Sequence[ReleaseFile]) -> None:
+            found = releases(files, self.environment, wheels_only=wheels_only)
+            allowed = allowed_releases(found, requirement.specifier)
+            if allowed:
+                candidate = self.candidate(
+                    requirement.name, allowed[0], requirement.specifier, requirement.extras
+                )
+                self.source.prefetch_dependencies(requirement.name, candidate.metadata_file)
+
+        self.source.prefetch(requirement.name, newest)
 
 
 class MirrorProvider(AbstractProvider):  # type: ignore[type-arg]

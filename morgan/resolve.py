@@ -70,6 +70,8 @@ def resolve(view: EnvironmentView, task: Task) -> Resolution:
         MirrorProvider(view, wheels_only=task.wheels_only), BaseReporter()
     )
     name = view.environment.name
+    for requirement in task.requirements:  # their pages, and their newest metadata, at once
+        view.prefetch(requirement, wheels_only=task.wheels_only)
     try:
         result = resolver.resolve(task.requirements, max_rounds=MAX_ROUNDS)
     except ResolutionImpossible as error:

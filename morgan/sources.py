@@ -66,8 +66,13 @@ class ProjectSource(Protocol):
     def dependencies(self, name: NormalizedName, file: ReleaseFile) -> Dependencies:
         """What the distribution in ``file`` depends on; MorganError if unreadable."""
 
-    def prefetch(self, name: NormalizedName) -> None:
-        """A hint: the project's page will probably be asked for soon."""
+    def prefetch(
+        self,
+        name: NormalizedName,
+        then: Callable[[Sequence[ReleaseFile]], None] | None = None,
+    ) -> None:
+        """A hint: the project's page will probably be asked for soon; once it is in,
+        ``then`` may be called with its files (on any thread) to look further ahead."""
 
     def prefetch_dependencies(self, name: NormalizedName, file: ReleaseFile) -> None:
         """A hint: this file's dependencies will probably be asked for soon."""
@@ -182,16 +187,38 @@ class UpstreamSource:
         with contextlib.suppress(Exception):
             self.state(name).page = future.result().cache
 
-    def prefetch(self, name: NormalizedName) -> None:
-        with contextlib.suppress(MorganError):
-            self.page(name)
+    def prefetch(
+        self,
+        name: NormalizedName,
+        then: Callable[[Sequence[ReleaseFile]], None] | None = None,
+    ) -> None:
+        try:
+            future = self.page(name)
+        except MorganError:
+            return
+        if then is not None:
+            future.add_done_callback(lambda _: self._look_ahead(name, then))
+
+    def _look_ahead(
+        self, name: NormalizedName, then: Callable[[Sequence[ReleaseFile]], None]
+    ) -> None:
+        try:
+            then(self.files(name))
+        except Exception:  # only a hint: whoever needs the page will meet the error
+            log.debug("%s: looking ahead failed", name, exc_info=True)
 
     def files(self, name: NormalizedName) -> Sequence[ReleaseFile]:
-        found = self._files.get(name)
-        if found is None:
-            page = self.page(name).result().page
-            found = self._files[name] = release_files(page, self.options.package_type_regex)
-            self.progress.project_resolved()
+        with self._lock:
+            found = self._files.get(name)
+        if found is not None:
+            return found
+        page = self.page(name).result().page
+        found = release_files(page, self.options.package_type_regex)
+        with self._lock:
+            if name in self._files:
+                return self._files[name]
+            self._files[name] = found
+        self.progress.project_resolved()
         return found
 
     def page_unchanged(self, name: NormalizedName) -> bool:
@@ -392,7 +419,11 @@ class TreeSource:
             self._dependencies[filename] = dependencies
         return dependencies
 
-    def prefetch(self, name: NormalizedName) -> None:
+    def prefetch(
+        self,
+        name: NormalizedName,
+        then: Callable[[Sequence[ReleaseFile]], None] | None = None,
+    ) -> None:
         """Nothing to do ahead: the tree is local."""
 
     def prefetch_dependencies(self, name: NormalizedName, file: ReleaseFile) -> None:

@@ -80,7 +80,7 @@ class MemoryIndex:
             raise self.broken[file.file.filename]
         return self.projects[name][file.file.filename]
 
-    def prefetch(self, name: NormalizedName) -> None:
+    def prefetch(self, name: NormalizedName, then: object = None) -> None:
         pass
 
     def prefetch_dependencies(self, name: NormalizedName, file: ReleaseFile) -> None:
