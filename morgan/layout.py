@@ -4,6 +4,8 @@
 
     INDEX/
       index.html, index.json          the project list (PEP 503 HTML, PEP 691 JSON)
+      pylock.<env>.toml               an environment's joint resolution (PEP 751; see
+                                      morgan.lockfiles); not a project, never listed
       server.py                       the copied server (not a project)
       morgan.ini                      the configuration (never served)
       <project>/                      PEP 503-normalized name
