@@ -128,7 +128,7 @@ class Mirrorer:
                 )
             elif self.options.prove:
                 self._write_locks(plans)
-                self._prove(plans)
+                self._prove(plans, source)
         except BaseException:
             self._cancel.set()  # interrupted: downloads stop, their parts stay for the next run
             raise
@@ -210,7 +210,6 @@ class Mirrorer:
                 else:
                     self.report.downloaded += 1
                     self.report.bytes_downloaded += result.size
-                    log.info("%s: downloaded (%d bytes)", filename, result.size)
             elif filename in chosen or isinstance(error, (UpstreamError, OSError)):
                 self._error(f"{filename}: {describe_failure(error)}")
             elif isinstance(error, DistributionError):
@@ -289,9 +288,13 @@ class Mirrorer:
         except (MorganError, OSError, ValueError) as error:
             self._error(f"cannot write the lock files: {describe_failure(error)}")
 
-    def _prove(self, plans: list[EnvironmentPlan]) -> None:
+    def _prove(self, plans: list[EnvironmentPlan], source: UpstreamSource) -> None:
         """Resolve every environment again from the tree alone, as its clients will."""
-        tree = TreeSource(self.options.index_path, self.options.selection.package_type_regex)
+        tree = TreeSource(
+            self.options.index_path,
+            self.options.selection.package_type_regex,
+            known=source.sdist_dependencies(),
+        )
         findings = Findings()
         for plan in plans:
             view = EnvironmentView(tree, plan.environment, findings)

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -300,6 +300,16 @@ class UpstreamSource:
             self._start_fetch(name, file, future)
         return future
 
+    def sdist_dependencies(self) -> dict[str, Dependencies]:
+        """The dependencies read this run from each sdist in the tree, by its sha256."""
+        known = {}
+        for _, future in self.fetches():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                fetched = future.result()
+                if not fetched.file.is_wheel:
+                    known[fetched.result.sha256] = fetched.dependencies
+        return known
+
     def fetches(self) -> list[tuple[str, Future[Fetched]]]:
         """Every file fetched (or being fetched) this run, by filename."""
         return self._downloads.items()
@@ -360,6 +370,8 @@ class UpstreamSource:
             self.progress.file_done(result.size, file.file.size)
             if result.reused:
                 self.progress.bytes_in_tree(result.size)
+            else:
+                log.info("%s: downloaded (%d bytes)", file.file.filename, result.size)
             return
         self.progress.file_failed(file.file.size)
         if isinstance(error, UpstreamError):
@@ -373,11 +385,19 @@ class TreeSource:
 
     Pages are the ``index.json`` the mirror wrote; dependencies come from each
     wheel's ``.metadata`` sidecar and each sdist's own files. Nothing is fetched.
+    ``known`` gives the dependencies already read this run from sdists by sha256:
+    the same bytes need not be unpacked twice.
     """
 
-    def __init__(self, index_path: Path, package_type_regex: str) -> None:
+    def __init__(
+        self,
+        index_path: Path,
+        package_type_regex: str,
+        known: Mapping[str, Dependencies] | None = None,
+    ) -> None:
         self.index_path = index_path
         self.package_type_regex = package_type_regex
+        self._known = dict(known or {})
         self._files: dict[NormalizedName, list[ReleaseFile]] = {}
         self._dependencies: dict[str, Dependencies] = {}
         self._lock = threading.Lock()
@@ -414,7 +434,9 @@ class TreeSource:
             except FileNotFoundError:
                 dependencies = parse_core_metadata(read_wheel_metadata(path, name), filename)
         else:
-            dependencies = read_sdist_dependencies(path)
+            sha256 = file.file.hashes.get(PREFERRED_HASH, "")
+            known = self._known.get(sha256)
+            dependencies = known if known is not None else read_sdist_dependencies(path)
         with self._lock:
             self._dependencies[filename] = dependencies
         return dependencies
