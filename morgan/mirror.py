@@ -40,7 +40,14 @@ from morgan.progress import REDRAW_INTERVAL, Progress
 from morgan.provider import EnvironmentView, Findings
 from morgan.resolve import ResolutionFailure
 from morgan.selection import SelectionOptions
-from morgan.sources import Fetched, FetchOptions, TreeSource, UpstreamSource, describe_failure
+from morgan.sources import (
+    SIDECAR_SUFFIXES,
+    Fetched,
+    FetchOptions,
+    TreeSource,
+    UpstreamSource,
+    describe_failure,
+)
 from morgan.state import folder_listing
 
 log = logging.getLogger(__name__)
@@ -117,7 +124,9 @@ class Mirrorer:
             chosen = self._chosen_files(plans)
             fetches = [source.fetch(name, file) for name, file in chosen]
             self._await(fetches, errors=False)
-            self._account(source, {file.file.filename for _, file in chosen})
+            chosen_names = {file.file.filename for _, file in chosen}
+            self._discard_unchosen(source, chosen_names)
+            self._account(source, chosen_names)
             self._summarize(plans, findings)
             self._write_pages(source, pool)
             missing = self._missing(source, chosen)
@@ -193,12 +202,34 @@ class Mirrorer:
                     chosen.setdefault(file.file.filename, (pin.name, file))
         return [chosen[filename] for filename in sorted(chosen)]
 
+    def _discard_unchosen(self, source: UpstreamSource, chosen: set[str]) -> None:
+        """Remove what this run downloaded only to read its dependencies.
+
+        A version the resolver tried and left is not part of any resolution: kept,
+        it would be offered to clients whose dependencies the tree may lack. (What
+        it depends on stays in the project's state, so the next run reads nothing.)
+        """
+        for filename, future in source.fetches():
+            if filename in chosen or not future.done() or future.cancelled():
+                continue
+            if future.exception() is None and not future.result().result.reused:
+                path = future.result().result.path
+                for leftover in (path, *(Path(f"{path}{s}") for s in SIDECAR_SUFFIXES)):
+                    leftover.unlink(missing_ok=True)
+                log.info("%s: read for its dependencies only; not kept", filename)
+
     def _account(self, source: UpstreamSource, chosen: set[str]) -> None:
         """Count what is in the tree; name every chosen file that failed."""
         for filename, future in source.fetches():
             if future.cancelled():
                 continue
             error = future.exception()
+            if (
+                filename not in chosen
+                and error is None
+                and not future.result().result.path.exists()
+            ):
+                continue  # read for its dependencies only
             if error is None:
                 fetched: Fetched = future.result()
                 result = fetched.result

@@ -44,7 +44,7 @@ from morgan.metadata import (
 from morgan.models import PREFERRED_HASH, DistributionFile, ProjectPage, ReleaseFile
 from morgan.progress import Progress
 from morgan.simple import parse_json_page
-from morgan.state import ProjectState, VerifiedFile
+from morgan.state import KnownDependencies, ProjectState, VerifiedFile
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +259,8 @@ class UpstreamSource:
         )
 
     def prefetch_dependencies(self, name: NormalizedName, file: ReleaseFile) -> None:
+        if self._known_dependencies(name, file) is not None:
+            return
         with contextlib.suppress(MorganError):
             if self._uses_metadata_file(name, file):
                 self._metadata_future(file)
@@ -266,6 +268,31 @@ class UpstreamSource:
                 self.fetch(name, file)
 
     def dependencies(self, name: NormalizedName, file: ReleaseFile) -> Dependencies:
+        """From this run's work, else the state's record, else PEP 658, else the file.
+
+        What is read is recorded in the project's state by the index's sha256 of
+        the file: a re-run backtracking over the same versions reads nothing.
+        """
+        known = self._known_dependencies(name, file)
+        if known is not None:
+            return known.dependencies(file.file.filename)
+        dependencies = self._read_dependencies(name, file)
+        sha256 = file.file.hashes.get(PREFERRED_HASH, "").lower()
+        if sha256:
+            self.state(name).dependencies[file.file.filename] = KnownDependencies.of(
+                sha256, dependencies
+            )
+        return dependencies
+
+    def _known_dependencies(
+        self, name: NormalizedName, file: ReleaseFile
+    ) -> KnownDependencies | None:
+        """The state's record of the file's dependencies, if it is of these very bytes."""
+        sha256 = file.file.hashes.get(PREFERRED_HASH, "").lower()
+        known = self.state(name).dependencies.get(file.file.filename)
+        return known if known is not None and sha256 and known.sha256 == sha256 else None
+
+    def _read_dependencies(self, name: NormalizedName, file: ReleaseFile) -> Dependencies:
         if self._uses_metadata_file(name, file) or file.file.filename in self._metadata:
             try:
                 return self._metadata_future(file).result()
@@ -349,8 +376,15 @@ class UpstreamSource:
             cancel=self.cancel,
             on_bytes=self.progress.bytes_received,
         )
+        # An sdist already in the tree whose dependencies the state knows is not unpacked.
+        known = None
+        if result.reused and not file.is_wheel and not self.options.verify:
+            known = self._known_dependencies(name, file)
         try:
-            dependencies = _read_dependencies(file, result, self.options.verify)
+            if known is not None and known.sha256 == result.sha256:
+                dependencies = known.dependencies(file.file.filename)
+            else:
+                dependencies = _read_dependencies(file, result, self.options.verify)
         except DistributionError:
             # verified, but unreadable (a bomb, a broken archive): not fit for the mirror
             for path in (result.path, *(Path(f"{result.path}{s}") for s in SIDECAR_SUFFIXES)):

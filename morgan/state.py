@@ -9,6 +9,9 @@ served; Morgan ignores it) with two things:
 * ``page``: the last project page the index sent, with its ``ETag`` and
   ``Last-Modified``, so the next run can ask "has it changed?" and, on
   ``304 Not Modified``, parse the copy instead of downloading it again.
+* ``dependencies``: what each distribution read by a resolution depends on, by
+  file name and the sha256 the index gave, so backtracking over it again costs
+  no request and no unpacking (a file read only for this is not kept).
 
 The file is a cache: if it is missing, unreadable or from another version,
 the run simply does the work again.
@@ -24,7 +27,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
+
 from morgan.layout import atomic_write, is_distribution
+from morgan.metadata import Dependencies, parse_requirement
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +79,47 @@ class CachedPage:
         return headers
 
 
+@dataclass(frozen=True)
+class KnownDependencies:
+    """What one distribution (named by the index's sha256 of it) depends on, as text."""
+
+    sha256: str
+    requires: tuple[str, ...] = ()
+    build_requires: tuple[str, ...] = ()
+    extras: tuple[str, ...] = ()
+    requires_python: str | None = None
+
+    @classmethod
+    def of(cls, sha256: str, dependencies: Dependencies) -> KnownDependencies:
+        return cls(
+            sha256=sha256,
+            requires=tuple(str(r) for r in dependencies.requires),
+            build_requires=tuple(str(r) for r in dependencies.build_requires),
+            extras=tuple(sorted(dependencies.extras)),
+            requires_python=dependencies.requires_python,
+        )
+
+    def dependencies(self, source: str) -> Dependencies:
+        """The dependencies again (each requirement checked as when first read)."""
+        return Dependencies(
+            requires=tuple(parse_requirement(r, source) for r in self.requires),
+            build_requires=tuple(parse_requirement(r, source) for r in self.build_requires),
+            extras=frozenset(canonicalize_name(e) for e in self.extras),
+            requires_python=self.requires_python,
+        )
+
+
 @dataclass
 class ProjectState:
     verified: dict[str, VerifiedFile] = field(default_factory=dict)
     page: CachedPage | None = None
     #: The folder's listing (see ``folder_listing``) right after its pages were written.
     listing: str | None = None
+    dependencies: dict[str, KnownDependencies] = field(default_factory=dict)
     _saved: tuple[Any, ...] | None = field(default=None, repr=False, compare=False)
 
     def _key(self) -> tuple[Any, ...]:
-        return (dict(self.verified), self.page, self.listing)
+        return (dict(self.verified), self.page, self.listing, dict(self.dependencies))
 
     @classmethod
     def load(cls, folder: Path) -> ProjectState:
@@ -98,12 +135,22 @@ class ProjectState:
             listing = data.get("listing")
             if not isinstance(listing, (str, type(None))):
                 raise TypeError("listing is not a string")
+            dependencies = {
+                name: KnownDependencies(
+                    sha256=str(record["sha256"]),
+                    requires=tuple(map(str, record.get("requires", ()))),
+                    build_requires=tuple(map(str, record.get("build_requires", ()))),
+                    extras=tuple(map(str, record.get("extras", ()))),
+                    requires_python=_optional_string(record.get("requires_python")),
+                )
+                for name, record in data.get("dependencies", {}).items()
+            }
         except FileNotFoundError:
             return cls()
-        except (OSError, ValueError, TypeError, AttributeError) as error:
+        except (OSError, ValueError, TypeError, AttributeError, KeyError) as error:
             log.debug("%s: ignoring unreadable %s (%s)", folder.name, STATE_FILE, error)
             return cls()
-        state = cls(verified=verified, page=page, listing=listing)
+        state = cls(verified=verified, page=page, listing=listing, dependencies=dependencies)
         state._saved = state._key()
         return state
 
@@ -117,11 +164,18 @@ class ProjectState:
             "verified": {name: asdict(known[name]) for name in sorted(known)},
             "page": asdict(self.page) if self.page else None,
             "listing": self.listing,
+            "dependencies": {
+                name: asdict(self.dependencies[name]) for name in sorted(self.dependencies)
+            },
         }
         data = (json.dumps(document, indent=1, sort_keys=True) + "\n").encode("utf-8")
         written = atomic_write(folder / STATE_FILE, data)
         self._saved = self._key()
         return written
+
+
+def _optional_string(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def folder_listing(folder: Path) -> str:

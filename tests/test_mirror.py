@@ -563,3 +563,28 @@ def test_a_known_page_that_fails_counts_only_if_still_needed(
     result = mirror(run_morgan, upstream, index, "keep =\ngone =", environments=environments)
     assert result.code == 1
     assert result.err.count("project 'gone' is not on the index") == 1
+
+
+def test_a_version_tried_and_left_is_not_kept_and_not_read_again(
+    run_morgan, upstream: FixtureIndex, tmp_path: Path
+) -> None:
+    """app 2.0 needs a project the index lacks: the resolver reads it, backtracks to 1.0,
+    and the tree holds only what a resolution picked. Its dependencies stay in the
+    project's state, so the re-run neither downloads nor asks for its metadata."""
+    dists = tmp_path / "dists"
+    upstream.add(build_wheel(dists, "app", "2.0", requires=["ghost"]))
+    upstream.add(build_wheel(dists, "app", "1.0"))
+    index = tmp_path / "index"
+    environments = {"linux": ENVIRONMENTS["linux312"]}
+    result = mirror(run_morgan, upstream, index, "app =", environments=environments)
+    assert result.code == 0, result
+    assert files_in(index, "app") == {"app-1.0-py3-none-any.whl"}
+    listed = json.loads((index / "app" / "index.json").read_text())["files"]
+    assert [f["filename"] for f in listed] == ["app-1.0-py3-none-any.whl"]
+    assert not list((index / "app").glob("app-2.0*"))
+
+    upstream.requests.clear()
+    again = mirror(run_morgan, upstream, index, "app =", environments=environments)
+    assert again.code == 0, again
+    assert not [r for r in upstream.requests if "app-2.0" in r]
+    assert files_in(index, "app") == {"app-1.0-py3-none-any.whl"}
