@@ -120,6 +120,7 @@ class IndexClient:
             connect=retries,
             read=retries,
             status=retries,
+            other=retries,  # TLS handshakes and proxies refusing a tunnel: bounded too
             backoff_factor=self.backoff,
             status_forcelist=RETRY_STATUSES,
             allowed_methods=frozenset({"GET", "HEAD"}),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import threading
@@ -533,3 +534,32 @@ def test_no_proxy_hosts_are_reached_directly(
     finally:
         client.close()
     assert [path for path, _ in recorder.seen] == ["/simple/demo/"]
+
+
+def test_a_proxy_refusing_the_tunnel_is_a_bounded_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """urllib3 counts such failures as 'other' errors: they must have a budget too, or the
+    request is retried until Python's recursion limit."""
+    refusals = []
+    with socket.create_server(("127.0.0.1", 0)) as proxy:
+        proxy.settimeout(10)
+
+        def refuse() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    connection, _ = proxy.accept()
+                    with connection:
+                        connection.recv(4096)
+                        refusals.append(1)
+                        connection.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+
+        thread = threading.Thread(target=refuse, daemon=True)
+        thread.start()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        client = client_for("https://index.invalid/simple/", attempts=1)
+        try:
+            with pytest.raises(UpstreamError) as caught:
+                client.get_project_page("demo")
+        finally:
+            client.close()
+    assert "\n" not in str(caught.value)
+    assert 1 <= len(refusals) <= 10
