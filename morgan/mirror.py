@@ -63,8 +63,6 @@ class MirrorOptions:
     progress: Progress | None = None
     #: Called on the run's thread several times a second (to redraw a progress line).
     on_tick: Callable[[], None] | None = None
-    #: Write ``pylock.<env>.toml`` files and prove the tree (off only for tests of the walk).
-    prove: bool = True
 
 
 @dataclass
@@ -135,7 +133,7 @@ class Mirrorer:
                     f"lock files not written and the tree not proven: {missing} files are "
                     "missing (named above); run again to finish"
                 )
-            elif self.options.prove:
+            else:
                 self._write_locks(plans)
                 self._prove(plans, source)
         except BaseException:
@@ -180,7 +178,19 @@ class Mirrorer:
         if not lines:
             log.info("%s: no requirement applies", env.name)
         view = EnvironmentView(source, env, findings)
-        return plan_environment(view, lines, self.options.selection)
+        try:
+            return plan_environment(view, lines, self.options.selection)
+        except (MorganError, OSError) as error:
+            failed = EnvironmentPlan(environment=env)
+            failed.errors.append(f"{env.name}: {describe_failure(error)}")
+            return failed
+        except Exception as error:  # a bug must not lose the other environments
+            if self._cancel.is_set():
+                raise
+            log.debug("unexpected error", exc_info=True)
+            failed = EnvironmentPlan(environment=env)
+            failed.errors.append(f"{env.name}: unexpected error: {error!r}; please report it")
+            return failed
 
     def _chosen_files(
         self, plans: list[EnvironmentPlan]

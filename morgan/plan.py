@@ -127,22 +127,12 @@ def joint_tasks(
     return tasks
 
 
-def line_tasks(
-    view: EnvironmentView, lines: Sequence[ProjectRequirement], options: SelectionOptions
-) -> list[Task]:
-    """Each line alone; with ``-a``, each version it admits, alone."""
+def all_versions_tasks(view: EnvironmentView, line: ProjectRequirement) -> list[Task]:
+    """For ``-a``: every version the line admits, each alone."""
     tasks = []
-    for line in dict.fromkeys(lines):
-        tasks.append(Task(line_label(line), (line,)))
-        if not options.all_versions:
-            continue
-        for release in allowed_releases(
-            view.releases(line.name, wheels_only=False), line.specifier
-        ):
-            pinned = ProjectRequirement(
-                line.name, line.extras, SpecifierSet(f"=={release.version}")
-            )
-            tasks.append(Task(f"'{pinned}' (all versions of '{line}')", (pinned,)))
+    for release in allowed_releases(view.releases(line.name, wheels_only=False), line.specifier):
+        pinned = ProjectRequirement(line.name, line.extras, SpecifierSet(f"=={release.version}"))
+        tasks.append(Task(f"'{pinned}' (all versions of '{line}')", (pinned,)))
     return tasks
 
 
@@ -153,35 +143,40 @@ def plan_environment(
     plan = EnvironmentPlan(environment=view.environment)
     env = view.environment.name
 
-    def attempt(task: Task, *, proven: bool, failure_is_error: bool = True) -> Resolution | None:
+    def attempt(task: Task, *, failure_is_error: bool = True) -> Resolution | None:
         try:
             resolution = resolve(view, task)
         except ResolutionFailure as failure:
             (plan.errors if failure_is_error else plan.warnings).append(failure)
             return None
         plan.resolutions.append(resolution)
-        if proven:
-            plan.proven_tasks.append(task)
+        plan.proven_tasks.append(task)
         return resolution
 
     if not lines:
         return plan
     # Each line alone first: a line that cannot be installed even alone is one error,
     # and the joint resolution is then that of the other lines.
-    defaults = []
+    defaults: list[Resolution] = []
     failed: set[ProjectRequirement] = set()
-    for task in line_tasks(view, lines, options):
-        first = len(task.requirements) == 1 and task.label == line_label(task.requirements[0])
-        resolution = attempt(task, proven=True, failure_is_error=first)
-        if resolution is not None:
-            defaults.append(resolution)
-        elif first:
-            failed.add(task.requirements[0])
+    for line in dict.fromkeys(lines):
+        resolution = attempt(Task(line_label(line), (line,)))
+        if resolution is None:
+            failed.add(line)
+            continue
+        defaults.append(resolution)
+        if options.all_versions:  # an old version that cannot be installed is only noted
+            for task in all_versions_tasks(view, line):
+                found = attempt(task, failure_is_error=False)
+                defaults.extend([found] if found else [])
     rest = [line for line in lines if line not in failed]
     if rest:
         for task in joint_tasks(view, rest, left_out=len(rest) < len(lines)):
             same = [r for r in defaults if set(r.task.requirements) == set(task.requirements)]
-            resolution = same[0] if same else attempt(task, proven=True)
+            if same:  # one line: its joint resolution is the line's own
+                plan.joint.append(same[0])
+                continue
+            resolution = attempt(task)
             if resolution is not None:
                 plan.joint.append(resolution)
                 defaults.append(resolution)
@@ -197,7 +192,7 @@ def plan_environment(
         except ResolutionFailure as failure:
             plan.no_wheel.append(str(failure))
     _plan_builds(view, plan)
-    log.info("%s: %d resolutions, %d versions", env, len(plan.resolutions), len(plan.pins()))
+    log.debug("%s: %d resolutions, %d versions", env, len(plan.resolutions), len(plan.pins()))
     return plan
 
 

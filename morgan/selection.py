@@ -43,16 +43,16 @@ class Choice:
     metadata_source: ReleaseFile
 
 
-def candidates(page: ProjectPage, package_type_regex: str) -> list[ReleaseFile]:
+def release_files(page: ProjectPage, package_type_regex: str) -> list[ReleaseFile]:
     """The page's files that are wheels or sdists of this project, newest first."""
     pattern = re.compile(rf"\.{package_type_regex}$")
     found = []
     for file in page.files:
         if not pattern.search(file.filename):
             continue
-        candidate = ReleaseFile.from_file(file, page.name)
-        if candidate is not None:
-            found.append(candidate)
+        release_file = ReleaseFile.from_file(file, page.name)
+        if release_file is not None:
+            found.append(release_file)
     found.sort(key=lambda c: c.version, reverse=True)
     return found
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
@@ -41,8 +40,9 @@ from morgan.metadata import (
     read_sdist_dependencies,
     read_wheel_metadata,
 )
-from morgan.models import PREFERRED_HASH, DistributionFile, ProjectPage, ReleaseFile
+from morgan.models import PREFERRED_HASH, DistributionFile, ReleaseFile
 from morgan.progress import Progress
+from morgan.selection import release_files
 from morgan.simple import parse_json_page
 from morgan.state import KnownDependencies, ProjectState, VerifiedFile
 
@@ -76,20 +76,6 @@ class ProjectSource(Protocol):
 
     def prefetch_dependencies(self, name: NormalizedName, file: ReleaseFile) -> None:
         """A hint: this file's dependencies will probably be asked for soon."""
-
-
-def release_files(page: ProjectPage, package_type_regex: str) -> list[ReleaseFile]:
-    """The page's files that are wheels or sdists of this project, newest first."""
-    pattern = re.compile(rf"\.{package_type_regex}$")
-    found = []
-    for file in page.files:
-        if not pattern.search(file.filename):
-            continue
-        release_file = ReleaseFile.from_file(file, page.name)
-        if release_file is not None:
-            found.append(release_file)
-    found.sort(key=lambda c: c.version, reverse=True)
-    return found
 
 
 class Memo(Generic[K, V]):

@@ -89,6 +89,9 @@ def test_uv_compiles_everything_for_each_environment(
     command = [
         uv_binary(), "pip", "compile", str(requirements), "--no-config", "--no-cache",
         "--index-url", mirrored_tree.as_uri() + "/", *UV_TARGETS[environment],
+        # any interpreter will do (--python-version is the target); without one uv
+        # searches the machine for a matching Python, which is slow behind pyenv shims
+        "--python", sys.executable,
         "--no-header", "--quiet",
     ]  # fmt: skip
     result = subprocess.run(

@@ -14,10 +14,10 @@ from morgan.models import DistributionFile, ProjectPage, ReleaseFile
 from morgan.selection import (
     Choice,
     SelectionOptions,
-    candidates,
     choose,
     describe,
     is_exact_pin,
+    release_files,
 )
 
 PAGE_URL = "https://index.example/simple/demo/"
@@ -48,7 +48,9 @@ def dist(filename: str, **facts: Any) -> DistributionFile:
 
 def page(*files: DistributionFile | str) -> list[ReleaseFile]:
     entries = tuple(dist(f) if isinstance(f, str) else f for f in files)
-    return candidates(ProjectPage(name="demo", url=PAGE_URL, files=entries), r"(whl|zip|tar\.gz)")
+    return release_files(
+        ProjectPage(name="demo", url=PAGE_URL, files=entries), r"(whl|zip|tar\.gz)"
+    )
 
 
 def pick(
@@ -350,14 +352,14 @@ def test_package_type_regex(regex: str, expected: list[str]) -> None:
             "demo-1.0.tar.bz2",
         )
     )
-    found = candidates(ProjectPage(name="demo", url=PAGE_URL, files=files), regex)
+    found = release_files(ProjectPage(name="demo", url=PAGE_URL, files=files), regex)
     (choice,) = pick(found, "demo", options=SelectionOptions(package_type_regex=regex))
     assert filenames(choice) == expected
 
 
 def test_package_type_regex_without_wheels_falls_to_older_version_with_an_sdist() -> None:
     files = (dist("demo-2.0-py3-none-any.whl"), dist("demo-1.0.tar.gz"))
-    found = candidates(ProjectPage(name="demo", url=PAGE_URL, files=files), r"tar\.gz")
+    found = release_files(ProjectPage(name="demo", url=PAGE_URL, files=files), r"tar\.gz")
     assert versions(pick(found, "demo")) == ["1.0"]
 
 
