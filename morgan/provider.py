@@ -195,6 +195,14 @@ class EnvironmentView:
             log.info("%s: dependencies unknown (%s)", file.file.filename, describe_failure(error))
             return []
         source = f"{file.file.filename} (for {self.environment.name})"
+        if not self.environment.allows_python(dependencies.requires_python):
+            # The page did not say (HTML pages often don't); the metadata does, and pip
+            # checks it before installing: the version does not fit this environment.
+            raise DistributionError(
+                file.file.filename,
+                f"its metadata requires Python {dependencies.requires_python}, "
+                f"not {self.environment.python_version}",
+            )
         for extra in sorted(candidate.extras - dependencies.extras):
             with self.findings.lock:
                 self.findings.missing_extras.add((candidate.name, str(candidate.version), extra))

@@ -413,3 +413,12 @@ def test_the_proof_fails_when_the_tree_lacks_what_a_task_needs() -> None:
     assert errors
     assert all(e.startswith("the mirror does not install what it should: linux: ") for e in errors)
     assert prove(view_of(flask_like()), result) == []
+
+
+def test_requires_python_from_the_metadata_counts_when_the_page_has_none() -> None:
+    index = MemoryIndex().add("lib-1.0-py3-none-any.whl").add("lib-2.0-py3-none-any.whl")
+    index.projects["lib"]["lib-2.0-py3-none-any.whl"] = Dependencies(requires_python=">=3.10")
+    view = view_of(index, OLD)
+    assert resolve(view, Task("t", requirements("lib"))).pins["lib"].version.public == "1.0"
+    assert "requires Python >=3.10, not 3.9.18" in view.findings.refused[("lib", "2.0")]
+    assert pins(index, "lib", env=LINUX) == {"lib": "2.0"}
