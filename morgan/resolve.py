@@ -93,6 +93,7 @@ def _causes(
     """The conflict chain, parents' requirements first, then why a project has no version."""
     said: list[str] = []
     stated: list[str] = []
+    reasons: list[str] = []
     for info in error.causes:
         requirement: ProjectRequirement = info.requirement
         parent: Candidate | None = info.parent
@@ -100,9 +101,6 @@ def _causes(
             stated.append(f"{task.stated_by} say {requirement}")
         else:
             said.append(f"{parent.name} {parent.version} depends on {requirement}")
-    reasons = []
-    for info in error.causes:
-        requirement = info.requirement
         reason = _why_no_version(view, task, requirement)
         if reason:
             reasons.append(reason)
@@ -115,8 +113,7 @@ def _why_no_version(
     """Why nothing satisfies ``requirement`` alone here, or None if something does."""
     found = view.releases(requirement.name, wheels_only=task.wheels_only)
     if allowed_releases(found, requirement.specifier):
-        refused = _refused(view, requirement)
-        return f"{refused}" if refused else None
+        return _refused(view, requirement)
     with view.findings.lock:
         page_error = view.findings.page_errors.get(requirement.name)
         not_found = view.findings.not_found.get(requirement.name)
