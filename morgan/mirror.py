@@ -311,13 +311,16 @@ class Mirrorer:
             return
         _remove_leftovers(folder, source.resumable)
         state = source.state(name)
-        touched = name in self.report.projects or bool(source.known_files(name))
+        known = source.known_files(name)
+        if known:  # what the index no longer lists need not be remembered
+            state.dependencies = {f: d for f, d in state.dependencies.items() if f in known}
+        touched = name in self.report.projects or bool(known)
         if touched and not (
             source.page_unchanged(name)
             and state.listing == folder_listing(folder)
             and (folder / PAGE_JSON).is_file()
         ):
-            write_project_pages(folder, source.known_files(name))
+            write_project_pages(folder, known)
             state.listing = folder_listing(folder)
         state.save(folder)
 
