@@ -7,8 +7,10 @@ requirements that conflict) and says them the way pip does:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName
@@ -18,8 +20,24 @@ from morgan.errors import MorganError
 from morgan.provider import Candidate, EnvironmentView, MirrorProvider, ProjectRequirement
 from morgan.selection import allowed_releases, why_nothing
 
-#: resolvelib's budget of rounds for one resolution (pip uses 200,000).
-MAX_ROUNDS = 200_000
+#: resolvelib's budget of rounds for one resolution. pip allows 200,000, which on a
+#: set with no solution means hours; real sets resolve in a few hundred.
+MAX_ROUNDS = 10_000
+#: How many of the conflicts met most often a give-up message names.
+NAMED_CONFLICTS = 3
+
+
+class _ConflictCounter(BaseReporter):  # type: ignore[type-arg]
+    """Counts the requirements that rejected candidates: what to name when giving up."""
+
+    def __init__(self) -> None:
+        self.conflicts: Counter[str] = Counter()
+
+    def rejecting_candidate(self, criterion: Any, candidate: Any) -> None:
+        for info in criterion.information:
+            parent = info.parent
+            who = f"{parent.name} {parent.version} depends on" if parent else "the requirements say"
+            self.conflicts[f"{who} {info.requirement}"] += 1
 
 
 @dataclass(frozen=True)
@@ -66,8 +84,9 @@ class ResolutionFailure(MorganError):
 
 def resolve(view: EnvironmentView, task: Task) -> Resolution:
     """Resolve a task as the environment's installer would; ResolutionFailure if it cannot."""
+    reporter = _ConflictCounter()
     resolver: Resolver = Resolver(  # type: ignore[type-arg]
-        MirrorProvider(view, wheels_only=task.wheels_only), BaseReporter()
+        MirrorProvider(view, wheels_only=task.wheels_only), reporter
     )
     name = view.environment.name
     for requirement in task.requirements:  # their pages, and their newest metadata, at once
@@ -77,8 +96,9 @@ def resolve(view: EnvironmentView, task: Task) -> Resolution:
     except ResolutionImpossible as error:
         raise ResolutionFailure(name, task.label, _causes(view, task, error)) from None
     except ResolutionTooDeep:
-        reason = f"no solution found in {MAX_ROUNDS} rounds of backtracking"
-        raise ResolutionFailure(name, task.label, (reason,)) from None
+        reason = f"gave up after {MAX_ROUNDS} rounds of backtracking, most often over these"
+        named = [text for text, _ in reporter.conflicts.most_common(NAMED_CONFLICTS)]
+        raise ResolutionFailure(name, task.label, (reason, *named)) from None
     pins = {
         candidate.name: candidate for candidate in result.mapping.values() if not candidate.extras
     }

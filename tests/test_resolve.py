@@ -14,6 +14,7 @@ from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 from support import ENVIRONMENTS
 
+from morgan import resolve as resolve_module
 from morgan.environments import Environment
 from morgan.errors import DistributionError, ProjectNotFoundError, UpstreamError
 from morgan.metadata import Dependencies
@@ -422,3 +423,12 @@ def test_requires_python_from_the_metadata_counts_when_the_page_has_none() -> No
     assert resolve(view, Task("t", requirements("lib"))).pins["lib"].version.public == "1.0"
     assert "requires Python >=3.10, not 3.9.18" in view.findings.refused[("lib", "2.0")]
     assert pins(index, "lib", env=LINUX) == {"lib": "2.0"}
+
+
+def test_a_search_too_long_gives_up_naming_the_conflicts_met_most(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(resolve_module, "MAX_ROUNDS", 3)
+    error = failure(flask_like(), "flask", "werkzeug<2")
+    assert error.causes[0] == "gave up after 3 rounds of backtracking, most often over these"
+    assert "flask 3.0 depends on werkzeug>=3" in error.causes[1:]
