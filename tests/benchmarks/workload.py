@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 #: Bump when the generated upstream changes, so cached trees are rebuilt.
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 
 MB = 1024 * 1024
 
@@ -460,27 +460,32 @@ def _files(rng: random.Random, project: Project, release: Release, scale: Scale)
 
 
 def _spec(rng: random.Random, target: Project) -> str:
-    """A version specifier on ``target`` that some release every environment runs meets."""
+    """A version specifier on ``target`` that some release every environment runs meets.
+
+    All the specifiers ever made for one target hold together (the newest safe release
+    below the highest major meets every one of them), so the joint resolution of the
+    whole graph has a solution, though caps make the resolver backtrack to find it.
+    """
     safe = target.safe_releases()
     if not safe:
         return ""
     roll = rng.random()
-    oldest, newest_safe = safe[0].version, safe[-1].version
+    oldest, newest = safe[0], safe[-1]
     majors = {int(r.version.split(".")[0]) for r in safe}
+    below = [r for r in safe if int(r.version.split(".")[0]) < max(majors)] or safe
+    keep = below[-1]  # meets every specifier below
     if roll < 0.3:
         return ""
     if roll < 0.65:
-        return f">={oldest}"
-    if roll < 0.8:
-        return f">={rng.choice(safe).version}"
+        return f">={oldest.version}"
     if roll < 0.88:
-        major, minor = newest_safe.split(".")[:2]
-        return f"~={major}.{minor}"
+        return f">={rng.choice(below).version}"
     if roll < 0.94 and len(majors) > 1:
         return f"<{max(majors)}"  # a cap: an older release is mirrored too
-    if len(safe) > 1:
-        return f">={oldest},!={safe[-2].version}" if safe[-2] is not safe[0] else f">={oldest}"
-    return f">={oldest}"
+    excludable = [r for r in safe if r is not keep and r is not newest and r is not oldest]
+    if excludable:
+        return f">={oldest.version},!={rng.choice(excludable).version}"
+    return f">={oldest.version}"
 
 
 def _wire(rng: random.Random, by_level: list[list[Project]], orphans: list[Project]) -> None:
