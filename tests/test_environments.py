@@ -7,12 +7,17 @@ import sysconfig
 import pytest
 from packaging import tags as tagslib
 from packaging.markers import Marker
+from packaging.specifiers import SpecifierSet
 from packaging.tags import Tag, parse_tag
+from packaging.version import Version
 
 from morgan.environments import (
+    TAG_KEYS,
     Environment,
+    mac_platforms,
     manylinux_platforms,
     musllinux_platforms,
+    pip_understands,
     platform_level,
 )
 from morgan.errors import ConfigError, DistributionError
@@ -398,7 +403,6 @@ REQUIRES_PYTHON = [
     ("3.12", None, ">=3.8,!=3.12.*", False),
     ("3.12", None, ">=3.12.1", False),
     ("3.12", "3.12.7", ">=3.12.1", True),
-    ("3.12", "3.12.0rc1", ">=3.12", False),
     ("3.13", "3.13.0rc2", ">=3.13.0rc1", True),
     ("2.7", None, ">=2.7,!=3.0.*,!=3.1.*", True),
     # invalid specifiers are ignored, as pip does
@@ -610,6 +614,12 @@ ERRORS = [
     ({**LINUX_312, "glibc_version": "2.99999999"}, "glibc_version", "MAJOR.MINOR level"),
     ({**LINUX_312, "glibc_version": "2." + "9" * 5000}, "glibc_version", "MAJOR.MINOR level"),
     ({"python_version": "3.12", "platform_tag": "musllinux_x86_64"}, "platform_tag", "musl level"),
+    # a platform_tag that is no platform is a Morgan 0.15 regular expression: it must compile
+    ({**LINUX_312, "platform_tag": "manylinux(["}, "platform_tag", "regular expression"),
+    ({**LINUX_312, "platform_tag": "win_amd64|*"}, "platform_tag", "regular expression"),
+    ({**LINUX_312, "pip_version": "eighteen"}, "pip_version", "'eighteen' is not a pip version"),
+    ({**LINUX_312, "pip_version": "18.1.x"}, "pip_version", "e.g. 18.1"),
+    ({**LINUX_312, "pip_version": "1" * 5000}, "pip_version", "is not a pip version"),
 ]
 
 
@@ -710,3 +720,557 @@ def test_musllinux_platforms() -> None:
         "musllinux_1_0_aarch64",
     ]
     assert list(musllinux_platforms("x86_64", (2, 0))) == []
+
+
+# -- Morgan 0.15's platform_tag: a regular expression ------------------------------------------
+
+WINDOWS = {"python_version": "3.12", "sys_platform": "win32", "platform_machine": "AMD64"}
+LINUX_PATTERN = {**LINUX_312, "platform_tag": "manylinux.*_x86_64"}
+ANY_MANYLINUX = {"python_version": "3.12", "platform_tag": "manylinux.*_x86_64"}
+ANY_AARCH64 = {"python_version": "3.12", "sys_platform": "linux", "platform_tag": ".*_aarch64"}
+ANY_MAC_ARM = {
+    "python_version": "3.12",
+    "sys_platform": "darwin",
+    "platform_tag": r"macosx_1\d_0_arm64",
+}
+MUSL_PATTERN = {**LINUX_312, "platform_tag": r"musllinux_1_\d_x86_64"}
+EITHER_LIBC = {**LINUX_312, "platform_tag": r"(many|musl)linux.*_x86_64"}
+
+PLATFORM_PATTERNS = [
+    # the examples of Morgan 0.15 configs: fully matched against the wheel's platform tag,
+    # among the tags the other keys allow (an AMD64 Windows takes no win32 wheel)
+    (WINDOWS | {"platform_tag": "win_amd64|win32"}, "cp312-cp312-win_amd64", True),
+    (WINDOWS | {"platform_tag": "win_amd64|win32"}, "cp312-cp312-win32", False),
+    (WINDOWS | {"platform_tag": "win_amd64|win32"}, "py3-none-any", True),
+    # no machine: every Windows platform tag is a candidate
+    ({"python_version": "3.12", "platform_tag": "win_amd64|win32"}, "cp312-cp312-win32", True),
+    ({"python_version": "3.12", "platform_tag": "win_amd64|win32"}, "cp312-cp312-win_amd64", True),
+    ({"python_version": "3.12", "platform_tag": "win_amd64|win32"}, "cp312-cp312-win_arm64", False),
+    (LINUX_PATTERN, "cp312-cp312-manylinux_2_17_x86_64", True),
+    (LINUX_PATTERN, "cp312-cp312-manylinux2014_x86_64", True),
+    (LINUX_PATTERN, "cp312-cp312-manylinux1_x86_64", True),
+    (LINUX_PATTERN, "cp312-cp312-manylinux_2_39_x86_64", True),
+    (LINUX_PATTERN, "cp312-cp312-linux_x86_64", False),  # fullmatch: "manylinux" is required
+    (LINUX_PATTERN, "cp312-cp312-musllinux_1_2_x86_64", False),
+    (LINUX_PATTERN, "cp312-cp312-manylinux_2_17_aarch64", False),
+    (LINUX_PATTERN, "py3-none-any", True),
+    # interpreter and ABI rules still hold
+    (LINUX_PATTERN, "cp311-cp311-manylinux_2_17_x86_64", False),
+    (LINUX_PATTERN, "cp39-abi3-manylinux_2_17_x86_64", True),
+    # the levels stated still hold
+    (LINUX_PATTERN | {"glibc_version": "2.17"}, "cp312-cp312-manylinux_2_28_x86_64", False),
+    (LINUX_PATTERN | {"glibc_version": "2.17"}, "cp312-cp312-manylinux2010_x86_64", True),
+    # the system comes from the pattern when no key names it; the architectures of that
+    # system are the candidates when no machine is stated
+    (ANY_MANYLINUX, "cp312-cp312-manylinux_2_28_x86_64", True),
+    (ANY_MANYLINUX, "cp312-cp312-win_amd64", False),
+    (ANY_AARCH64, "cp312-cp312-manylinux_2_17_aarch64", True),
+    (ANY_AARCH64, "cp312-cp312-manylinux_2_17_x86_64", False),
+    (ANY_AARCH64, "cp312-cp312-linux_aarch64", True),
+    (ANY_MAC_ARM, "cp312-cp312-macosx_14_0_arm64", True),
+    (ANY_MAC_ARM, "cp312-cp312-macosx_14_0_x86_64", False),
+    # musllinux only when the pattern matches no manylinux tag (or musl_version says so)
+    (MUSL_PATTERN, "cp312-cp312-musllinux_1_1_x86_64", True),
+    (MUSL_PATTERN, "cp312-cp312-manylinux_2_17_x86_64", False),
+    (EITHER_LIBC, "cp312-cp312-manylinux_2_17_x86_64", True),
+    (EITHER_LIBC, "cp312-cp312-musllinux_1_1_x86_64", False),
+    (EITHER_LIBC | {"musl_version": "1.2"}, "cp312-cp312-musllinux_1_1_x86_64", True),
+    # Morgan 0.15's own test config: "manylinux" fully matches no tag, so pure wheels only
+    (LINUX_312 | {"platform_tag": "manylinux"}, "cp312-cp312-manylinux_2_17_x86_64", False),
+    (LINUX_312 | {"platform_tag": "manylinux"}, "py3-none-any", True),
+    # a pattern for another system than the markers selects nothing of it
+    (LINUX_312 | {"platform_tag": "win_amd64|win32"}, "cp312-cp312-win_amd64", False),
+    # with pip_version, only the tags that pip knows
+    (LINUX_PATTERN | {"pip_version": "18.1"}, "cp312-cp312-manylinux2014_x86_64", False),
+    (LINUX_PATTERN | {"pip_version": "18.1"}, "cp312-cp312-manylinux1_x86_64", True),
+]
+
+
+@pytest.mark.parametrize(("keys", "wheel", "accepted"), PLATFORM_PATTERNS)
+def test_platform_tag_pattern(keys: dict[str, str], wheel: str, accepted: bool) -> None:
+    assert (rank(env(**keys), wheel) is not None) is accepted
+
+
+PLATFORM_TAG_READINGS = [
+    # what platform_tag is a platform: a wheel platform tag or sysconfig.get_platform()
+    ("linux-x86_64", False),
+    ("linux_i686", False),
+    ("manylinux_2_28_x86_64", False),
+    ("manylinux2014_aarch64", False),
+    ("musllinux_1_2_x86_64", False),
+    ("win32", False),
+    ("win-amd64", False),
+    ("win_arm64", False),
+    ("macosx-11.0-arm64", False),
+    ("macosx-10.9-universal2", False),
+    ("freebsd-14.1-RELEASE-amd64", False),
+    # anything else is a Morgan 0.15 pattern
+    ("win_amd64|win32", True),
+    ("manylinux.*_x86_64", True),
+    ("manylinux", True),
+    ("linux", True),
+    ("macosx_x86_64", True),
+    (".*", True),
+]
+
+
+@pytest.mark.parametrize(("value", "pattern"), PLATFORM_TAG_READINGS)
+def test_which_platform_tag_is_a_pattern(
+    value: str, pattern: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="morgan.environments"):
+        env(python_version="3.12", platform_tag=value)
+    warned = [r.getMessage() for r in caplog.records if "regular expression" in r.getMessage()]
+    assert bool(warned) is pattern
+
+
+def test_platform_tag_pattern_warns_and_suggests_the_explicit_keys(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="morgan.environments"):
+        env(**LINUX_PATTERN)
+    (record,) = caplog.records
+    message = record.getMessage()
+    assert record.levelname == "WARNING"
+    assert message.startswith("conf/morgan.ini: [env.test] platform_tag = manylinux.*_x86_64 ")
+    assert "Morgan 0.15" in message and "regular expression" in message
+    assert "manylinux_2_60_x86_64" in message  # what it selects
+    for key in (
+        "sys_platform",
+        "platform_machine",
+        "glibc_version",
+        "musl_version",
+        "macos_version",
+    ):
+        assert key in message
+
+
+def test_platform_tag_pattern_that_selects_nothing_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="morgan.environments"):
+        environment = env(**LINUX_312, platform_tag="manylinux")
+    assert {tag.platform for tag in environment.tags} == {"any"}
+    assert "no platform tag, so only pure-Python wheels" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("pattern", "sys_platform"),
+    [
+        ("win_amd64|win32", "win32"),
+        ("manylinux.*_x86_64", "linux"),
+        (r"macosx_1\d_0_arm64", "darwin"),
+        ("(win32|manylinux1_x86_64)", ""),  # two systems: not decided
+        ("nothing", ""),
+    ],
+)
+def test_platform_tag_pattern_names_the_system(pattern: str, sys_platform: str) -> None:
+    assert env(python_version="3.12", platform_tag=pattern).markers["sys_platform"] == sys_platform
+
+
+def test_platform_tag_pattern_keeps_pips_order() -> None:
+    """The matched tags keep their place in pip's order: the newest fitting level first."""
+    environment = env(**LINUX_PATTERN, glibc_version="2.28")
+    wheels = ["cp312-cp312-manylinux_2_17_x86_64", "cp312-cp312-manylinux_2_28_x86_64"]
+    assert best(environment, wheels) == "cp312-cp312-manylinux_2_28_x86_64"
+    unknown = env(**LINUX_PATTERN)
+    assert unknown.level_unknown
+    assert best(unknown, wheels) == "cp312-cp312-manylinux_2_17_x86_64"
+
+
+# -- platform_tag against the markers ----------------------------------------------------------
+
+CONTRADICTIONS = [
+    # (keys, wheels accepted, wheels refused, warned)
+    # Morgan's original README sample: a client whose uname says i686 runs a 32-bit
+    # interpreter, which installs i686 wheels whatever platform_tag says
+    (
+        {
+            "python_version": "3.9",
+            "python_full_version": "3.9.9",
+            "os_name": "posix",
+            "platform_tag": "linux-x86_64",
+            "sys_platform": "linux",
+            "platform_machine": "i686",
+            "platform_python_implementation": "CPython",
+            "platform_system": "Linux",
+            "implementation_name": "cpython",
+        },
+        ["cp39-cp39-manylinux1_i686", "cp39-cp39-manylinux_2_17_i686", "cp39-cp39-linux_i686"],
+        ["cp39-cp39-manylinux1_x86_64", "cp39-cp39-linux_x86_64"],
+        True,
+    ),
+    # a 32-bit Python on a 64-bit kernel: uname says x86_64, the interpreter is i686
+    (
+        LINUX_312 | {"platform_tag": "linux_i686"},
+        ["cp312-cp312-manylinux_2_17_i686"],
+        ["cp312-cp312-manylinux_2_17_x86_64"],
+        False,
+    ),
+    (
+        LINUX_312 | {"platform_machine": "aarch64", "platform_tag": "linux_armv8l"},
+        ["cp312-cp312-manylinux_2_17_armv7l"],
+        ["cp312-cp312-manylinux_2_17_aarch64"],
+        False,
+    ),
+    # another architecture: the machine's, at the level the tag states
+    (
+        LINUX_312 | {"platform_tag": "manylinux2014_aarch64"},
+        ["cp312-cp312-manylinux2014_x86_64"],
+        ["cp312-cp312-manylinux2014_aarch64", "cp312-cp312-manylinux_2_28_x86_64"],
+        True,
+    ),
+    # Windows: platform.machine() names Windows' architecture; WOW64 and x64 emulation
+    (
+        WINDOWS | {"platform_tag": "win32"},
+        ["cp312-cp312-win32"],
+        ["cp312-cp312-win_amd64"],
+        False,
+    ),
+    (
+        WINDOWS | {"platform_machine": "ARM64", "platform_tag": "win_amd64"},
+        ["cp312-cp312-win_amd64"],
+        ["cp312-cp312-win_arm64"],
+        False,
+    ),
+    (
+        WINDOWS | {"platform_machine": "ARM64", "platform_tag": "win32"},
+        ["cp312-cp312-win32"],
+        ["cp312-cp312-win_arm64"],
+        False,
+    ),
+    # no 64-bit interpreter runs on 32-bit Windows, no ARM64 one on x64
+    (
+        WINDOWS | {"platform_machine": "x86", "platform_tag": "win_amd64"},
+        ["cp312-cp312-win32"],
+        ["cp312-cp312-win_amd64"],
+        True,
+    ),
+    (
+        WINDOWS | {"platform_tag": "win_arm64"},
+        ["cp312-cp312-win_amd64"],
+        ["cp312-cp312-win_arm64"],
+        True,
+    ),
+    # macOS: a universal2 build runs as the machine's architecture, on macOS 11 or later
+    # when that is arm64
+    (
+        {"python_version": "3.12", "sys_platform": "darwin", "platform_machine": "arm64"}
+        | {"platform_tag": "macosx-10.9-universal2"},
+        ["cp312-cp312-macosx_11_0_arm64", "cp312-cp312-macosx_10_9_universal2"],
+        ["cp312-cp312-macosx_10_9_x86_64", "cp312-cp312-macosx_12_0_arm64"],
+        False,
+    ),
+    (
+        {"python_version": "3.12", "sys_platform": "darwin", "platform_machine": "x86_64"}
+        | {"platform_tag": "macosx-10.9-universal2"},
+        ["cp312-cp312-macosx_10_9_x86_64", "cp312-cp312-macosx_10_9_universal2"],
+        ["cp312-cp312-macosx_11_0_arm64", "cp312-cp312-macosx_10_13_x86_64"],
+        False,
+    ),
+    (
+        {"python_version": "3.12", "sys_platform": "darwin", "platform_machine": "x86_64"}
+        | {"platform_tag": "macosx_10_6_i386"},
+        ["cp312-cp312-macosx_10_6_i386"],
+        ["cp312-cp312-macosx_10_6_x86_64"],
+        False,
+    ),
+    # Rosetta makes uname say x86_64: an arm64 machine runs arm64 Pythons
+    (
+        {"python_version": "3.12", "sys_platform": "darwin", "platform_machine": "arm64"}
+        | {"platform_tag": "macosx-11.0-x86_64"},
+        ["cp312-cp312-macosx_11_0_arm64"],
+        ["cp312-cp312-macosx_11_0_x86_64", "cp312-cp312-macosx_12_0_arm64"],
+        True,
+    ),
+    # another system than the markers: the markers win, platform_tag is ignored
+    (
+        LINUX_312 | {"platform_tag": "win_amd64"},
+        ["cp312-cp312-manylinux_2_17_x86_64"],
+        ["cp312-cp312-win_amd64"],
+        True,
+    ),
+    (
+        WINDOWS | {"platform_tag": "linux-x86_64"},
+        ["cp312-cp312-win_amd64"],
+        ["cp312-cp312-linux_x86_64", "cp312-cp312-manylinux_2_17_x86_64"],
+        True,
+    ),
+    (
+        {"python_version": "3.12", "platform_system": "Windows", "platform_machine": "AMD64"}
+        | {"platform_tag": "manylinux_2_28_x86_64"},
+        ["cp312-cp312-win_amd64"],
+        ["cp312-cp312-manylinux_2_28_x86_64"],
+        True,
+    ),
+    (
+        LINUX_312 | {"platform_tag": "macosx-11.0-arm64"},
+        ["cp312-cp312-manylinux_2_17_x86_64"],
+        ["cp312-cp312-macosx_11_0_arm64"],
+        True,
+    ),
+    (
+        LINUX_312 | {"platform_tag": "freebsd-14.1-RELEASE-amd64"},
+        ["cp312-cp312-manylinux_2_17_x86_64"],
+        ["cp312-cp312-freebsd_14_1_release_amd64"],
+        True,
+    ),
+    # agreeing keys: no warning
+    (
+        LINUX_312 | {"platform_tag": "linux-x86_64"},
+        ["cp312-cp312-manylinux_2_17_x86_64"],
+        ["cp312-cp312-manylinux_2_17_i686"],
+        False,
+    ),
+    (
+        {"python_version": "3.12", "sys_platform": "freebsd14", "platform_machine": "amd64"}
+        | {"platform_tag": "freebsd-14.1-RELEASE-amd64"},
+        ["cp312-cp312-freebsd_14_1_release_amd64"],
+        ["cp312-cp312-linux_x86_64"],
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("keys", "accepted", "refused", "warned"), CONTRADICTIONS)
+def test_platform_tag_against_the_markers(
+    keys: dict[str, str],
+    accepted: list[str],
+    refused: list[str],
+    warned: bool,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level("WARNING", logger="morgan.environments"):
+        environment = env(**keys)
+    for wheel in accepted:
+        assert rank(environment, wheel) is not None, wheel
+    for wheel in refused:
+        assert rank(environment, wheel) is None, wheel
+    assert bool(caplog.records) is warned, caplog.text
+    for record in caplog.records:
+        message = record.getMessage()
+        assert record.levelname == "WARNING"
+        assert message.startswith("conf/morgan.ini: [env.test] platform_tag = ")
+        assert f"platform_tag = {keys['platform_tag']}" in message
+        stated = [
+            key for key in ("platform_machine", "sys_platform", "platform_system") if key in message
+        ]
+        assert stated, message
+        for key in stated:
+            assert f"{key} = {keys[key]}" in message, message
+
+
+def test_morgans_readme_sample_warns_naming_both_keys(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="morgan.environments"):
+        environment = env(
+            python_version="3.9",
+            platform_tag="linux-x86_64",
+            sys_platform="linux",
+            platform_machine="i686",
+        )
+    assert [r.getMessage() for r in caplog.records] == [
+        "conf/morgan.ini: [env.test] platform_tag = linux-x86_64 contradicts platform_machine"
+        " = i686: i686 wheels are mirrored, for the client whose pip sees platform_machine ="
+        " i686 (platform_tag may name another architecture only for a narrower interpreter on"
+        " a wider machine, such as a 32-bit Python on x86_64); correct whichever is wrong"
+    ]
+    assert environment.markers["platform_machine"] == "i686"  # markers are never rewritten
+    assert best(environment, ["cp39-cp39-manylinux1_x86_64", "cp39-cp39-manylinux1_i686"]) == (
+        "cp39-cp39-manylinux1_i686"
+    )
+
+
+def test_os_contradiction_keeps_the_markers(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="morgan.environments"):
+        environment = env(**LINUX_312, platform_tag="win_amd64")
+    assert environment.markers["sys_platform"] == "linux"
+    assert environment.markers["os_name"] == "posix"
+    (record,) = caplog.records
+    assert "platform_tag = win_amd64 names a Windows platform, but sys_platform = linux" in (
+        record.getMessage()
+    )
+
+
+# -- pip_version: only the tags that pip knows -------------------------------------------------
+
+OLD_LINUX = {"python_version": "3.6", **LINUX, "glibc_version": "2.28"}
+MUSL = {"python_version": "3.9", **LINUX, "musl_version": "1.2"}
+MAC_ARM = {
+    "python_version": "3.9",
+    "sys_platform": "darwin",
+    "platform_machine": "arm64",
+    "macos_version": "12.0",
+}
+MAC_X86 = MAC_ARM | {"platform_machine": "x86_64"}
+
+PIP_VERSIONS = [
+    # manylinux1: pip 8.1
+    (OLD_LINUX, "8.0.3", "cp36-cp36m-manylinux1_x86_64", False),
+    (OLD_LINUX, "8.0.3", "cp36-cp36m-linux_x86_64", True),
+    (OLD_LINUX, "8.1.0", "cp36-cp36m-manylinux1_x86_64", True),
+    # manylinux2010: pip 19.0
+    (OLD_LINUX, "18.1", "cp36-cp36m-manylinux1_x86_64", True),
+    (OLD_LINUX, "18.1", "cp36-cp36m-manylinux2010_x86_64", False),
+    (OLD_LINUX, "18.1", "cp36-cp36m-manylinux2014_x86_64", False),
+    (OLD_LINUX, "18.1", "cp36-cp36m-manylinux_2_28_x86_64", False),
+    (OLD_LINUX, "18.1", "cp36-cp36m-manylinux_2_17_x86_64.manylinux2014_x86_64", False),
+    (OLD_LINUX, "18.1", "cp36-cp36m-manylinux_2_5_x86_64.manylinux1_x86_64", True),
+    (OLD_LINUX, "18.1", "py3-none-any", True),
+    (OLD_LINUX, "19.0", "cp36-cp36m-manylinux2010_x86_64", True),
+    (OLD_LINUX, "19.2.3", "cp36-cp36m-manylinux2014_x86_64", False),
+    # manylinux2014: pip 19.3, which matches the manylinux2014 part of a compressed tag set
+    (OLD_LINUX, "19.3", "cp36-cp36m-manylinux2014_x86_64", True),
+    (OLD_LINUX, "19.3", "cp36-cp36m-manylinux_2_17_x86_64.manylinux2014_x86_64", True),
+    (OLD_LINUX, "19.3", "cp36-cp36m-manylinux_2_17_x86_64", False),
+    (OLD_LINUX, "20.2.4", "cp36-cp36m-manylinux_2_24_x86_64", False),
+    # PEP 600 manylinux_x_y: pip 20.3
+    (OLD_LINUX, "20.3", "cp36-cp36m-manylinux_2_24_x86_64", True),
+    (OLD_LINUX, "20.3", "cp36-cp36m-manylinux_2_28_x86_64", True),
+    (OLD_LINUX, "20.3", "cp36-cp36m-manylinux_2_31_x86_64", False),  # glibc 2.28 still
+    (OLD_LINUX, "24.0", "cp36-cp36m-manylinux_2_17_x86_64", True),
+    # musllinux (PEP 656): pip 21.2; before, a musl client takes only linux_<arch>
+    (MUSL, "21.1.3", "cp39-cp39-musllinux_1_1_x86_64", False),
+    (MUSL, "21.1.3", "cp39-cp39-linux_x86_64", True),
+    (MUSL, "21.2", "cp39-cp39-musllinux_1_1_x86_64", True),
+    (MUSL, "21.2", "cp39-cp39-musllinux_1_2_x86_64", True),
+    # macOS 11+ and universal2: pip 20.3; before, an arm64 Python saw only its own major,
+    # and an x86_64 one heard 10.16
+    (MAC_ARM, "20.2.4", "cp39-cp39-macosx_12_0_arm64", True),
+    (MAC_ARM, "20.2.4", "cp39-cp39-macosx_11_0_arm64", False),
+    (MAC_ARM, "20.2.4", "cp39-cp39-macosx_11_0_universal2", False),
+    (MAC_ARM, "20.3", "cp39-cp39-macosx_11_0_arm64", True),
+    (MAC_ARM, "20.3", "cp39-cp39-macosx_11_0_universal2", True),
+    # macosx_10_*_universal2 on arm64: pip 21.0.1
+    (MAC_ARM, "21.0", "cp39-cp39-macosx_10_9_universal2", False),
+    (MAC_ARM, "21.0.1", "cp39-cp39-macosx_10_9_universal2", True),
+    (MAC_X86, "20.2.4", "cp39-cp39-macosx_11_0_x86_64", False),
+    (MAC_X86, "20.2.4", "cp39-cp39-macosx_10_16_x86_64", True),
+    (MAC_X86, "20.2.4", "cp39-cp39-macosx_10_9_x86_64", True),
+    (MAC_X86, "20.2.4", "cp39-cp39-macosx_10_9_universal2", False),
+    (MAC_X86, "20.3", "cp39-cp39-macosx_10_9_universal2", True),
+    (MAC_X86, "20.3", "cp39-cp39-macosx_11_0_x86_64", True),
+    # Windows tags are known to every pip
+    (WINDOWS | {"python_version": "3.6"}, "9.0.1", "cp36-cp36m-win_amd64", True),
+]
+
+
+@pytest.mark.parametrize(("keys", "pip", "wheel", "accepted"), PIP_VERSIONS)
+def test_pip_version(keys: dict[str, str], pip: str, wheel: str, accepted: bool) -> None:
+    environment = env(**keys, pip_version=pip)
+    assert environment.pip_version == Version(pip)
+    assert (rank(environment, wheel) is not None) is accepted
+
+
+PIP_BEST = [
+    # pip 18.1 on Python 3.6 gets the manylinux1 wheel where one exists
+    ("18.1", ["manylinux2014", "manylinux_2_28", "manylinux1"], "manylinux1"),
+    ("19.0", ["manylinux1", "manylinux2010", "manylinux2014"], "manylinux2010"),
+    (
+        "19.3",
+        ["manylinux_2_28", "manylinux_2_17.manylinux2014", "manylinux1"],
+        "manylinux_2_17.manylinux2014",
+    ),
+    ("20.3", ["manylinux_2_17.manylinux2014", "manylinux_2_28"], "manylinux_2_28"),
+]
+
+
+@pytest.mark.parametrize(("pip", "platforms", "expected"), PIP_BEST)
+def test_pip_version_best_wheel(pip: str, platforms: list[str], expected: str) -> None:
+    """Which of a release's wheels (cp36-cp36m, for x86_64) a client with that pip gets."""
+
+    def wheel(platform: str) -> str:
+        return "cp36-cp36m-" + ".".join(f"{p}_x86_64" for p in platform.split("."))
+
+    environment = env(**OLD_LINUX, pip_version=pip)
+    wheels = [wheel(p) for p in platforms]
+    assert best(environment, wheels) == wheel(expected)
+    assert best(environment, list(reversed(wheels))) == wheel(expected)
+
+
+def test_pip_version_keeps_pips_order() -> None:
+    """pip 19.3 on glibc 2.28: manylinux2014, manylinux2010, manylinux1, linux, as that pip."""
+    environment = env(**OLD_LINUX, pip_version="19.3")
+    platforms = [
+        "manylinux2014_x86_64",
+        "manylinux2010_x86_64",
+        "manylinux1_x86_64",
+        "linux_x86_64",
+    ]
+    expected = list(tagslib.cpython_tags((3, 6), ["cp36m"], platforms))
+    assert list(environment.tags[: len(expected)]) == expected
+    assert "pip_version" in TAG_KEYS
+
+
+def test_without_pip_version_every_tag_counts() -> None:
+    environment = env(**OLD_LINUX)
+    assert environment.pip_version is None
+    assert rank(environment, "cp36-cp36m-manylinux_2_28_x86_64") is not None
+
+
+@pytest.mark.parametrize(
+    ("platform", "pip", "known"),
+    [
+        ("manylinux1_x86_64", "8.1", True),
+        ("manylinux1_x86_64", "8.0", False),
+        ("manylinux2010_i686", "19.0", True),
+        ("manylinux2014_aarch64", "19.2", False),
+        ("manylinux_2_17_x86_64", "20.3", True),
+        ("manylinux_2_17_x86_64", "20.3b1", False),
+        ("musllinux_1_2_aarch64", "21.2", True),
+        ("musllinux_1_2_aarch64", "21.1", False),
+        ("linux_x86_64", "1.5", True),
+        ("win_amd64", "1.5", True),
+        ("manylinux_2_17_x86_64", None, True),
+    ],
+)
+def test_pip_understands(platform: str, pip: str | None, known: bool) -> None:
+    assert pip_understands(platform, Version(pip) if pip else None) is known
+
+
+@pytest.mark.parametrize(
+    ("version", "arch"), [((10, 15), "x86_64"), ((11, 0), "arm64"), ((14, 0), "x86_64")]
+)
+def test_mac_platforms_of_a_current_pip_are_packagings(version: tuple[int, int], arch: str) -> None:
+    assert mac_platforms(version, arch) == list(tagslib.mac_platforms(version, arch))
+    assert mac_platforms(version, arch, Version("25.0")) == list(
+        tagslib.mac_platforms(version, arch)
+    )
+
+
+# -- pre-release Pythons: Requires-Python sees the release numbers, as pip -----------------------
+
+PRERELEASE_PYTHON = [
+    # pip: Version(".".join(map(str, sys.version_info[:3]))) in SpecifierSet(requires_python)
+    ("3.13.0rc1", ">=3.13", True),
+    ("3.13.0rc1", ">=3.13.0", True),
+    ("3.13.0rc1", "~=3.13", True),
+    ("3.13.0rc1", "==3.13.*", True),
+    ("3.13.0rc1", ">3.13.0", False),
+    ("3.13.0rc1", "<3.13", False),
+    ("3.13.0rc1", "==3.13.0rc1", False),  # 3.13.0 is compared
+    ("3.13.0rc1", ">=3.13.0rc1", True),
+    ("3.13.0a1", ">=3.12,<3.14", True),
+    ("3.13.0b3", "!=3.13.0", False),
+    ("3.13.1rc1", ">=3.13.1", True),
+    ("3.13.1rc1", "<3.13.1", False),
+]
+
+
+@pytest.mark.parametrize(("full", "requires", "allowed"), PRERELEASE_PYTHON)
+def test_prerelease_python_requires_python(full: str, requires: str, allowed: bool) -> None:
+    environment = env(python_version="3.13", python_full_version=full)
+    assert environment.allows_python(requires) is allowed
+    # what pip computes
+    release = Version(".".join(map(str, Version(full).release[:3])))
+    assert (release in SpecifierSet(requires)) is allowed
+
+
+def test_prerelease_python_markers_keep_the_full_version() -> None:
+    """Markers see platform.python_version() ("3.13.0rc1"), as the client's pip does."""
+    environment = env(python_version="3.13", python_full_version="3.13.0rc1")
+    assert environment.markers["python_full_version"] == "3.13.0rc1"
+    assert environment.markers["implementation_version"] == "3.13.0rc1"
+    assert str(environment.python_version) == "3.13.0rc1"
+    assert environment.requires_python_version == Version("3.13.0")
+    assert environment.evaluate_marker(Marker('python_version >= "3.13"'), source="x")
+    assert not environment.evaluate_marker(Marker('python_full_version >= "3.13.0"'), source="x")
