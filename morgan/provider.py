@@ -144,6 +144,8 @@ class EnvironmentView:
         self.findings = findings
         self._releases: dict[tuple[NormalizedName, bool], list[Release]] = {}
         self._requirements: dict[tuple[str, str, frozenset[str]], list[ProjectRequirement]] = {}
+        self._allowed: dict[tuple[NormalizedName, str, bool], list[Release]] = {}
+        self._prefetched: set[tuple[ProjectRequirement, bool]] = set()
         self._lock = threading.Lock()
 
     def releases(self, name: NormalizedName, *, wheels_only: bool) -> list[Release]:
@@ -165,6 +167,20 @@ class EnvironmentView:
         found = releases(files, self.environment, wheels_only=wheels_only)
         with self._lock:
             self._releases[key] = found
+        return found
+
+    def allowed(
+        self, name: NormalizedName, specifier: SpecifierSet, *, wheels_only: bool
+    ) -> list[Release]:
+        """The releases a specifier admits here, newest first (asked again and again while
+        backtracking, so kept)."""
+        key = (name, str(specifier), wheels_only)
+        with self._lock:
+            found = self._allowed.get(key)
+        if found is None:
+            found = allowed_releases(self.releases(name, wheels_only=wheels_only), specifier)
+            with self._lock:
+                self._allowed[key] = found
         return found
 
     def candidate(
@@ -236,9 +252,14 @@ class EnvironmentView:
         """Start fetching the requirement's page and, once it is in, the metadata of the
         newest version it admits: most resolutions take that version."""
 
+        key = (requirement, wheels_only)
+        with self._lock:
+            if key in self._prefetched:
+                return
+            self._prefetched.add(key)
+
         def newest(files: Sequence[ReleaseFile]) -> None:
-            found = releases(files, self.environment, wheels_only=wheels_only)
-            allowed = allowed_releases(found, requirement.specifier)
+            allowed = self.allowed(requirement.name, requirement.specifier, wheels_only=wheels_only)
             if allowed:
                 candidate = self.candidate(
                     requirement.name, allowed[0], requirement.specifier, requirement.extras
@@ -286,7 +307,7 @@ class MirrorProvider(AbstractProvider):  # type: ignore[type-arg]
         for requirement in asked:
             specifier &= requirement.specifier
         excluded = {candidate.version for candidate in incompatibilities[identifier]}
-        found = allowed_releases(self.view.releases(name, wheels_only=self.wheels_only), specifier)
+        found = self.view.allowed(name, specifier, wheels_only=self.wheels_only)
         view = self.view
 
         def produce() -> Iterator[Candidate]:
