@@ -38,6 +38,9 @@ from morgan.sources import describe_failure
 log = logging.getLogger(__name__)
 
 JOINT_LABEL = "the requirements together"
+#: The backtracking budget of a wheels-only resolution: it only adds to what the
+#: default resolution mirrors, so it may give up sooner.
+WHEELS_ONLY_ROUNDS = 1_000
 
 
 @dataclass
@@ -186,8 +189,21 @@ def plan_environment(
             continue
         plan.needs_compiler |= {(pin.name, str(pin.version)) for pin in sdist_only}
         variant = resolution.task.wheels_only_variant()
+        # A project with no wheel here in any version cannot be part of a wheels-only
+        # solution: say so at once instead of proving it by exhaustive backtracking.
+        # (A wheels-only install that avoids it through other versions of its
+        # dependents is not looked for.)
+        hopeless = sorted(
+            pin.name for pin in sdist_only if not view.releases(pin.name, wheels_only=True)
+        )
+        if hopeless:
+            plan.no_wheel.append(
+                f"{view.environment.name}: {variant.label}: no version of "
+                f"{', '.join(hopeless)} has a wheel for {view.environment.name}"
+            )
+            continue
         try:
-            plan.resolutions.append(resolve(view, variant))
+            plan.resolutions.append(resolve(view, variant, max_rounds=WHEELS_ONLY_ROUNDS))
             plan.proven_tasks.append(variant)
         except ResolutionFailure as failure:
             plan.no_wheel.append(str(failure))

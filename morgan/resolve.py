@@ -82,7 +82,7 @@ class ResolutionFailure(MorganError):
         return f"{self.environment}: {self.label} cannot be installed: {'; '.join(self.causes)}"
 
 
-def resolve(view: EnvironmentView, task: Task) -> Resolution:
+def resolve(view: EnvironmentView, task: Task, *, max_rounds: int | None = None) -> Resolution:
     """Resolve a task as the environment's installer would; ResolutionFailure if it cannot."""
     reporter = _ConflictCounter()
     resolver: Resolver = Resolver(  # type: ignore[type-arg]
@@ -92,11 +92,12 @@ def resolve(view: EnvironmentView, task: Task) -> Resolution:
     for requirement in task.requirements:  # their pages, and their newest metadata, at once
         view.prefetch(requirement, wheels_only=task.wheels_only)
     try:
-        result = resolver.resolve(task.requirements, max_rounds=MAX_ROUNDS)
+        rounds = max_rounds or MAX_ROUNDS
+        result = resolver.resolve(task.requirements, max_rounds=rounds)
     except ResolutionImpossible as error:
         raise ResolutionFailure(name, task.label, _causes(view, task, error)) from None
     except ResolutionTooDeep:
-        reason = f"gave up after {MAX_ROUNDS} rounds of backtracking, most often over these"
+        reason = f"gave up after {rounds} rounds of backtracking, most often over these"
         named = [text for text, _ in reporter.conflicts.most_common(NAMED_CONFLICTS)]
         raise ResolutionFailure(name, task.label, (reason, *named)) from None
     pins = {
