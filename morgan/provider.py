@@ -146,6 +146,7 @@ class EnvironmentView:
         self._requirements: dict[tuple[str, str, frozenset[str]], list[ProjectRequirement]] = {}
         self._allowed: dict[tuple[NormalizedName, str, bool], list[Release]] = {}
         self._prefetched: set[tuple[ProjectRequirement, bool]] = set()
+        self._candidates: dict[tuple[NormalizedName, Version, frozenset[str], int], Candidate] = {}
         self._lock = threading.Lock()
 
     def releases(self, name: NormalizedName, *, wheels_only: bool) -> list[Release]:
@@ -190,8 +191,16 @@ class EnvironmentView:
         specifier: SpecifierSet,
         extras: frozenset[NormalizedName],
     ) -> Candidate:
-        files = _ordered_files(release.usable_files(specifier), self.environment)
-        return Candidate(name=name, version=release.version, extras=extras, files=files)
+        usable = release.usable_files(specifier)
+        key = (name, release.version, extras, len(usable))  # yanked files in, or not
+        with self._lock:
+            known = self._candidates.get(key)
+        if known is None:
+            files = _ordered_files(usable, self.environment)
+            known = Candidate(name=name, version=release.version, extras=extras, files=files)
+            with self._lock:
+                self._candidates[key] = known
+        return known
 
     def requirements(self, candidate: Candidate) -> list[ProjectRequirement]:
         """What the candidate needs here (DistributionError/MorganError if unreadable)."""
