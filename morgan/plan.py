@@ -51,8 +51,8 @@ class EnvironmentPlan:
     #: The joint resolutions (one per set of alternatives), first the default one.
     joint: list[Resolution] = field(default_factory=list)
     resolutions: list[Resolution] = field(default_factory=list)
-    #: Tasks whose resolution must also hold in the tree (the proof re-runs them).
-    proven_tasks: list[Task] = field(default_factory=list)
+    #: Resolutions that must also hold in the tree (the proof checks them).
+    to_prove: list[Resolution] = field(default_factory=list)
     errors: list[str | ResolutionFailure] = field(default_factory=list)
     warnings: list[str | ResolutionFailure] = field(default_factory=list)
     #: Projects for which the default resolution picks an sdist: (project, version).
@@ -153,7 +153,7 @@ def plan_environment(
             (plan.errors if failure_is_error else plan.warnings).append(failure)
             return None
         plan.resolutions.append(resolution)
-        plan.proven_tasks.append(task)
+        plan.to_prove.append(resolution)
         return resolution
 
     if not lines:
@@ -203,8 +203,9 @@ def plan_environment(
             )
             continue
         try:
-            plan.resolutions.append(resolve(view, variant, max_rounds=WHEELS_ONLY_ROUNDS))
-            plan.proven_tasks.append(variant)
+            found = resolve(view, variant, max_rounds=WHEELS_ONLY_ROUNDS)
+            plan.resolutions.append(found)
+            plan.to_prove.append(found)
         except ResolutionFailure as failure:
             plan.no_wheel.append(str(failure))
     _plan_builds(view, plan)
@@ -268,11 +269,49 @@ def _plan_builds(view: EnvironmentView, plan: EnvironmentPlan) -> None:
 
 
 def prove(view: EnvironmentView, plan: EnvironmentPlan) -> list[str]:
-    """Resolve the plan's tasks again against the tree alone; what fails, as errors."""
+    """Show, from the tree alone, that each of the plan's tasks installs; what fails, as errors.
+
+    A task is proven when the tree holds a solution for it: the plan's own pins,
+    each with a file the environment installs, whose dependencies (read from the
+    tree) the pins satisfy. A backtracking resolver such as pip's finds a solution
+    wherever one exists, so that is proof enough, and it costs no search. If the
+    plan's pins do not hold, the task is resolved again against the tree, which
+    either finds another solution or says what is missing.
+    """
     errors = []
-    for task in plan.proven_tasks:
+    for resolution in plan.to_prove:
+        if holds(view, resolution):
+            continue
         try:
-            resolve(view, task)
+            resolve(view, resolution.task)
         except ResolutionFailure as failure:
             errors.append(f"the mirror does not install what it should: {failure}")
     return errors
+
+
+def holds(view: EnvironmentView, resolution: Resolution) -> bool:
+    """Whether the resolution's pins are a solution of its task in the view's index."""
+    task = resolution.task
+    pins: dict[str, Candidate] = {}
+    for name, chosen in resolution.pins.items():
+        exact = SpecifierSet(f"=={chosen.version}")
+        found = view.allowed(name, exact, wheels_only=task.wheels_only)
+        if not found:
+            return False
+        pins[name] = view.candidate(name, found[0], exact, frozenset())
+    queue = list(task.requirements)
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while queue:
+        requirement = queue.pop()
+        pin = pins.get(requirement.name)
+        if pin is None or not requirement.admits(pin.version):
+            return False
+        key = (requirement.name, requirement.extras)
+        if key in seen:
+            continue
+        seen.add(key)
+        asked = Candidate(pin.name, pin.version, requirement.extras, pin.files)
+        if not view.readable(asked):
+            return False
+        queue.extend(view.requirements(asked))
+    return True

@@ -16,6 +16,7 @@ already being fetched.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -63,9 +64,29 @@ class ProjectRequirement:
     def pin(cls, name: NormalizedName, version: Version) -> ProjectRequirement:
         return cls(name=name, extras=frozenset(), specifier=SpecifierSet(f"=={version}"))
 
+    #: Versions already checked against the specifier: resolvelib asks again and again.
+    _admitted: dict[Version, bool] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
+
     @property
     def identifier(self) -> str:
         return identifier_of(self.name, self.extras)
+
+    @functools.cached_property
+    def is_exact(self) -> bool:
+        """Whether a clause pins one version (``==`` without a wildcard, or ``===``)."""
+        return any(
+            spec.operator in ("==", "===") and not spec.version.endswith(".*")
+            for spec in self.specifier
+        )
+
+    def admits(self, version: Version) -> bool:
+        """Whether the specifier allows ``version`` (pre-releases included, as pins are)."""
+        known = self._admitted.get(version)
+        if known is None:
+            known = self._admitted[version] = self.specifier.contains(version, prereleases=True)
+        return known
 
     def __str__(self) -> str:
         return f"{self.identifier}{self.specifier}"
@@ -298,7 +319,7 @@ class MirrorProvider(AbstractProvider):  # type: ignore[type-arg]
     ) -> tuple[bool, bool, bool, str]:
         """Pins first, then what caused backtracking, then direct requirements, then by name."""
         infos = list(information[identifier])
-        pinned = any(_has_exact(info.requirement) for info in infos)
+        pinned = any(info.requirement.is_exact for info in infos)
         direct = any(info.parent is None for info in infos)
         causes = {cause.requirement.identifier for cause in backtrack_causes}
         causes |= {cause.parent.identifier for cause in backtrack_causes if cause.parent}
@@ -330,7 +351,7 @@ class MirrorProvider(AbstractProvider):  # type: ignore[type-arg]
         return produce
 
     def is_satisfied_by(self, requirement: ProjectRequirement, candidate: Candidate) -> bool:
-        return requirement.specifier.contains(candidate.version, prereleases=True)
+        return requirement.admits(candidate.version)
 
     def get_dependencies(self, candidate: Candidate) -> list[ProjectRequirement]:
         needed = list(self.view.requirements(candidate))
@@ -339,10 +360,3 @@ class MirrorProvider(AbstractProvider):  # type: ignore[type-arg]
         for requirement in needed:
             self.view.prefetch(requirement, wheels_only=self.wheels_only)
         return needed
-
-
-def _has_exact(requirement: ProjectRequirement) -> bool:
-    return any(
-        spec.operator in ("==", "===") and not spec.version.endswith(".*")
-        for spec in requirement.specifier
-    )

@@ -7,7 +7,7 @@ requirements that conflict) and says them the way pip does:
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -83,7 +83,14 @@ class ResolutionFailure(MorganError):
 
 
 def resolve(view: EnvironmentView, task: Task, *, max_rounds: int | None = None) -> Resolution:
-    """Resolve a task as the environment's installer would; ResolutionFailure if it cannot."""
+    """Resolve a task as the environment's installer would; ResolutionFailure if it cannot.
+
+    Most tasks never need to backtrack: they are answered by a straight walk first,
+    and only a task that meets a conflict goes to resolvelib.
+    """
+    straight = _without_backtracking(view, task)
+    if straight is not None:
+        return straight
     reporter = _ConflictCounter()
     resolver: Resolver = Resolver(  # type: ignore[type-arg]
         MirrorProvider(view, wheels_only=task.wheels_only), reporter
@@ -104,6 +111,48 @@ def resolve(view: EnvironmentView, task: Task, *, max_rounds: int | None = None)
         candidate.name: candidate for candidate in result.mapping.values() if not candidate.extras
     }
     return Resolution(task=task, pins=dict(sorted(pins.items())))
+
+
+def _without_backtracking(view: EnvironmentView, task: Task) -> Resolution | None:
+    """The resolution if taking every project's newest admitted version never conflicts.
+
+    Then it is exactly what resolvelib (and pip) would find, newest first: every pin
+    is the newest version its first requirement admits, and it satisfies all the
+    others, so it is also the newest that all of them admit. At the first
+    requirement a pin does not satisfy (or a project with no version), None: the
+    caller backtracks properly.
+    """
+    pins: dict[str, Candidate] = {}
+    queue = deque(task.requirements)
+    for requirement in task.requirements:
+        view.prefetch(requirement, wheels_only=task.wheels_only)
+    while queue:
+        requirement = queue.popleft()
+        pinned = pins.get(requirement.identifier)
+        if pinned is not None:
+            if not requirement.admits(pinned.version):
+                return None
+            continue
+        chosen = None
+        found = view.allowed(requirement.name, requirement.specifier, wheels_only=task.wheels_only)
+        for release in found:
+            candidate = view.candidate(
+                requirement.name, release, requirement.specifier, requirement.extras
+            )
+            if view.readable(candidate):
+                chosen = candidate
+                break
+        if chosen is None:
+            return None
+        pins[requirement.identifier] = chosen
+        needed = list(view.requirements(chosen))
+        if chosen.extras:
+            needed.insert(0, ProjectRequirement.pin(chosen.name, chosen.version))
+        for dependency in needed:
+            view.prefetch(dependency, wheels_only=task.wheels_only)
+        queue.extend(needed)
+    base = {pin.name: pin for pin in pins.values() if not pin.extras}
+    return Resolution(task=task, pins=dict(sorted(base.items())))
 
 
 def _causes(
