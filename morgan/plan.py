@@ -224,6 +224,7 @@ def _plan_builds(view: EnvironmentView, plan: EnvironmentPlan) -> None:
     done: dict[tuple[str, ...], Resolution | ResolutionFailure] = {}
     seen: set[tuple[str, str]] = set()
     queue = list(plan.pins().values())
+    _prefetch_sdists(view, queue)
     while queue:
         pin = queue.pop(0)
         if (pin.name, str(pin.version)) in seen or not pin.sdists:
@@ -265,7 +266,16 @@ def _plan_builds(view: EnvironmentView, plan: EnvironmentPlan) -> None:
             continue
         if outcome not in plan.resolutions:
             plan.resolutions.append(outcome)
+        _prefetch_sdists(view, outcome.pins.values())
         queue.extend(outcome.pins.values())
+
+
+def _prefetch_sdists(view: EnvironmentView, pins: Iterable[Candidate]) -> None:
+    """Start reading every sdist's build requirements at once: they come only from the
+    archive, so each costs a download, and one after the other they would add up."""
+    for pin in pins:
+        if pin.sdists:
+            view.source.prefetch_dependencies(pin.name, pin.sdists[0])
 
 
 def prove(view: EnvironmentView, plan: EnvironmentPlan) -> list[str]:

@@ -232,7 +232,8 @@ class UpstreamSource:
         a small one, downloaded anyway in about the time the metadata would take.
         """
         return (
-            file.file.metadata_hashes is not None
+            file.is_wheel  # an sdist's build requirements are only in the archive
+            and file.file.metadata_hashes is not None
             and (file.file.size or METADATA_FIRST_SIZE) >= METADATA_FIRST_SIZE
             and file.file.filename not in self._downloads
             and not self.in_tree(name, file)
