@@ -158,6 +158,10 @@ def plan_environment(
 
     if not lines:
         return plan
+    # Every line's graph starts to arrive at once (pages, then the newest versions'
+    # metadata, then theirs), rather than line after line, level by level.
+    for line in lines:
+        view.prefetch(line, wheels_only=False)
     # Each line alone first: a line that cannot be installed even alone is one error,
     # and the joint resolution is then that of the other lines.
     defaults: list[Resolution] = []

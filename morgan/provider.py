@@ -278,6 +278,11 @@ class EnvironmentView:
             return False
         return True
 
+    def _prefetch_needs(self, candidate: Candidate, *, wheels_only: bool) -> None:
+        """Look further ahead: what the newest version needs, in turn (its metadata is in)."""
+        for needed in self.requirements(candidate):
+            self.prefetch(needed, wheels_only=wheels_only)
+
     def prefetch(self, requirement: ProjectRequirement, *, wheels_only: bool) -> None:
         """Start fetching the requirement's page and, once it is in, the metadata of the
         newest version it admits: most resolutions take that version."""
@@ -294,9 +299,18 @@ class EnvironmentView:
                 candidate = self.candidate(
                     requirement.name, allowed[0], requirement.specifier, requirement.extras
                 )
-                self.source.prefetch_dependencies(requirement.name, candidate.metadata_file)
+                self.source.prefetch_dependencies(
+                    requirement.name,
+                    candidate.metadata_file,
+                    then=lambda: self._prefetch_needs(candidate, wheels_only=wheels_only),
+                )
 
         self.source.prefetch(requirement.name, newest)
+
+
+#: How many older versions' metadata to fetch ahead once the resolver backtracks over a
+#: project: each would otherwise cost a round trip of its own.
+BACKTRACK_LOOK_AHEAD = 3
 
 
 class MirrorProvider(AbstractProvider):  # type: ignore[type-arg]
@@ -339,6 +353,11 @@ class MirrorProvider(AbstractProvider):  # type: ignore[type-arg]
         excluded = {candidate.version for candidate in incompatibilities[identifier]}
         found = self.view.allowed(name, specifier, wheels_only=self.wheels_only)
         view = self.view
+        if excluded:  # backtracking over this project: fetch a few older versions' metadata
+            ahead = [r for r in found if r.version not in excluded][:BACKTRACK_LOOK_AHEAD]
+            for release in ahead:
+                candidate = view.candidate(name, release, specifier, extras)
+                view.source.prefetch_dependencies(name, candidate.metadata_file)
 
         def produce() -> Iterator[Candidate]:
             for release in found:

@@ -74,8 +74,14 @@ class ProjectSource(Protocol):
         """A hint: the project's page will probably be asked for soon; once it is in,
         ``then`` may be called with its files (on any thread) to look further ahead."""
 
-    def prefetch_dependencies(self, name: NormalizedName, file: ReleaseFile) -> None:
-        """A hint: this file's dependencies will probably be asked for soon."""
+    def prefetch_dependencies(
+        self,
+        name: NormalizedName,
+        file: ReleaseFile,
+        then: Callable[[], None] | None = None,
+    ) -> None:
+        """A hint: this file's dependencies will probably be asked for soon; once they
+        can be read without waiting, ``then`` may be called (on any thread)."""
 
 
 class Memo(Generic[K, V]):
@@ -245,14 +251,29 @@ class UpstreamSource:
             lambda: self._pool.submit(_fetch_metadata, self.client, file.file),
         )
 
-    def prefetch_dependencies(self, name: NormalizedName, file: ReleaseFile) -> None:
+    def prefetch_dependencies(
+        self,
+        name: NormalizedName,
+        file: ReleaseFile,
+        then: Callable[[], None] | None = None,
+    ) -> None:
         if self._known_dependencies(name, file) is not None:
+            future: Future[object] | None = None
+        else:
+            try:
+                if self._uses_metadata_file(name, file):
+                    future = self._metadata_future(file)  # type: ignore[assignment]
+                else:
+                    future = self.fetch(name, file)  # type: ignore[assignment]
+            except MorganError:
+                return
+        if then is None:
             return
-        with contextlib.suppress(MorganError):
-            if self._uses_metadata_file(name, file):
-                self._metadata_future(file)
-            else:
-                self.fetch(name, file)
+        if future is None:
+            _quietly(then)
+        else:
+            # only once it succeeded: reading the dependencies must not wait in a worker
+            future.add_done_callback(lambda done: _quietly(then) if not done.exception() else None)
 
     def dependencies(self, name: NormalizedName, file: ReleaseFile) -> Dependencies:
         """From this run's work, else the state's record, else PEP 658, else the file.
@@ -469,8 +490,21 @@ class TreeSource:
     ) -> None:
         """Nothing to do ahead: the tree is local."""
 
-    def prefetch_dependencies(self, name: NormalizedName, file: ReleaseFile) -> None:
+    def prefetch_dependencies(
+        self,
+        name: NormalizedName,
+        file: ReleaseFile,
+        then: Callable[[], None] | None = None,
+    ) -> None:
         """Nothing to do ahead: the tree is local."""
+
+
+def _quietly(hint: Callable[[], None]) -> None:
+    """Run a look-ahead; it is only a hint, so whoever needs its work meets any error."""
+    try:
+        hint()
+    except Exception:
+        log.debug("looking ahead failed", exc_info=True)
 
 
 def _settle(future: Future[V], function: Callable[..., V], *args: object) -> None:

@@ -84,7 +84,9 @@ class MemoryIndex:
     def prefetch(self, name: NormalizedName, then: object = None) -> None:
         pass
 
-    def prefetch_dependencies(self, name: NormalizedName, file: ReleaseFile) -> None:
+    def prefetch_dependencies(
+        self, name: NormalizedName, file: ReleaseFile, then: object = None
+    ) -> None:
         pass
 
 
