@@ -384,9 +384,11 @@ class UpstreamSource:
             cancel=self.cancel,
             on_bytes=self.progress.bytes_received,
         )
-        # An sdist already in the tree whose dependencies the state knows is not unpacked.
+        # A file already in the tree whose dependencies the state knows is not read again
+        # (a wheel keeps its .metadata sidecar, which the pages need).
         known = None
-        if result.reused and not file.is_wheel and not self.options.verify:
+        sidecar = Path(f"{result.path}{METADATA_SUFFIX}")
+        if result.reused and not self.options.verify and (not file.is_wheel or sidecar.is_file()):
             known = self._known_dependencies(name, file)
         try:
             if known is not None and known.sha256 == result.sha256:
