@@ -1,0 +1,48 @@
+"""Where dependencies are read from: PEP 658 metadata for large wheels, archives otherwise."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from morgan.index import IndexClient
+from morgan.models import DistributionFile, ReleaseFile
+from morgan.sources import METADATA_FIRST_SIZE, FetchOptions, UpstreamSource
+
+
+def release_file(filename: str, size: int, metadata: bool) -> ReleaseFile:
+    file = DistributionFile(
+        filename=filename,
+        url=f"https://index.example/files/{filename}",
+        hashes={"sha256": "0" * 64},
+        metadata_hashes={"sha256": "1" * 64} if metadata else None,
+        size=size,
+    )
+    found = ReleaseFile.from_file(file, "demo")
+    assert found is not None
+    return found
+
+
+@pytest.mark.parametrize(
+    ("filename", "size", "metadata", "expected"),
+    [
+        ("demo-1.0-py3-none-any.whl", METADATA_FIRST_SIZE, True, True),  # a large wheel
+        ("demo-1.0-py3-none-any.whl", METADATA_FIRST_SIZE - 1, True, False),  # small: download
+        ("demo-1.0-py3-none-any.whl", METADATA_FIRST_SIZE, False, False),  # none offered
+        # an sdist's build requirements are only in the archive, whatever its size
+        ("demo-1.0.tar.gz", 50 * METADATA_FIRST_SIZE, True, False),
+    ],
+)
+def test_which_dependencies_come_from_pep658_metadata(
+    tmp_path: Path, filename: str, size: int, metadata: bool, expected: bool
+) -> None:
+    client = IndexClient("https://index.example/simple/")
+    with ThreadPoolExecutor(1) as pool:
+        source = UpstreamSource(
+            client, pool, FetchOptions(index_path=tmp_path, package_type_regex="(whl|tar\\.gz)")
+        )
+        file = release_file(filename, size, metadata)
+        assert source._uses_metadata_file(file.file.filename.split("-")[0], file) is expected  # type: ignore[arg-type]
+    client.close()
