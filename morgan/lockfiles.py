@@ -16,9 +16,9 @@ from morgan.environments import Environment
 from morgan.index import redact
 from morgan.layout import PAGE_JSON, atomic_write
 from morgan.models import PREFERRED_HASH
-from morgan.plan import EnvironmentPlan, files_to_mirror
+from morgan.plan import EnvironmentPlan
 from morgan.pylock import LockedFile, LockedPackage, pylock_filename, render_pylock
-from morgan.selection import SelectionOptions
+from morgan.selection import SelectionOptions, files_to_mirror
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def write_lock_files(
                 pages[pin.name] = _page_entries(index_path, pin.name)
             entries = pages[pin.name]
             locked = []
-            for file in files_to_mirror(pin, options):
+            for file in files_to_mirror(pin.files, options):
                 entry = entries[file.file.filename]
                 locked.append(
                     LockedFile(

@@ -35,11 +35,11 @@ from morgan.layout import (
 )
 from morgan.lockfiles import write_lock_files
 from morgan.models import ReleaseFile
-from morgan.plan import EnvironmentPlan, applicable_lines, files_to_mirror, plan_environment, prove
+from morgan.plan import EnvironmentPlan, applicable_lines, plan_environment, prove
 from morgan.progress import REDRAW_INTERVAL, Progress
 from morgan.provider import EnvironmentView, Findings
 from morgan.resolve import ResolutionFailure
-from morgan.selection import SelectionOptions
+from morgan.selection import SelectionOptions, files_to_mirror
 from morgan.sources import (
     SIDECAR_SUFFIXES,
     Fetched,
@@ -203,7 +203,7 @@ class Mirrorer:
         for plan in plans:
             for pin in plan.pins().values():
                 self.report.projects.add(pin.name)
-                files = files_to_mirror(pin, self.options.selection)
+                files = files_to_mirror(pin.files, self.options.selection)
                 names = ", ".join(f.file.filename for f in files)
                 log.info(
                     "%s: picked %s for %s: %s", pin.name, pin.version, plan.environment.name, names

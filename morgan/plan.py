@@ -29,7 +29,6 @@ from packaging.utils import NormalizedName
 
 from morgan.environments import Environment
 from morgan.errors import MorganError
-from morgan.models import ReleaseFile
 from morgan.provider import Candidate, EnvironmentView, ProjectRequirement
 from morgan.resolve import Resolution, ResolutionFailure, Task, resolve
 from morgan.selection import SelectionOptions, allowed_releases
@@ -67,12 +66,6 @@ class EnvironmentPlan:
             for pin in resolution.pins.values():
                 found.setdefault((pin.name, str(pin.version)), pin)
         return found
-
-
-def files_to_mirror(pin: Candidate, options: SelectionOptions) -> list[ReleaseFile]:
-    """The files of a picked version to put in the tree for its environment."""
-    wheels = list(pin.wheels) if options.all_wheels else list(pin.wheels[:1])
-    return [*wheels, *pin.sdists[:1]]
 
 
 def applicable_lines(

@@ -32,7 +32,7 @@ from resolvelib.structs import RequirementInformation
 from morgan.environments import Environment, evaluate_marker
 from morgan.errors import DistributionError, MorganError, ProjectNotFoundError
 from morgan.models import ReleaseFile
-from morgan.selection import Release, allowed_releases, releases
+from morgan.selection import Release, allowed_releases, ordered_files, releases
 from morgan.sources import ProjectSource, describe_failure
 
 log = logging.getLogger(__name__)
@@ -123,20 +123,6 @@ class Candidate:
         return f"{self.identifier} {self.version}"
 
 
-def _ordered_files(
-    files: Iterable[ReleaseFile], environment: Environment
-) -> tuple[ReleaseFile, ...]:
-    wheels = sorted(
-        (f for f in files if f.is_wheel),
-        key=lambda f: (environment.wheel_rank(f.tags), f.file.filename),
-    )
-    sdists = sorted(
-        (f for f in files if not f.is_wheel),
-        key=lambda f: (not f.file.filename.endswith(".tar.gz"), f.file.filename),
-    )
-    return (*wheels, *sdists)
-
-
 @dataclass
 class Findings:
     """What the provider met besides candidates: shared by the resolutions of one run."""
@@ -217,7 +203,7 @@ class EnvironmentView:
         with self._lock:
             known = self._candidates.get(key)
         if known is None:
-            files = _ordered_files(usable, self.environment)
+            files = ordered_files(usable, self.environment)
             known = Candidate(name=name, version=release.version, extras=extras, files=files)
             with self._lock:
                 self._candidates[key] = known

@@ -1,9 +1,10 @@
-"""Choosing, for one requirement and one environment, the files a client there would install.
+"""Which versions and files of a project one environment's installer can take.
 
 The rules follow pip's: PEP 440 versions, yanked files only for an exact ``==``
-pin (PEP 592), pre-releases only when asked for or when nothing else fits, and
-of the newest fitting version the wheel whose tags rank best in the environment.
-The sdist of that version is mirrored too, so a client can always build.
+pin (PEP 592), pre-releases only when asked for or when nothing else fits, wheels
+ranked by the environment's tag priority. Which version wins is the resolver's
+business (``morgan.provider``); of a chosen version the best wheel and the sdist
+are mirrored, so a client can always build.
 """
 
 from __future__ import annotations
@@ -29,18 +30,6 @@ class SelectionOptions:
     all_versions: bool = False
     all_wheels: bool = False
     package_type_regex: str = DEFAULT_PACKAGE_TYPE_REGEX
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One version chosen for one environment, and the files it needs there."""
-
-    environment: Environment
-    version: Version
-    files: tuple[ReleaseFile, ...]
-    #: The file whose metadata says what this version depends on in the environment:
-    #: the wheel a client there installs, else the sdist it builds.
-    metadata_source: ReleaseFile
 
 
 def release_files(page: ProjectPage, package_type_regex: str) -> list[ReleaseFile]:
@@ -129,57 +118,28 @@ def allowed_releases(found: Sequence[Release], specifier: SpecifierSet) -> list[
     return [r for r in found if r.version in admitted]
 
 
-def choose(
-    found: Sequence[ReleaseFile],
-    requirement: Requirement,
-    environment: Environment,
-    options: SelectionOptions = SelectionOptions(),
-    *,
-    top_level: bool = False,
-) -> list[Choice] | str:
-    """The newest version (every version with ``-a`` on a top-level line) a requirement
-    admits alone in one environment, or the reason there is none."""
-    allowed = allowed_releases(releases(found, environment), requirement.specifier)
-    if not allowed:
-        return why_nothing(found, requirement, environment)
-    if not (options.all_versions and top_level):
-        allowed = allowed[:1]
-    return [choice_for_release(r, requirement.specifier, environment, options) for r in allowed]
-
-
-def choice_for_release(
-    release: Release, specifier: SpecifierSet, environment: Environment, options: SelectionOptions
-) -> Choice:
-    """The files of one release to mirror for an environment."""
-    return _choice_for_version(
-        release.usable_files(specifier), environment, release.version, options
-    )
-
-
-def _choice_for_version(
-    files: Iterable[ReleaseFile],
-    environment: Environment,
-    version: Version,
-    options: SelectionOptions,
-) -> Choice:
-    sdists = sorted(
-        (c for c in files if not c.is_wheel),
-        key=lambda c: (not c.file.filename.endswith(".tar.gz"), c.file.filename),
-    )
+def ordered_files(
+    files: Iterable[ReleaseFile], environment: Environment
+) -> tuple[ReleaseFile, ...]:
+    """A version's files in the order an installer there prefers them: wheels by the
+    environment's tag priority, then sdists (``.tar.gz`` first)."""
     wheels = sorted(
-        (c for c in files if c.is_wheel),
-        key=lambda c: (environment.wheel_rank(c.tags), c.file.filename),
+        (f for f in files if f.is_wheel),
+        key=lambda f: (environment.wheel_rank(f.tags), f.file.filename),
     )
-    picked: list[ReleaseFile] = []
-    if options.all_wheels:
-        picked.extend(wheels)
-    elif wheels:
-        picked.append(wheels[0])
-    picked.extend(sdists[:1])
-    source = wheels[0] if wheels else sdists[0]
-    return Choice(
-        environment=environment, version=version, files=tuple(picked), metadata_source=source
+    sdists = sorted(
+        (f for f in files if not f.is_wheel),
+        key=lambda f: (not f.file.filename.endswith(".tar.gz"), f.file.filename),
     )
+    return (*wheels, *sdists)
+
+
+def files_to_mirror(ordered: Sequence[ReleaseFile], options: SelectionOptions) -> list[ReleaseFile]:
+    """Of a chosen version's files (in ``ordered_files`` order), those to put in the tree:
+    the best wheel (every wheel with ``-W``) and one sdist, so a client can always build."""
+    wheels = [f for f in ordered if f.is_wheel]
+    sdists = [f for f in ordered if not f.is_wheel]
+    return [*(wheels if options.all_wheels else wheels[:1]), *sdists[:1]]
 
 
 def why_nothing(
@@ -198,9 +158,3 @@ def why_nothing(
     if not python_ok:
         return f"no matching version supports Python {environment.python_version}"
     return "no matching file installs here (no sdist, and no wheel with a supported tag)"
-
-
-def describe(choice: Choice) -> str:
-    """One line saying what was picked, for the decision log."""
-    names = ", ".join(c.file.filename for c in choice.files)
-    return f"{choice.version} for {choice.environment.name}: {names}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -12,12 +13,14 @@ from packaging.version import Version
 from morgan.environments import Environment
 from morgan.models import DistributionFile, ProjectPage, ReleaseFile
 from morgan.selection import (
-    Choice,
     SelectionOptions,
-    choose,
-    describe,
+    allowed_releases,
+    files_to_mirror,
     is_exact_pin,
+    ordered_files,
     release_files,
+    releases,
+    why_nothing,
 )
 
 PAGE_URL = "https://index.example/simple/demo/"
@@ -53,6 +56,17 @@ def page(*files: DistributionFile | str) -> list[ReleaseFile]:
     )
 
 
+@dataclass(frozen=True)
+class Choice:
+    """A version a requirement alone admits, with the files mirrored of it and the one
+    whose metadata a client there reads."""
+
+    environment: Environment
+    version: Version
+    files: tuple[ReleaseFile, ...]
+    metadata_source: ReleaseFile
+
+
 def pick(
     found: list[ReleaseFile],
     requirement: str,
@@ -61,9 +75,19 @@ def pick(
     *,
     top_level: bool = False,
 ) -> list[Choice]:
-    result = choose(found, Requirement(requirement), env, options, top_level=top_level)
-    assert not isinstance(result, str), result
-    return result
+    """What the mirror takes for one requirement alone, from the same pieces the resolver
+    uses: the newest admitted release (every one with ``-a`` on a top-level line)."""
+    specifier = Requirement(requirement).specifier
+    allowed = allowed_releases(releases(found, env), specifier)
+    assert allowed, why_nothing(found, Requirement(requirement), env)
+    if not (options.all_versions and top_level):
+        allowed = allowed[:1]
+    choices = []
+    for release in allowed:
+        ordered = ordered_files(release.usable_files(specifier), env)
+        chosen = tuple(files_to_mirror(ordered, options))
+        choices.append(Choice(env, release.version, chosen, ordered[0]))
+    return choices
 
 
 def versions(choices: list[Choice]) -> list[str]:
@@ -75,9 +99,8 @@ def filenames(choice: Choice) -> list[str]:
 
 
 def reason(found: list[ReleaseFile], requirement: str, env: Environment = LINUX_312) -> str:
-    result = choose(found, Requirement(requirement), env)
-    assert isinstance(result, str), result
-    return result
+    assert not allowed_releases(releases(found, env), Requirement(requirement).specifier)
+    return why_nothing(found, Requirement(requirement), env)
 
 
 THREE_VERSIONS = page(
@@ -390,11 +413,6 @@ def test_wheel_alone_when_there_is_no_sdist() -> None:
 def test_sdist_of_an_older_version_is_not_mixed_in() -> None:
     (choice,) = pick(page("demo-2.0-py3-none-any.whl", "demo-1.0.tar.gz"), "demo")
     assert filenames(choice) == ["demo-2.0-py3-none-any.whl"]
-
-
-def test_describe() -> None:
-    (choice,) = pick(page("demo-1.0-py3-none-any.whl", "demo-1.0.tar.gz"), "demo")
-    assert describe(choice) == "1.0 for linux312: demo-1.0-py3-none-any.whl, demo-1.0.tar.gz"
 
 
 # -- reasons -----------------------------------------------------------------------------------
