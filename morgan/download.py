@@ -25,7 +25,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from morgan.errors import DownloadCancelled, HashMismatchError, UpstreamError
 from morgan.index import BACKOFF_MAX, IndexClient, describe_transport_error, redact
 from morgan.layout import PART_SUFFIX, read_hash_sidecar, write_hash_sidecar
-from morgan.models import PREFERRED_HASH, DistributionFile
+from morgan.models import PREFERRED_HASH, DistributionFile, parse_upload_time
 from morgan.state import VerifiedFile, trusted_sha256
 
 log = logging.getLogger(__name__)
@@ -60,30 +60,10 @@ def expected_digest(file: DistributionFile) -> tuple[str, str] | None:
     return None
 
 
-_UPLOAD_TIME = re.compile(
-    r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:?\d\d)?", re.IGNORECASE
-)
-
-
 def upload_timestamp(upload_time: str | None) -> float | None:
-    """Seconds since the epoch for a PEP 700 upload time, or None if unreadable.
-
-    PEP 700 asks for UTC with a ``Z``; other offsets (and none, read as UTC) are
-    accepted from indexes that write them.
-    """
-    match = _UPLOAD_TIME.fullmatch((upload_time or "").strip())
-    if match is None:
-        return None
-    try:
-        stamp = float(calendar.timegm(time.strptime(match.group(1), "%Y-%m-%dT%H:%M:%S")))
-    except ValueError:
-        return None
-    offset = (match.group(2) or "Z").upper()
-    if offset != "Z":
-        sign = -1 if offset[0] == "-" else 1
-        digits = offset[1:].replace(":", "")
-        stamp -= sign * (int(digits[:2]) * 3600 + int(digits[2:]) * 60)
-    return stamp
+    """Whole seconds since the epoch for a PEP 700 upload time (a file's mtime), or None."""
+    moment = parse_upload_time(upload_time)
+    return None if moment is None else float(calendar.timegm(moment.utctimetuple()))
 
 
 def part_path(dest: Path) -> Path:

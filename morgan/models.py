@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 from packaging.tags import Tag
 from packaging.utils import NormalizedName, parse_sdist_filename, parse_wheel_filename
@@ -93,3 +95,39 @@ class ReleaseFile:
         if name != project:
             return None
         return cls(file=file, version=version, tags=frozenset(tags))
+
+
+#: A PEP 700 upload time: ``Z`` (or another offset, or none, read as UTC) and any
+#: number of fractional digits, as indexes write them; Python 3.9's
+#: ``datetime.fromisoformat`` reads neither ``Z`` nor arbitrary fractions.
+_UPLOAD_TIME = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?",
+    re.IGNORECASE,
+)
+
+
+def parse_upload_time(upload_time: str | None) -> datetime | None:
+    """A PEP 700 upload time as an aware datetime in UTC, or None if it is unreadable.
+
+    One reading for every use: a file's mtime in the tree and the ``upload-time``
+    of the lock files (a TOML datetime in UTC). One that cannot be read is left
+    out, not guessed at. Digits past microseconds are dropped.
+    """
+    match = _UPLOAD_TIME.fullmatch((upload_time or "").strip())
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
+    micro = int((match.group(7) or "0")[:6].ljust(6, "0"))
+    offset = (match.group(8) or "Z").upper()
+    zone = timezone.utc
+    if offset != "Z":
+        digits = offset[1:].replace(":", "")
+        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
+        if delta >= timedelta(days=1):
+            return None
+        zone = timezone(-delta if offset[0] == "-" else delta)
+    try:
+        moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=zone)
+        return moment.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        return None

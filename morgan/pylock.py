@@ -41,7 +41,6 @@ import re
 import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +49,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from morgan.layout import check_filename, project_dir
+from morgan.models import parse_upload_time
 
 #: The only version of the format this module writes (PEP 751's first and so far only).
 LOCK_VERSION = "1.0"
@@ -57,13 +57,6 @@ LOCK_VERSION = "1.0"
 _LOCK_NAME = re.compile(r"pylock\.([^.]+)\.toml")
 #: What an environment's name may keep in a lock file's name; the rest becomes ``-``.
 _UNSAFE_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_-]")
-#: A PEP 700 upload time: ``Z`` (or another offset, or none, read as UTC) and any
-#: number of fractional digits, as indexes write them; Python 3.9's
-#: ``datetime.fromisoformat`` reads neither ``Z`` nor arbitrary fractions.
-_UPLOAD_TIME = re.compile(
-    r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?(Z|[+-]\d\d:?\d\d)?",
-    re.IGNORECASE,
-)
 
 
 @dataclass(frozen=True)
@@ -120,33 +113,6 @@ def pylock_filename(environment_name: str) -> str:
     filename = f"pylock.{name}.toml"
     assert _LOCK_NAME.fullmatch(filename), filename
     return filename
-
-
-def parse_upload_time(upload_time: str | None) -> datetime | None:
-    """A PEP 700 upload time as an aware datetime in UTC, or None if it is unreadable.
-
-    PEP 751 records ``upload-time`` as a TOML datetime in UTC, so the index's
-    string is read rather than copied; one that cannot be read is left out (the
-    key is optional), not guessed at. Digits past microseconds are dropped.
-    """
-    match = _UPLOAD_TIME.fullmatch((upload_time or "").strip())
-    if match is None:
-        return None
-    year, month, day, hour, minute, second = (int(part) for part in match.groups()[:6])
-    micro = int((match.group(7) or "0")[:6].ljust(6, "0"))
-    offset = (match.group(8) or "Z").upper()
-    zone = timezone.utc
-    if offset != "Z":
-        digits = offset[1:].replace(":", "")
-        delta = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-        if delta >= timedelta(days=1):
-            return None
-        zone = timezone(-delta if offset[0] == "-" else delta)
-    try:
-        moment = datetime(year, month, day, hour, minute, second, micro, tzinfo=zone)
-        return moment.astimezone(timezone.utc)
-    except (ValueError, OverflowError):
-        return None
 
 
 def _file_table(file: LockedFile, project: str) -> dict[str, Any]:
