@@ -5,7 +5,7 @@ Each arrow lives in a module of its own: the upstream index is read through
 ``sources``, each environment is resolved by ``plan`` (on its own thread, all
 of them sharing one pool for the network), the chosen files are fetched by the
 same pool, ``layout`` writes the pages, ``pylock`` the lock files, and the
-proof resolves every environment again from the tree alone.
+proof shows from the tree alone that every environment installs what it should.
 """
 
 from __future__ import annotations
@@ -77,9 +77,6 @@ class MirrorReport:
     bytes_reused: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    #: Per environment: projects whose default version there has no wheel (needs a compiler).
-    needs_compiler: dict[str, list[str]] = field(default_factory=dict)
-    lock_files: list[Path] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -276,7 +273,6 @@ class Mirrorer:
             env = plan.environment.name
             if plan.needs_compiler:
                 names = sorted(f"{name} {version}" for name, version in plan.needs_compiler)
-                self.report.needs_compiler[env] = names
                 self._warn(
                     f"{env}: clients need a compiler for {', '.join(names)} "
                     "(no wheel of that version for them)"
@@ -326,14 +322,17 @@ class Mirrorer:
 
     def _write_locks(self, plans: list[EnvironmentPlan]) -> None:
         try:
-            self.report.lock_files = write_lock_files(
+            written = write_lock_files(
                 self.options.index_path, plans, self.options.selection, self.client.index_url
             )
         except (MorganError, OSError, ValueError) as error:
             self._error(f"cannot write the lock files: {describe_failure(error)}")
+            return
+        for path in written:
+            log.debug("%s: written", path.name)
 
     def _prove(self, plans: list[EnvironmentPlan], source: UpstreamSource) -> None:
-        """Resolve every environment again from the tree alone, as its clients will."""
+        """Show from the tree alone that each environment's resolutions install there."""
         tree = TreeSource(
             self.options.index_path,
             self.options.selection.package_type_regex,
