@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -278,4 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    code = main()
+    # The work is over: an interrupt while the interpreter winds down changes nothing.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(code)

@@ -8,6 +8,7 @@ belong to, and every URL this module lets out for printing is redacted.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import netrc
 import threading
@@ -55,6 +56,15 @@ class PageFetch:
     cache: CachedPage | None
     #: True when the index answered 304 and the page came from the cache.
     not_modified: bool
+    #: sha256 of what the page was read from (URL, content type, body): the same
+    #: digest on two runs means the same page, whether it came by 304 or in full.
+    digest: str = ""
+
+
+def page_digest(url: str, content_type: str, body: bytes) -> str:
+    digest = hashlib.sha256(f"{url}\0{content_type}\0".encode("utf-8", "surrogateescape"))
+    digest.update(body)
+    return digest.hexdigest()
 
 
 def redact(url: str) -> str:
@@ -165,10 +175,10 @@ class IndexClient:
             if response.status != 200:
                 response.drain_conn()
             if response.status == 304 and cached is not None:
-                page = parse_project_page(
-                    cached.body.encode("utf-8"), cached.content_type, url, project
-                )
-                return PageFetch(page, cached, not_modified=True)
+                body = cached.body.encode("utf-8")
+                page = parse_project_page(body, cached.content_type, url, project)
+                digest = page_digest(url, cached.content_type, body)
+                return PageFetch(page, cached, not_modified=True, digest=digest)
             if response.status == 404:
                 raise ProjectNotFoundError(project, redact(url))
             if response.status != 200:
@@ -189,7 +199,8 @@ class IndexClient:
                 text = None
             if text is not None:
                 fresh = CachedPage(url, text, content_type, etag, last_modified)
-        return PageFetch(page, fresh, not_modified=False)
+        digest = page_digest(final_url, content_type, body)
+        return PageFetch(page, fresh, not_modified=False, digest=digest)
 
     def get_bytes(self, url: str, limit: int) -> bytes:
         """A whole small resource (a metadata file), refused if over ``limit`` bytes."""

@@ -21,6 +21,7 @@ from typing import Any
 
 from packaging.utils import NormalizedName
 
+from morgan import saved_plans
 from morgan.config import MirrorConfig
 from morgan.environments import Environment
 from morgan.errors import DistributionError, MorganError, UpstreamError
@@ -38,7 +39,7 @@ from morgan.models import ReleaseFile
 from morgan.plan import EnvironmentPlan, applicable_lines, plan_environment, prove
 from morgan.progress import REDRAW_INTERVAL, Progress
 from morgan.provider import EnvironmentView, Findings
-from morgan.resolve import ResolutionFailure
+from morgan.resolve import Resolution, ResolutionFailure
 from morgan.selection import SelectionOptions, files_to_mirror
 from morgan.sources import (
     SIDECAR_SUFFIXES,
@@ -83,6 +84,16 @@ class MirrorReport:
         return not self.errors
 
 
+@dataclass(frozen=True)
+class _Reused:
+    """The last run's plans, taken again: nothing they were made from changed."""
+
+    plans: list[EnvironmentPlan]
+    findings: Findings
+    #: The tree as it was when the lock files were written and the tree proven.
+    tree: str
+
+
 class Mirrorer:
     """One run of ``morgan mirror`` over a configuration."""
 
@@ -110,12 +121,19 @@ class Mirrorer:
             progress=self.progress,
             cancel=self._cancel,
         )
-        findings = Findings()
+        inputs = saved_plans.inputs_digest(
+            self.config, self.options.selection, self.client.index_url
+        )
         try:
             self._prefetch_known_pages(source)
-            plans = self._await(
-                [planners.submit(self._plan, source, findings, env) for env in envs]
-            )
+            reused = self._reuse_plans(source, inputs)
+            if reused is not None:
+                plans, findings = reused.plans, reused.findings
+            else:
+                findings = Findings()
+                plans = self._await(
+                    [planners.submit(self._plan, source, findings, env) for env in envs]
+                )
             chosen = self._chosen_files(plans)
             fetches = [source.fetch(name, file) for name, file in chosen]
             self._await(fetches, errors=False)
@@ -131,8 +149,14 @@ class Mirrorer:
                     "missing (named above); run again to finish"
                 )
             else:
-                self._write_locks(plans)
-                self._prove(plans, source)
+                tree = saved_plans.tree_digest(self.options.index_path)
+                if reused is not None and reused.tree == tree:
+                    log.info("the tree is as it was when proven: its lock files and proof stand")
+                else:
+                    self._write_locks(plans)
+                    self._prove(plans, source)
+                    tree = saved_plans.tree_digest(self.options.index_path)  # with the locks
+                    self._keep_plans(source, inputs, tree, plans, findings)
         except BaseException:
             self._cancel.set()  # interrupted: downloads stop, their parts stay for the next run
             raise
@@ -168,6 +192,55 @@ class Mirrorer:
             if state.page is not None or state.verified:  # mirrored here before
                 source.prefetch(NormalizedName(name))
 
+    def _reuse_plans(self, source: UpstreamSource, inputs: str) -> _Reused | None:
+        """The last run's plans, if they were made from the same inputs and pages."""
+        saved = saved_plans.load(self.options.index_path, inputs)
+        if saved is None:
+            return None
+        names = [NormalizedName(name) for name in saved.pages]
+        try:
+            self._await([source.page(name) for name in names], errors=False)
+        except MorganError:
+            return None
+        digests = source.page_digests()
+        changed = [name for name in names if digests.get(name) != saved.pages[name]]
+        if changed:
+            log.info("%d pages changed since the last run: resolving", len(changed))
+            return None
+        try:
+            plans, findings = saved_plans.restore(saved, self.config.environments, source.files)
+        except (MorganError, ValueError) as error:
+            log.info("the saved plans do not fit this run (%s): resolving", error)
+            return None
+        log.info("nothing changed upstream since the last run: its plans stand")
+        return _Reused(plans, findings, saved.tree)
+
+    def _keep_plans(
+        self,
+        source: UpstreamSource,
+        inputs: str,
+        tree: str,
+        plans: list[EnvironmentPlan],
+        findings: Findings,
+    ) -> None:
+        """Save the plans for the next run, if this run stands behind them."""
+        index = self.options.index_path
+        digests = source.page_digests()
+        with findings.lock:
+            uncertain = bool(findings.page_errors or findings.unknown)
+        pages = {name: digest for name, digest in digests.items() if digest is not None}
+        if self.report.errors or uncertain or len(pages) < len(digests):
+            return  # the saved plans, if any, are of the last run that was sure of them
+        try:
+            saved_plans.save(
+                index, inputs=inputs, pages=pages, tree=tree, plans=plans, findings=findings
+            )
+        except OSError as error:
+            self._warn(f"cannot keep this run's plans: {describe_failure(error)}")
+        except (ValueError, KeyError) as error:
+            log.debug("plans not kept: %s", error)
+            saved_plans.forget(index)
+
     def _plan(
         self, source: UpstreamSource, findings: Findings, env: Environment
     ) -> EnvironmentPlan:
@@ -176,7 +249,12 @@ class Mirrorer:
             log.info("%s: no requirement applies", env.name)
         view = EnvironmentView(source, env, findings)
         try:
-            return plan_environment(view, lines, self.options.selection)
+            return plan_environment(
+                view,
+                lines,
+                self.options.selection,
+                on_resolution=lambda resolution: self._fetch_pins(source, resolution),
+            )
         except (MorganError, OSError) as error:
             failed = EnvironmentPlan(environment=env)
             failed.errors.append(f"{env.name}: {describe_failure(error)}")
@@ -188,6 +266,12 @@ class Mirrorer:
             failed = EnvironmentPlan(environment=env)
             failed.errors.append(f"{env.name}: unexpected error: {error!r}; please report it")
             return failed
+
+    def _fetch_pins(self, source: UpstreamSource, resolution: Resolution) -> None:
+        """Start downloading a resolution's files while the other resolutions go on."""
+        for pin in resolution.pins.values():
+            for file in files_to_mirror(pin.files, self.options.selection):
+                source.fetch(pin.name, file)
 
     def _chosen_files(
         self, plans: list[EnvironmentPlan]

@@ -20,7 +20,7 @@ The proof runs the same tasks again against the tree alone.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from packaging.requirements import Requirement
@@ -58,6 +58,21 @@ class EnvironmentPlan:
     needs_compiler: set[tuple[str, str]] = field(default_factory=set)
     #: Tasks with no wheels-only solution, and why.
     no_wheel: list[str] = field(default_factory=list)
+    #: Called with each resolution as it is added (to start its downloads at once).
+    on_resolution: Callable[[Resolution], None] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    def add(self, resolution: Resolution, *, proven: bool = True) -> None:
+        """Keep a resolution: the mirror holds its pins (and, if ``proven``, the proof
+        checks that it installs from the tree)."""
+        if resolution in self.resolutions:
+            return
+        self.resolutions.append(resolution)
+        if proven:
+            self.to_prove.append(resolution)
+        if self.on_resolution is not None:
+            self.on_resolution(resolution)
 
     def pins(self) -> dict[tuple[NormalizedName, str], Candidate]:
         """Every (project, version) any resolution of this environment picked."""
@@ -133,10 +148,17 @@ def all_versions_tasks(view: EnvironmentView, line: ProjectRequirement) -> list[
 
 
 def plan_environment(
-    view: EnvironmentView, lines: Sequence[ProjectRequirement], options: SelectionOptions
+    view: EnvironmentView,
+    lines: Sequence[ProjectRequirement],
+    options: SelectionOptions,
+    on_resolution: Callable[[Resolution], None] | None = None,
 ) -> EnvironmentPlan:
-    """Resolve everything the mirror must hold for one environment."""
-    plan = EnvironmentPlan(environment=view.environment)
+    """Resolve everything the mirror must hold for one environment.
+
+    ``on_resolution`` is called with each resolution as soon as it is found: the
+    mirror holds all of them, so their files may be fetched at once.
+    """
+    plan = EnvironmentPlan(environment=view.environment, on_resolution=on_resolution)
     env = view.environment.name
 
     def attempt(task: Task, *, failure_is_error: bool = True) -> Resolution | None:
@@ -145,8 +167,7 @@ def plan_environment(
         except ResolutionFailure as failure:
             (plan.errors if failure_is_error else plan.warnings).append(failure)
             return None
-        plan.resolutions.append(resolution)
-        plan.to_prove.append(resolution)
+        plan.add(resolution)
         return resolution
 
     if not lines:
@@ -201,8 +222,7 @@ def plan_environment(
             continue
         try:
             found = resolve(view, variant, max_rounds=WHEELS_ONLY_ROUNDS)
-            plan.resolutions.append(found)
-            plan.to_prove.append(found)
+            plan.add(found)
         except ResolutionFailure as failure:
             plan.no_wheel.append(str(failure))
     _plan_builds(view, plan)
@@ -261,8 +281,7 @@ def _plan_builds(view: EnvironmentView, plan: EnvironmentPlan) -> None:
             else:
                 plan.errors.append(message)
             continue
-        if outcome not in plan.resolutions:
-            plan.resolutions.append(outcome)
+        plan.add(outcome, proven=False)
         _prefetch_sdists(view, outcome.pins.values())
         queue.extend(outcome.pins.values())
 

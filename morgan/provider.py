@@ -135,6 +135,9 @@ class Findings:
     not_found: dict[str, str] = field(default_factory=dict)
     #: Extras asked for that a version does not declare: (project, version, extra).
     missing_extras: set[tuple[str, str, str]] = field(default_factory=set)
+    #: Files whose dependencies could not be read for a passing reason (the network):
+    #: a plan that took them as having none is good for this run only.
+    unknown: set[str] = field(default_factory=set)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
@@ -225,6 +228,8 @@ class EnvironmentView:
             # Not the distribution's fault: take the version pip would take, its dependencies
             # unknown, so the rest is still mirrored; the failed file is an error of the run.
             log.info("%s: dependencies unknown (%s)", file.file.filename, describe_failure(error))
+            with self.findings.lock:
+                self.findings.unknown.add(file.file.filename)
             return []
         source = f"{file.file.filename} (for {self.environment.name})"
         if not self.environment.allows_python(dependencies.requires_python):

@@ -52,6 +52,8 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 SIDECAR_SUFFIXES = (HASH_SUFFIX, METADATA_SUFFIX)
+#: The digest of a page the index says does not exist.
+NOT_FOUND = "not found"
 #: Files at least this large (or of unknown size) have their PEP 658 metadata fetched
 #: for their dependencies; smaller ones are downloaded instead, in about the same time.
 METADATA_FIRST_SIZE = 1024 * 1024
@@ -220,6 +222,21 @@ class UpstreamSource:
         future = self.page(name)
         return future.done() and future.exception() is None and future.result().not_modified
 
+    def page_digests(self) -> dict[NormalizedName, str | None]:
+        """Every page asked for this run: its digest, ``NOT_FOUND``, or None if it
+        failed or is not in yet (then nothing read from it can be trusted later)."""
+        digests: dict[NormalizedName, str | None] = {}
+        for name, future in self._pages.items():
+            if not future.done() or future.cancelled():
+                digests[name] = None
+            elif isinstance(future.exception(), ProjectNotFoundError):
+                digests[name] = NOT_FOUND
+            elif future.exception() is not None:
+                digests[name] = None
+            else:
+                digests[name] = future.result().digest or None
+        return digests
+
     def known_files(self, name: NormalizedName) -> dict[str, DistributionFile]:
         """What the index said this run of the project's files, for the pages."""
         if name not in self._pages:
@@ -245,11 +262,13 @@ class UpstreamSource:
             and not self.in_tree(name, file)
         )
 
-    def _metadata_future(self, file: ReleaseFile) -> Future[Dependencies]:
-        return self._metadata.get(
-            file.file.filename,
-            lambda: self._pool.submit(_fetch_metadata, self.client, file.file),
-        )
+    def _metadata_future(self, name: NormalizedName, file: ReleaseFile) -> Future[Dependencies]:
+        def start() -> Future[Dependencies]:
+            future = self._pool.submit(_fetch_metadata, self.client, file.file)
+            future.add_done_callback(lambda done: self._remember_fetched(name, file, done))
+            return future
+
+        return self._metadata.get(file.file.filename, start)
 
     def prefetch_dependencies(
         self,
@@ -262,7 +281,7 @@ class UpstreamSource:
         else:
             try:
                 if self._uses_metadata_file(name, file):
-                    future = self._metadata_future(file)  # type: ignore[assignment]
+                    future = self._metadata_future(name, file)  # type: ignore[assignment]
                 else:
                     future = self.fetch(name, file)  # type: ignore[assignment]
             except MorganError:
@@ -285,12 +304,24 @@ class UpstreamSource:
         if known is not None:
             return known.dependencies(file.file.filename)
         dependencies = self._read_dependencies(name, file)
+        self._remember(name, file, dependencies)
+        return dependencies
+
+    def _remember_fetched(
+        self, name: NormalizedName, file: ReleaseFile, done: Future[Dependencies]
+    ) -> None:
+        if not done.cancelled() and done.exception() is None:
+            self._remember(name, file, done.result())
+
+    def _remember(
+        self, name: NormalizedName, file: ReleaseFile, dependencies: Dependencies
+    ) -> None:
+        """Keep what was read, whoever read it (a look-ahead too): the file may not be kept."""
         sha256 = file.file.hashes.get(PREFERRED_HASH, "").lower()
         if sha256:
             self.state(name).dependencies[file.file.filename] = KnownDependencies.of(
                 sha256, dependencies
             )
-        return dependencies
 
     def _known_dependencies(
         self, name: NormalizedName, file: ReleaseFile
@@ -303,7 +334,7 @@ class UpstreamSource:
     def _read_dependencies(self, name: NormalizedName, file: ReleaseFile) -> Dependencies:
         if self._uses_metadata_file(name, file) or file.file.filename in self._metadata:
             try:
-                return self._metadata_future(file).result()
+                return self._metadata_future(name, file).result()
             except MorganError as error:
                 log.info(
                     "%s: PEP 658 metadata unusable (%s); reading the file itself",
@@ -403,6 +434,8 @@ class UpstreamSource:
         if record is None or not result.reused or record.sha256 != result.sha256:
             record = result.record()
         self.state(name).verified[file.file.filename] = record
+        if known is None:
+            self._remember(name, file, dependencies)
         return Fetched(result=result, dependencies=dependencies, file=file.file)
 
     def _fetch_done(self, name: NormalizedName, file: ReleaseFile, future: Future[Fetched]) -> None:

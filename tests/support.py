@@ -193,12 +193,12 @@ def populate_many(index: FixtureIndex, dists: Path, count: int = 100) -> str:
 def tree_snapshot(index: Path, *, state: bool = True) -> dict[str, bytes]:
     """Every file of a mirrored tree (relative path → bytes), without the run's own files.
 
-    ``state=False`` leaves out the hidden per-project state, which names the
-    upstream's URL (and so its port).
+    ``state=False`` leaves out the hidden state (per project, and the saved plans),
+    which names the upstream's URL (and so its port).
     """
     skip = {"server.py", "morgan.ini", ".morgan.lock"}
     if not state:
-        skip.add(".morgan-state.json")
+        skip |= {".morgan-state.json", ".morgan-plans.json"}
     return {
         str(path.relative_to(index)): path.read_bytes()
         for path in sorted(index.rglob("*"))

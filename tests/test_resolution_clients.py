@@ -9,9 +9,6 @@ errors, warnings), which files the tree holds, and what real pip
 ``file://`` index, for every environment. Each graph that should mirror is one a
 walk taking the newest version per requirement would mirror wrong (the client
 checks then fail); the others check that morgan says what cannot be done, and where.
-
-One test fails on purpose (``test_the_tree_holds_no_release_that_no_resolution_picked``,
-JSON upstream): a bug in morgan, kept red until it is fixed.
 """
 
 from __future__ import annotations
