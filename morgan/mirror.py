@@ -37,6 +37,7 @@ from morgan.layout import (
 from morgan.lockfiles import write_lock_files
 from morgan.models import ReleaseFile
 from morgan.plan import EnvironmentPlan, applicable_lines, plan_environment, prove
+from morgan.pool import LanePool
 from morgan.progress import REDRAW_INTERVAL, Progress
 from morgan.provider import EnvironmentView, Findings
 from morgan.resolve import Resolution, ResolutionFailure
@@ -107,7 +108,7 @@ class Mirrorer:
 
     def run(self) -> MirrorReport:
         """Mirror everything the configuration asks for, then write pages and locks, then prove."""
-        pool = ThreadPoolExecutor(max_workers=max(self.options.jobs, 1))
+        pool = LanePool(self.options.jobs)
         envs = self.config.environments
         planners = ThreadPoolExecutor(max_workers=max(len(envs), 1))
         source = UpstreamSource(
@@ -208,7 +209,9 @@ class Mirrorer:
             log.info("%d pages changed since the last run: resolving", len(changed))
             return None
         try:
-            plans, findings = saved_plans.restore(saved, self.config.environments, source.files)
+            plans, findings = saved_plans.restore(
+                saved, self.config.environments, source.known_files
+            )
         except (MorganError, ValueError) as error:
             log.info("the saved plans do not fit this run (%s): resolving", error)
             return None
@@ -271,7 +274,7 @@ class Mirrorer:
         """Start downloading a resolution's files while the other resolutions go on."""
         for pin in resolution.pins.values():
             for file in files_to_mirror(pin.files, self.options.selection):
-                source.fetch(pin.name, file)
+                source.fetch(pin.name, file, background=True)
 
     def _chosen_files(
         self, plans: list[EnvironmentPlan]
@@ -364,7 +367,7 @@ class Mirrorer:
             for failure in plan.no_wheel:
                 self._warn(f"no wheel at all: {failure}")
 
-    def _write_pages(self, source: UpstreamSource, pool: ThreadPoolExecutor) -> None:
+    def _write_pages(self, source: UpstreamSource, pool: LanePool) -> None:
         """Pages, saved state and clean-up; an unwritable folder is an error, not a stop.
 
         Folders are independent, so the pool writes them side by side (each write

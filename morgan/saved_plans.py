@@ -31,7 +31,7 @@ from packaging.version import Version
 from morgan.config import MirrorConfig
 from morgan.environments import Environment
 from morgan.layout import atomic_write
-from morgan.models import ReleaseFile
+from morgan.models import DistributionFile, ReleaseFile
 from morgan.plan import EnvironmentPlan
 from morgan.provider import Candidate, Findings, ProjectRequirement
 from morgan.resolve import Resolution, ResolutionFailure, Task
@@ -167,14 +167,13 @@ def forget(index_path: Path) -> None:
 def restore(
     saved: SavedPlans,
     environments: Sequence[Environment],
-    files: Callable[[NormalizedName], Sequence[ReleaseFile]],
+    page_files: Callable[[NormalizedName], Mapping[str, DistributionFile]],
 ) -> tuple[list[EnvironmentPlan], Findings]:
-    """The saved plans again, their files taken from this run's pages.
+    """The saved plans again, their files taken from this run's pages (``page_files``:
+    a project's files by name; only the pinned ones are parsed)."""
 
-    ValueError if the file does not fit them (or is damaged): then resolve.
-    """
     try:
-        return _restore(saved, environments, files)
+        return _restore(saved, environments, page_files)
     except (KeyError, TypeError, IndexError, AttributeError) as error:
         raise ValueError(f"{PLANS_FILE} is damaged ({type(error).__name__}: {error})") from None
 
@@ -182,17 +181,26 @@ def restore(
 def _restore(
     saved: SavedPlans,
     environments: Sequence[Environment],
-    files: Callable[[NormalizedName], Sequence[ReleaseFile]],
+    page_files: Callable[[NormalizedName], Mapping[str, DistributionFile]],
 ) -> tuple[list[EnvironmentPlan], Findings]:
+    """ValueError if the file does not fit (or is damaged): then resolve."""
     encoded = saved.document["plans"]
     if sorted(encoded) != sorted(env.name for env in environments):
         raise ValueError("other environments")
-    by_filename: dict[NormalizedName, dict[str, ReleaseFile]] = {}
+    by_filename: dict[NormalizedName, Mapping[str, DistributionFile]] = {}
+    parsed: dict[str, ReleaseFile] = {}
 
     def file_of(name: NormalizedName, filename: str) -> ReleaseFile:
+        found = parsed.get(filename)
+        if found is not None:
+            return found
         if name not in by_filename:
-            by_filename[name] = {f.file.filename: f for f in files(name)}
-        return by_filename[name][filename]
+            by_filename[name] = page_files(name)
+        found = ReleaseFile.from_file(by_filename[name][filename], name)
+        if found is None:
+            raise ValueError(f"{filename} is not a file of {name}")
+        parsed[filename] = found
+        return found
 
     plans = [_decode_plan(encoded[env.name], env, file_of) for env in environments]
     found = saved.document["findings"]

@@ -41,6 +41,7 @@ from morgan.metadata import (
     read_wheel_metadata,
 )
 from morgan.models import PREFERRED_HASH, DistributionFile, ReleaseFile
+from morgan.pool import LanePool
 from morgan.progress import Progress
 from morgan.selection import release_files
 from morgan.simple import parse_json_page
@@ -149,6 +150,8 @@ class UpstreamSource:
         self._metadata: Memo[str, Dependencies] = Memo()
         self._downloads: Memo[str, Fetched] = Memo()
         self._states: dict[NormalizedName, ProjectState] = {}
+        #: Background downloads not yet hurried, by filename.
+        self._background_jobs: dict[str, Future[Fetched]] = {}
         self._lock = threading.Lock()
         #: Parts of downloads that broke off, kept for the next run to resume.
         self.resumable: set[Path] = set()
@@ -156,11 +159,12 @@ class UpstreamSource:
     # -- pages ----------------------------------------------------------------
 
     def state(self, name: NormalizedName) -> ProjectState:
-        with self._lock:
-            state = self._states.get(name)
-            if state is None:
-                state = self._states[name] = ProjectState.load(self.options.index_path / name)
+        state = self._states.get(name)  # asked all the time, by every thread: no lock once loaded
+        if state is not None:
             return state
+        loaded = ProjectState.load(self.options.index_path / name)
+        with self._lock:
+            return self._states.setdefault(name, loaded)
 
     @property
     def states(self) -> dict[NormalizedName, ProjectState]:
@@ -353,8 +357,14 @@ class UpstreamSource:
             return False
         return record.still_matches(self.options.index_path / name / file.file.filename)
 
-    def fetch(self, name: NormalizedName, file: ReleaseFile) -> Future[Fetched]:
-        """The file verified in the tree, with its dependencies: downloaded once."""
+    def fetch(
+        self, name: NormalizedName, file: ReleaseFile, *, background: bool = False
+    ) -> Future[Fetched]:
+        """The file verified in the tree, with its dependencies: downloaded once.
+
+        A ``background`` fetch (a file chosen, that nobody waits for yet) lets the
+        pool's urgent work go first, until someone fetches it without the flag.
+        """
         made: list[Future[Fetched]] = []
 
         def start() -> Future[Fetched]:
@@ -363,7 +373,11 @@ class UpstreamSource:
 
         future = self._downloads.get(file.file.filename, start)
         if made:  # this call made it: do the work, outside the memo's lock
-            self._start_fetch(name, file, future)
+            self._start_fetch(name, file, future, background)
+        elif not background:
+            job = self._background_jobs.pop(file.file.filename, None)
+            if job is not None and isinstance(self._pool, LanePool):
+                self._pool.hurry(job)
         return future
 
     def sdist_dependencies(self) -> dict[str, Dependencies]:
@@ -381,7 +395,7 @@ class UpstreamSource:
         return self._downloads.items()
 
     def _start_fetch(
-        self, name: NormalizedName, file: ReleaseFile, future: Future[Fetched]
+        self, name: NormalizedName, file: ReleaseFile, future: Future[Fetched], background: bool
     ) -> None:
         future.add_done_callback(lambda f: self._fetch_done(name, file, f))
         try:
@@ -396,7 +410,13 @@ class UpstreamSource:
             _settle(future, self._download_and_read, name, file, dest, record)
             return
         try:
-            job = self._pool.submit(self._download_and_read, name, file, dest, record)
+            if background and isinstance(self._pool, LanePool):
+                job = self._pool.submit_background(
+                    self._download_and_read, name, file, dest, record
+                )
+                self._background_jobs[file.file.filename] = job
+            else:
+                job = self._pool.submit(self._download_and_read, name, file, dest, record)
         except RuntimeError as error:  # the pool is shut down: the run is being interrupted
             future.set_exception(error)
             return

@@ -1,0 +1,88 @@
+"""The two-lane pool (morgan/pool.py): what a resolution waits for goes first."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import CancelledError, Future
+
+import pytest
+
+from morgan.pool import LanePool
+
+
+def blocked_pool() -> tuple[LanePool, threading.Event, Future[None]]:
+    """A one-worker pool whose worker is busy until the event is set."""
+    pool = LanePool(1)
+    release = threading.Event()
+    started = threading.Event()
+
+    def hold() -> None:
+        started.set()
+        release.wait(10)
+
+    busy = pool.submit(hold)
+    assert started.wait(10)
+    return pool, release, busy
+
+
+def test_urgent_work_goes_before_background_work_queued_earlier() -> None:
+    pool, release, _ = blocked_pool()
+    order: list[str] = []
+    for name in ("a", "b"):
+        pool.submit_background(order.append, name)
+    pool.submit(order.append, "urgent")
+    release.set()
+    pool.shutdown(wait=True)
+    assert order == ["urgent", "a", "b"]
+
+
+def test_hurried_background_work_runs_next_and_only_once() -> None:
+    pool, release, _ = blocked_pool()
+    order: list[str] = []
+    futures = {name: pool.submit_background(order.append, name) for name in ("a", "b", "c")}
+    pool.hurry(futures["c"])
+    pool.hurry(futures["c"])  # twice: still once
+    release.set()
+    pool.shutdown(wait=True)
+    assert order == ["c", "a", "b"]
+    assert all(future.done() for future in futures.values())
+
+
+def test_results_and_errors_reach_the_future() -> None:
+    pool = LanePool(2)
+    assert pool.submit(lambda x: x * 2, 21).result(10) == 42
+    failing = pool.submit_background(int, "not a number")
+    with pytest.raises(ValueError):
+        failing.result(10)
+    pool.shutdown()
+
+
+def test_shutdown_with_cancel_drops_queued_work_and_finishes_running_work() -> None:
+    pool, release, busy = blocked_pool()
+    queued = [pool.submit_background(print, "never"), pool.submit(print, "never")]
+    threading.Timer(0.2, release.set).start()
+    pool.shutdown(wait=True, cancel_futures=True)
+    assert busy.done() and busy.exception() is None
+    for future in queued:
+        with pytest.raises(CancelledError):
+            future.result(0)
+    with pytest.raises(RuntimeError):
+        pool.submit(print, "after")
+
+
+def test_no_more_threads_than_asked() -> None:
+    pool = LanePool(3)
+    names: set[str] = set()
+    barrier = threading.Barrier(3, timeout=10)
+
+    def record() -> None:
+        names.add(threading.current_thread().name)
+        barrier.wait()
+
+    futures = [pool.submit(record) for _ in range(3)]
+    for future in futures:
+        future.result(10)
+    for _ in range(20):
+        pool.submit_background(lambda: names.add(threading.current_thread().name)).result(10)
+    pool.shutdown()
+    assert len(names) == 3
