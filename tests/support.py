@@ -15,7 +15,7 @@ from upstream import FixtureIndex
 def skip_unless_ci(reason: str) -> NoReturn:
     """Skip a test this machine lacks something for; under CI (``CI=true``), fail instead.
 
-    CI runs every test: there a missing Python 3.7, uv, vermin, openssl or root is a
+    CI runs every test: there a missing Python 3.7, uv, vermin, openssl, nginx or root is a
     broken CI machine, not a reason to pass with less tested.
     """
     __tracebackhide__ = True  # report the caller's line, not this one

@@ -230,8 +230,15 @@ def measured_run(args, tool, *, label, index, config, upstream, runs_dir, jobs=N
 def server_runs(args, runs_dir: Path, latency: float) -> dict:
     seconds = args.server_seconds or (3.0 if args.quick else 10.0)
     servers: dict = {"clients": args.clients, "seconds": seconds}
-    for key, kind in (("ours", serverbench.OURS), ("morgan", serverbench.MORGAN)):
-        index = runs_dir / f"{key}-{latency:g}ms"
+    kinds = [("ours", serverbench.OURS, "ours")]
+    if not args.skip_morgan:
+        kinds.append(("morgan", serverbench.MORGAN, "morgan"))
+    if serverbench.nginx_binary():  # nginx in front of our tree
+        kinds.append(("nginx", serverbench.NGINX, "ours"))
+    else:
+        log("nginx is not installed: not measured")
+    for key, kind, tree in kinds:
+        index = runs_dir / f"{tree}-{latency:g}ms"
         wait_for_quiet(args)
         log(f"measuring the {kind.name} server on {index} (load {os.getloadavg()[0]:.1f})")
         servers[key] = serverbench.measure_server(
@@ -304,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         upstream.stop()
-    if not args.skip_servers and not args.skip_morgan:
+    if not args.skip_servers:
         results["servers"] = server_runs(args, runs_dir, min(latencies))
     text = report.render(results)
     stamp = time.strftime("%Y%m%d-%H%M%S")

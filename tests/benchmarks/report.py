@@ -159,7 +159,8 @@ def jobs_section(jobs: dict) -> list[str]:
 
 
 def server_section(servers: dict) -> list[str]:
-    ours, theirs = servers["ours"], servers["morgan"]
+    names = {"ours": "ours (server.py)", "morgan": "Morgan 0.15.0", "nginx": "nginx (our tree)"}
+    present = [key for key in names if key in servers]
 
     def rate(result: dict, key: str) -> str:
         part = result[key]
@@ -167,50 +168,47 @@ def server_section(servers: dict) -> list[str]:
         tail = f"p99 {part.get('p99_ms', 0):.0f} ms, max {part.get('max_ms', 0):.0f} ms"
         return f"{part['per_second']:.0f}/s ({tail}{errors})"
 
-    def big(result: dict, key: str) -> str:
-        part = result["big"]
+    def big(server: str, key: str) -> str:
+        part = servers[server]["big"]
         if key == "peak":
+            if server == "nginx":
+                return "- (worker processes)"
             if part["killed_over_limit_mib"]:
                 return f"> {part['killed_over_limit_mib']} MiB (killed)"
             return _mib(part["peak_rss_kib"] * 1024)
         ok = part["requests"]
         return f"{ok} of {ok + part['errors']} in {_s(part['seconds'])}"
 
+    def ratio(key: str) -> list[str]:
+        if "morgan" not in servers:
+            return []
+        return [_ratio(servers["ours"][key]["per_second"], servers["morgan"][key]["per_second"])]
+
     clients = servers["clients"]
-    table = [["", "ours", "Morgan 0.15.0", "ours / Morgan"]]
+    largest = _mib(servers["ours"]["largest_file_bytes"])
+    rest = [""] if "morgan" in servers else []
+    table = [["", *(names[k] for k in present), *(["ours / Morgan"] if rest else [])]]
     table.append(
-        [
-            f"project pages, {clients} clients (pip's Accept)",
-            rate(ours, "pages"),
-            rate(theirs, "pages"),
-            _ratio(ours["pages"]["per_second"], theirs["pages"]["per_second"]),
-        ]
+        [f"project pages, {clients} clients (pip's Accept)"]
+        + [rate(servers[k], "pages") for k in present]
+        + ratio("pages")
     )
     table.append(
-        [
-            f"small files (<= 256 KiB), {clients} clients",
-            rate(ours, "small_files"),
-            rate(theirs, "small_files"),
-            _ratio(ours["small_files"]["per_second"], theirs["small_files"]["per_second"]),
-        ]
+        [f"small files (<= 256 KiB), {clients} clients"]
+        + [rate(servers[k], "small_files") for k in present]
+        + ratio("small_files")
     )
     table.append(
-        [
-            "RSS at rest (after one page)",
-            _mib(ours["baseline_rss_kib"] * 1024),
-            _mib(theirs["baseline_rss_kib"] * 1024),
-            "",
-        ]
+        ["RSS at rest (after one page)"]
+        + ["-" if k == "nginx" else _mib(servers[k]["baseline_rss_kib"] * 1024) for k in present]
+        + rest
     )
     table.append(
-        [
-            f"peak RSS, {clients} clients x largest file ({_mib(ours['largest_file_bytes'])})",
-            big(ours, "peak"),
-            big(theirs, "peak"),
-            "",
-        ]
+        [f"peak RSS, {clients} clients x largest file ({largest})"]
+        + [big(k, "peak") for k in present]
+        + rest
     )
-    table.append(["largest-file downloads completed", big(ours, "done"), big(theirs, "done"), ""])
+    table.append(["largest-file downloads completed"] + [big(k, "done") for k in present] + rest)
     return ["### Servers", "", *_rows(table), ""]
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -38,6 +41,47 @@ class ServerKind:
 
 OURS = ServerKind("ours", "/simple/", ("--quiet",))
 MORGAN = ServerKind("Morgan 0.15.0", "/", ())  # no quiet flag: it logs every request
+
+NGINX_CONF = HERE.parent.parent / "contrib" / "nginx" / "morgan.conf"
+
+
+def nginx_binary() -> str | None:
+    found = shutil.which("nginx")
+    if found:
+        return found
+    candidates = ("/usr/sbin/nginx", "/usr/local/sbin/nginx")
+    return next((path for path in candidates if os.access(path, os.X_OK)), None)
+
+
+@dataclass(frozen=True)
+class NginxKind(ServerKind):
+    """Debian's nginx with contrib/nginx/morgan.conf, as an operator would run it."""
+
+    def command(self, index: Path, port: int) -> list[str]:
+        binary = nginx_binary()
+        if binary is None:
+            raise RuntimeError("nginx is not installed")
+        prefix = Path(tempfile.mkdtemp(prefix="morgan-bench-nginx-"))
+        site = NGINX_CONF.read_text()
+        site = re.sub(r"(?m)^(\s*listen) \S+;(\s*# CHANGE)", rf"\1 127.0.0.1:{port};\2", site)
+        site = re.sub(r"(?m)^(\s*root) \S+;(\s*# CHANGE)", rf"\1 {index};\2", site)
+        (prefix / "morgan.conf").write_text(site)
+        temp = "".join(
+            f"    {kind}_temp_path {prefix / kind};\n"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        user = "user root root;\n" if os.geteuid() == 0 else ""
+        (prefix / "nginx.conf").write_text(
+            f"{user}daemon off;\nworker_processes auto;\npid {prefix / 'nginx.pid'};\n"
+            f"error_log {prefix / 'error.log'} warn;\n"
+            "events { worker_connections 4096; }\n"
+            "http {\n    access_log off;\n    sendfile on;\n    tcp_nopush on;\n"
+            f"    keepalive_requests 100000;\n{temp}    include {prefix / 'morgan.conf'};\n}}\n"
+        )
+        return [binary, "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+
+
+NGINX = NginxKind("nginx", "/simple/", ())
 
 
 def free_port() -> int:
