@@ -8,7 +8,6 @@ belong to, and every URL this module lets out for printing is redacted.
 from __future__ import annotations
 
 import base64
-import hashlib
 import logging
 import netrc
 import threading
@@ -17,7 +16,6 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import TypeVar
 
 import urllib3
@@ -29,7 +27,7 @@ from morgan import __version__
 from morgan.errors import PageError, ProjectNotFoundError, UpstreamError
 from morgan.models import ProjectPage
 from morgan.simple import ACCEPT, parse_project_page
-from morgan.state import CachedPage
+from morgan.state import CachedPage, page_digest
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +45,41 @@ BACKOFF_MAX = 10.0
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
 class PageFetch:
-    """A project page, and what to remember of it for a conditional request next time."""
+    """A project page, and what to remember of it for a conditional request next time.
 
-    page: ProjectPage
-    #: The page with its validators, or None when the index sent none.
-    cache: CachedPage | None
-    #: True when the index answered 304 and the page came from the cache.
-    not_modified: bool
-    #: sha256 of what the page was read from (URL, content type, body): the same
-    #: digest on two runs means the same page, whether it came by 304 or in full.
-    digest: str = ""
+    After a ``304 Not Modified`` the page is parsed from the kept copy only when
+    someone asks for it: a run whose plans stand never does.
+    """
 
+    def __init__(
+        self,
+        cache: CachedPage | None,
+        *,
+        not_modified: bool,
+        digest: str,
+        page: ProjectPage | None = None,
+        load: Callable[[], ProjectPage] | None = None,
+    ) -> None:
+        #: The page with its validators, or None when the index sent none.
+        self.cache = cache
+        #: True when the index answered 304 and the page comes from the cache.
+        self.not_modified = not_modified
+        #: ``state.page_digest`` of the page: the same on two runs means the same page.
+        self.digest = digest
+        self._page = page
+        self._load = load
+        self._lock = threading.Lock()
 
-def page_digest(url: str, content_type: str, body: bytes) -> str:
-    digest = hashlib.sha256(f"{url}\0{content_type}\0".encode("utf-8", "surrogateescape"))
-    digest.update(body)
-    return digest.hexdigest()
+    @property
+    def page(self) -> ProjectPage:
+        """The parsed page (MorganError if the kept copy cannot be read again)."""
+        with self._lock:
+            if self._page is None:
+                assert self._load is not None
+                self._page = self._load()
+                self._load = None
+            return self._page
 
 
 def redact(url: str) -> str:
@@ -175,10 +190,7 @@ class IndexClient:
             if response.status != 200:
                 response.drain_conn()
             if response.status == 304 and cached is not None:
-                body = cached.body.encode("utf-8")
-                page = parse_project_page(body, cached.content_type, url, project)
-                digest = page_digest(url, cached.content_type, body)
-                return PageFetch(page, cached, not_modified=True, digest=digest)
+                return self._not_modified(project, url, cached)
             if response.status == 404:
                 raise ProjectNotFoundError(project, redact(url))
             if response.status != 200:
@@ -191,16 +203,33 @@ class IndexClient:
         page = parse_project_page(body, content_type, final_url, project)
         etag = response.headers.get("ETag")
         last_modified = response.headers.get("Last-Modified")
+        digest = page_digest(final_url, content_type, body)
         fresh = None
         if (etag or last_modified) and final_url == url:
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError:
-                text = None
-            if text is not None:
-                fresh = CachedPage(url, text, content_type, etag, last_modified)
-        digest = page_digest(final_url, content_type, body)
-        return PageFetch(page, fresh, not_modified=False, digest=digest)
+            fresh = CachedPage(url, content_type, etag, last_modified, digest, body)
+        return PageFetch(fresh, not_modified=False, digest=digest, page=page)
+
+    def _not_modified(self, project: str, url: str, cached: CachedPage) -> PageFetch:
+        """The kept copy stands; it is read and parsed when first asked for, and if it
+        is lost by then (or damaged), the page is fetched again in full."""
+
+        def load() -> ProjectPage:
+            body = cached.read_body()
+            if body is None:
+                log.info("%s: the kept copy of its page is gone; fetching it again", project)
+                fetched = self.get_project_page(project)
+                if fetched.cache is not None and fetched.cache.body is not None:
+                    cached.repair(fetched.cache.body)
+                return fetched.page
+            return parse_project_page(body, cached.content_type, url, project)
+
+        digest = cached.digest
+        if not digest:  # kept by a version without digests
+            body = cached.read_body()
+            if body is None:
+                return self.get_project_page(project)
+            digest = page_digest(url, cached.content_type, body)
+        return PageFetch(cached, not_modified=True, digest=digest, load=load)
 
     def get_bytes(self, url: str, limit: int) -> bytes:
         """A whole small resource (a metadata file), refused if over ``limit`` bytes."""

@@ -209,9 +209,7 @@ class Mirrorer:
             log.info("%d pages changed since the last run: resolving", len(changed))
             return None
         try:
-            plans, findings = saved_plans.restore(
-                saved, self.config.environments, source.known_files
-            )
+            plans, findings = saved_plans.restore(saved, self.config.environments)
         except (MorganError, ValueError) as error:
             log.info("the saved plans do not fit this run (%s): resolving", error)
             return None
@@ -394,15 +392,14 @@ class Mirrorer:
             return
         _remove_leftovers(folder, source.resumable)
         state = source.state(name)
+        unchanged = source.page_unchanged(name)
+        if unchanged and state.listing == folder_listing(folder) and (folder / PAGE_JSON).is_file():
+            state.save(folder)  # nothing to rewrite, nor to read the page for
+            return
         known = source.known_files(name)
         if known:  # what the index no longer lists need not be remembered
             state.dependencies = {f: d for f, d in state.dependencies.items() if f in known}
-        touched = name in self.report.projects or bool(known)
-        if touched and not (
-            source.page_unchanged(name)
-            and state.listing == folder_listing(folder)
-            and (folder / PAGE_JSON).is_file()
-        ):
+        if name in self.report.projects or known:
             write_project_pages(folder, known)
             state.listing = folder_listing(folder)
         state.save(folder)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -84,7 +85,7 @@ class ReleaseFile:
         """
         try:
             if file.filename.endswith(".whl"):
-                name, version, _, tags = parse_wheel_filename(file.filename)
+                name, version, tags = _parse_wheel_filename(file.filename)
             else:
                 name, version = parse_sdist_filename(file.filename)
                 tags = frozenset()
@@ -95,6 +96,31 @@ class ReleaseFile:
         if name != project:
             return None
         return cls(file=file, version=version, tags=frozenset(tags))
+
+
+def _parse_wheel_filename(filename: str) -> tuple[NormalizedName, Version, frozenset[Tag]]:
+    """``parse_wheel_filename``, remembering its two halves: a page lists the same
+    name-version for every wheel of a release, and the same tags for every release.
+
+    The halves are checked by ``parse_wheel_filename`` itself, so what it refuses
+    is refused here too (a ValueError).
+    """
+    parts = filename[: -len(".whl")].rsplit("-", 3)
+    if len(parts) != 4:
+        raise ValueError(f"not a wheel filename: {filename!r}")
+    name, version = _wheel_name_version(parts[0])
+    return name, version, _wheel_tags("-".join(parts[1:]))
+
+
+@functools.lru_cache(maxsize=16384)
+def _wheel_name_version(prefix: str) -> tuple[NormalizedName, Version]:
+    name, version, _, _ = parse_wheel_filename(f"{prefix}-py3-none-any.whl")
+    return name, version
+
+
+@functools.lru_cache(maxsize=4096)
+def _wheel_tags(tag_part: str) -> frozenset[Tag]:
+    return parse_wheel_filename(f"x-0-{tag_part}.whl")[3]
 
 
 #: A PEP 700 upload time: ``Z`` (or another offset, or none, read as UTC) and any

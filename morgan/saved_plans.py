@@ -41,7 +41,7 @@ from morgan.state import folder_listing
 log = logging.getLogger(__name__)
 
 PLANS_FILE = ".morgan-plans.json"
-FORMAT = 1
+FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,7 @@ def save(
         "tree": tree,
         "findings": found,
         "plans": {plan.environment.name: _encode_plan(plan) for plan in plans},
+        "files": _encode_files(plans),
     }
     data = (json.dumps(document, indent=1, sort_keys=True) + "\n").encode("utf-8")
     atomic_write(index_path / PLANS_FILE, data)
@@ -165,41 +166,33 @@ def forget(index_path: Path) -> None:
 
 
 def restore(
-    saved: SavedPlans,
-    environments: Sequence[Environment],
-    page_files: Callable[[NormalizedName], Mapping[str, DistributionFile]],
+    saved: SavedPlans, environments: Sequence[Environment]
 ) -> tuple[list[EnvironmentPlan], Findings]:
-    """The saved plans again, their files taken from this run's pages (``page_files``:
-    a project's files by name; only the pinned ones are parsed)."""
-
+    """The saved plans again, with what the pages said of each file they pin (the pages
+    are unchanged, so it still holds: no page is read or parsed)."""
     try:
-        return _restore(saved, environments, page_files)
+        return _restore(saved, environments)
     except (KeyError, TypeError, IndexError, AttributeError) as error:
         raise ValueError(f"{PLANS_FILE} is damaged ({type(error).__name__}: {error})") from None
 
 
 def _restore(
-    saved: SavedPlans,
-    environments: Sequence[Environment],
-    page_files: Callable[[NormalizedName], Mapping[str, DistributionFile]],
+    saved: SavedPlans, environments: Sequence[Environment]
 ) -> tuple[list[EnvironmentPlan], Findings]:
     """ValueError if the file does not fit (or is damaged): then resolve."""
     encoded = saved.document["plans"]
     if sorted(encoded) != sorted(env.name for env in environments):
         raise ValueError("other environments")
-    by_filename: dict[NormalizedName, Mapping[str, DistributionFile]] = {}
+    files = saved.document["files"]
     parsed: dict[str, ReleaseFile] = {}
 
     def file_of(name: NormalizedName, filename: str) -> ReleaseFile:
         found = parsed.get(filename)
-        if found is not None:
-            return found
-        if name not in by_filename:
-            by_filename[name] = page_files(name)
-        found = ReleaseFile.from_file(by_filename[name][filename], name)
         if found is None:
-            raise ValueError(f"{filename} is not a file of {name}")
-        parsed[filename] = found
+            found = ReleaseFile.from_file(_decode_file(filename, files[filename]), name)
+            if found is None:
+                raise ValueError(f"{filename} is not a file of {name}")
+            parsed[filename] = found
         return found
 
     plans = [_decode_plan(encoded[env.name], env, file_of) for env in environments]
@@ -226,6 +219,51 @@ def _encode_plan(plan: EnvironmentPlan) -> dict[str, Any]:
         "needs_compiler": sorted(list(pair) for pair in plan.needs_compiler),
         "no_wheel": list(plan.no_wheel),
     }
+
+
+def _encode_files(plans: Sequence[EnvironmentPlan]) -> dict[str, Any]:
+    """What the pages said of every pinned file, by file name."""
+    files: dict[str, Any] = {}
+    for plan in plans:
+        for resolution in plan.resolutions:
+            for pin in resolution.pins.values():
+                for release_file in pin.files:
+                    file = release_file.file
+                    files[file.filename] = {
+                        "url": file.url,
+                        "hashes": dict(file.hashes),
+                        "requires_python": file.requires_python,
+                        "yanked": file.yanked,
+                        "metadata_hashes": (
+                            None if file.metadata_hashes is None else dict(file.metadata_hashes)
+                        ),
+                        "size": file.size,
+                        "upload_time": file.upload_time,
+                    }
+    return dict(sorted(files.items()))
+
+
+def _decode_file(filename: str, facts: Mapping[str, Any]) -> DistributionFile:
+    metadata_hashes = facts["metadata_hashes"]
+    yanked = facts["yanked"]
+    return DistributionFile(
+        filename=filename,
+        url=str(facts["url"]),
+        hashes={str(k): str(v) for k, v in facts["hashes"].items()},
+        requires_python=_optional(facts["requires_python"]),
+        yanked=yanked if isinstance(yanked, (bool, str)) else bool(yanked),
+        metadata_hashes=(
+            None
+            if metadata_hashes is None
+            else {str(k): str(v) for k, v in metadata_hashes.items()}
+        ),
+        size=None if facts["size"] is None else int(facts["size"]),
+        upload_time=_optional(facts["upload_time"]),
+    )
+
+
+def _optional(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _encode_resolution(resolution: Resolution) -> dict[str, Any]:

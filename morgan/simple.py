@@ -38,6 +38,7 @@ _DIGEST_LENGTHS = {
     for name in sorted(hashlib.algorithms_guaranteed)
     if not name.startswith("shake_")
 }
+_ALGORITHMS = {name: name for name in _DIGEST_LENGTHS}
 _HEX = re.compile(r"[0-9a-f]+")
 
 
@@ -95,10 +96,11 @@ def _hashes(value: Mapping[Any, Any]) -> dict[str, str] | None:
     """
     hashes = {}
     for key, given in value.items():
-        algorithm = str(key).lower()
-        if algorithm not in _DIGEST_LENGTHS or not isinstance(given, str):
+        # the names are a handful, and a page of 10,000 files repeats them: one string each
+        algorithm = _ALGORITHMS.get(key) or _ALGORITHMS.get(str(key).lower())
+        if algorithm is None or not isinstance(given, str):
             continue
-        digest = given.strip().lower()
+        digest = given if _HEX.fullmatch(given) else given.strip().lower()
         if len(digest) != _DIGEST_LENGTHS[algorithm] or not _HEX.fullmatch(digest):
             return None
         hashes[algorithm] = digest

@@ -248,7 +248,11 @@ class UpstreamSource:
         future = self.page(name)
         if not future.done() or future.exception() is not None:
             return {}
-        return {f.filename: f for f in future.result().page.files}
+        try:
+            return {f.filename: f for f in future.result().page.files}
+        except MorganError as error:  # the kept copy of a 304 page, unreadable after all
+            log.info("%s: %s", name, error)
+            return {}
 
     # -- dependencies ---------------------------------------------------------
 

@@ -6,9 +6,10 @@ served; Morgan ignores it) with two things:
 * ``verified``: for every file whose digest was checked, the size and mtime it
   had then. A file that still has them, and whose recorded digest is the one the
   index gives, is trusted without being read again (``--verify`` re-reads).
-* ``page``: the last project page the index sent, with its ``ETag`` and
-  ``Last-Modified``, so the next run can ask "has it changed?" and, on
-  ``304 Not Modified``, parse the copy instead of downloading it again.
+* ``page``: the validators (``ETag``, ``Last-Modified``) and the digest of the
+  last project page the index sent, so the next run can ask "has it changed?";
+  the page itself is kept beside, in ``.morgan-page``, and read only when a
+  ``304 Not Modified`` run needs it parsed (a run whose plans stand never does).
 * ``dependencies``: what each distribution read by a resolution depends on, by
   file name and the sha256 the index gave, so backtracking over it again costs
   no request and no unpacking (a file read only for this is not kept).
@@ -23,7 +24,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,15 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = ".morgan-state.json"
 STATE_VERSION = 1
+#: The last page body the index sent, byte for byte.
+PAGE_BODY_FILE = ".morgan-page"
+
+
+def page_digest(url: str, content_type: str, body: bytes) -> str:
+    """What a page was read from: the same digest on two runs means the same page."""
+    digest = hashlib.sha256(f"{url}\0{content_type}\0".encode("utf-8", "surrogateescape"))
+    digest.update(body)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -62,13 +72,41 @@ class VerifiedFile:
 
 @dataclass(frozen=True)
 class CachedPage:
-    """A project page as the index last sent it, with its validators."""
+    """A project page as the index last sent it: its validators, and where its body is."""
 
     url: str
-    body: str
     content_type: str
     etag: str | None = None
     last_modified: str | None = None
+    #: ``index.page_digest`` of the body: the page, whether it comes in full or by 304.
+    digest: str = ""
+    #: The body, while it is not yet saved (a page that just came in full).
+    body: bytes | None = field(default=None, compare=False, repr=False)
+    #: Where the saved body is (``.morgan-page`` in the project's folder).
+    body_path: Path | None = field(default=None, compare=False, repr=False)
+
+    def repair(self, body: bytes) -> None:
+        """Keep ``body`` where the lost copy was, if it is the page the digest names."""
+        if self.body_path is None or page_digest(self.url, self.content_type, body) != self.digest:
+            return
+        try:
+            atomic_write(self.body_path, body)
+        except OSError as error:
+            log.debug("%s: cannot keep the page (%s)", self.body_path, error)
+
+    def read_body(self) -> bytes | None:
+        """The body, or None if it is lost or no longer the one the digest names."""
+        if self.body is not None:
+            return self.body
+        if self.body_path is None:
+            return None
+        try:
+            body = self.body_path.read_bytes()
+        except OSError:
+            return None
+        if self.digest and page_digest(self.url, self.content_type, body) != self.digest:
+            return None
+        return body
 
     def conditional_headers(self) -> dict[str, str]:
         headers = {}
@@ -131,7 +169,7 @@ class ProjectState:
             verified = {
                 name: VerifiedFile(**record) for name, record in data.get("verified", {}).items()
             }
-            page = CachedPage(**data["page"]) if data.get("page") else None
+            page, migrated = _load_page(data.get("page"), folder)
             listing = data.get("listing")
             if not isinstance(listing, (str, type(None))):
                 raise TypeError("listing is not a string")
@@ -151,18 +189,24 @@ class ProjectState:
             log.debug("%s: ignoring unreadable %s (%s)", folder.name, STATE_FILE, error)
             return cls()
         state = cls(verified=verified, page=page, listing=listing, dependencies=dependencies)
-        state._saved = state._key()
+        state._saved = None if migrated else state._key()
         return state
 
     def save(self, folder: Path) -> bool:
         """Write the state if it changed (and the folder exists); True if written."""
-        if self._saved == self._key() or not folder.is_dir():
+        unsaved_body = self.page is not None and self.page.body is not None
+        if (self._saved == self._key() and not unsaved_body) or not folder.is_dir():
             return False
         known = {name: record for name, record in self.verified.items() if (folder / name).exists()}
+        if self.page is None:
+            (folder / PAGE_BODY_FILE).unlink(missing_ok=True)
+        elif self.page.body is not None:
+            atomic_write(folder / PAGE_BODY_FILE, self.page.body)
+            self.page = replace(self.page, body=None, body_path=folder / PAGE_BODY_FILE)
         document: dict[str, Any] = {
             "version": STATE_VERSION,
             "verified": {name: asdict(known[name]) for name in sorted(known)},
-            "page": asdict(self.page) if self.page else None,
+            "page": _page_record(self.page),
             "listing": self.listing,
             "dependencies": {
                 name: asdict(self.dependencies[name]) for name in sorted(self.dependencies)
@@ -172,6 +216,30 @@ class ProjectState:
         written = atomic_write(folder / STATE_FILE, data)
         self._saved = self._key()
         return written
+
+
+def _page_record(page: CachedPage | None) -> dict[str, Any] | None:
+    if page is None:
+        return None
+    fields = ("url", "content_type", "etag", "last_modified", "digest")
+    return {name: getattr(page, name) for name in fields}
+
+
+def _load_page(record: Any, folder: Path) -> tuple[CachedPage | None, bool]:
+    """The saved page's validators, and whether the record is of an older form (its
+    body inline, as morgan wrote it before ``.morgan-page``): then it is saved anew."""
+    if not record:
+        return None, False
+    url, content_type = str(record["url"]), str(record["content_type"])
+    etag = _optional_string(record.get("etag"))
+    last_modified = _optional_string(record.get("last_modified"))
+    if "body" in record:
+        body = str(record["body"]).encode("utf-8")
+        digest = page_digest(url, content_type, body)
+        return CachedPage(url, content_type, etag, last_modified, digest, body), True
+    digest = str(record["digest"])
+    page = CachedPage(url, content_type, etag, last_modified, digest)
+    return replace(page, body_path=folder / PAGE_BODY_FILE), False
 
 
 def _optional_string(value: object) -> str | None:

@@ -27,6 +27,7 @@ from builders import build_sdist, build_wheel, core_metadata
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from packaging.requirements import Requirement
+from packaging.utils import parse_wheel_filename
 from packaging.version import Version
 
 from morgan.environments import MARKER_KEYS, Environment
@@ -41,7 +42,7 @@ from morgan.metadata import (
     read_sdist_dependencies,
     read_wheel_metadata,
 )
-from morgan.models import DistributionFile, ProjectPage, ReleaseFile
+from morgan.models import DistributionFile, ProjectPage, ReleaseFile, _parse_wheel_filename
 from morgan.simple import _DIGEST_LENGTHS, parse_html_page, parse_json_page
 
 PAGE = "https://index.example/simple/demo/"
@@ -309,6 +310,30 @@ def test_distribution_filenames_never_raise(
 @given(filename=FILENAMES)
 def test_arbitrary_filenames_are_candidates_or_not(filename: str) -> None:
     ReleaseFile.from_file(DistributionFile(filename=filename, url="x"), "demo")
+
+
+WHEEL_PARTS = st.sampled_from(
+    ["demo", "Demo_Pkg", "x__y", "", "1.0", "2.0rc1", "1.0.post1", "1", "1build", "py3", "cp312",
+     "none", "abi3", "any", "manylinux_2_17_x86_64.manylinux2014_x86_64", "py2.py3", "a..b",
+     "win_amd64", "-", "é", "1.0+local", "not a version"]
+)  # fmt: skip
+
+
+@SETTINGS
+@given(parts=st.lists(WHEEL_PARTS, min_size=1, max_size=8))
+def test_wheel_names_are_read_exactly_as_packaging_reads_them(parts: list[str]) -> None:
+    """models reads a wheel name in two remembered halves; the result is packaging's."""
+    filename = "-".join(parts) + ".whl"
+    try:
+        name, version, _, tags = parse_wheel_filename(filename)
+        expected: object = (name, version, tags)
+    except ValueError:
+        expected = ValueError
+    try:
+        found: object = _parse_wheel_filename(filename)
+    except ValueError:
+        found = ValueError
+    assert found == expected
 
 
 # -- requirements and markers ------------------------------------------------------------------

@@ -262,3 +262,76 @@ def test_a_run_with_an_error_saves_no_plans(run: Run, count_plans: list[str]) ->
     code, said = run()
     assert code == 0, said
     assert count_plans == []
+
+
+# -- the kept copies of pages (.morgan-page) -----------------------------------------------
+
+
+def page_requests(run: Run, since: int) -> list[tuple[str, bool]]:
+    """(path, conditional) of the project-page requests since request number ``since``."""
+    found = []
+    for path, headers in zip(
+        run.upstream.requests[since:], run.upstream.request_headers[since:], strict=True
+    ):
+        if path.startswith("/simple/") and path.endswith("/"):
+            found.append((path, "If-None-Match" in headers or "If-Modified-Since" in headers))
+    return found
+
+
+def test_a_rerun_whose_plans_stand_reads_no_kept_page(run: Run, count_plans: list[str]) -> None:
+    backtracking_graph(run)
+    assert run()[0] == 0
+    kept = sorted(run.index.glob("*/.morgan-page"))
+    assert [p.parent.name for p in kept] == ["app", "lib"]
+    state = json.loads((run.index / "app" / ".morgan-state.json").read_text())
+    assert "body" not in state["page"] and state["page"]["digest"]
+    for path in kept:  # never read: damaging them changes nothing
+        path.write_bytes(b"damaged")
+    since = len(run.upstream.requests)
+    count_plans.clear()
+    code, said = run()
+    assert code == 0, said
+    assert count_plans == []
+    assert all(conditional for _, conditional in page_requests(run, since))
+
+
+def test_a_lost_or_damaged_kept_page_is_fetched_again_when_needed(
+    run: Run, count_plans: list[str], tmp_path: Path
+) -> None:
+    backtracking_graph(run)
+    assert run()[0] == 0
+    (run.index / "app" / ".morgan-page").unlink()
+    (run.index / "lib" / ".morgan-page").write_bytes(b"damaged")
+    run.set_requirements("app =\nlib = <2\n# resolved again: the pages are read\nlib = >=1\n")
+    since = len(run.upstream.requests)
+    code, said = run()
+    assert code == 0, said
+    assert sorted(count_plans) == sorted(ENVS * 2)
+    refetched = sorted(path for path, conditional in page_requests(run, since) if not conditional)
+    assert refetched == ["/simple/app/", "/simple/lib/"]
+    assert (run.index / "lib" / ".morgan-page").read_bytes() != b"damaged"
+    assert_holds_a_fresh_run(run, tmp_path)
+
+
+def test_a_state_from_before_kept_pages_is_read_and_rewritten(run: Run) -> None:
+    """Earlier versions kept the page's body inside .morgan-state.json."""
+    backtracking_graph(run)
+    assert run()[0] == 0
+    folder = run.index / "app"
+    state_path = folder / ".morgan-state.json"
+    state = json.loads(state_path.read_text())
+    body = (folder / ".morgan-page").read_bytes()
+    state["page"] = {
+        key: state["page"][key] for key in ("url", "content_type", "etag", "last_modified")
+    }
+    state["page"]["body"] = body.decode("utf-8")
+    state_path.write_text(json.dumps(state))
+    (folder / ".morgan-page").unlink()
+    (run.index / PLANS_FILE).unlink()  # resolved again: the old copy is what a 304 stands on
+    since = len(run.upstream.requests)
+    code, said = run()
+    assert code == 0, said
+    assert ("/simple/app/", True) in page_requests(run, since)
+    assert ("/simple/app/", False) not in page_requests(run, since)
+    assert (folder / ".morgan-page").read_bytes() == body
+    assert "body" not in json.loads(state_path.read_text())["page"]
