@@ -74,7 +74,9 @@ def path_hazard(name: str) -> str | None:
     ``/`` there), so a name that only turns into a path after normalization is
     refused too.
     """
-    for form in dict.fromkeys((name, unicodedata.normalize("NFKC", name))):
+    # (an ASCII name is its own NFKC form: pages list thousands, so that is not computed)
+    forms = (name,) if name.isascii() else (name, unicodedata.normalize("NFKC", name))
+    for form in dict.fromkeys(forms):
         if _PATH_CHARACTERS.search(form):
             return "contains a path separator, ':' or a control character"
         if form.strip(" .") == "":

@@ -6,6 +6,7 @@ after them cares which format the index spoke.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -172,8 +173,7 @@ def _json_file(raw: Any, page_url: str) -> DistributionFile | None:
     size = raw.get("size")
     upload_time = raw.get("upload-time")
     try:
-        absolute = urllib.parse.urljoin(page_url, href)
-        urllib.parse.urlsplit(absolute)
+        absolute = _absolute_url(page_url, href)
     except ValueError:
         log.warning("%s: ignoring %s, whose URL cannot be parsed", page_url, _short(filename))
         return None
@@ -187,6 +187,42 @@ def _json_file(raw: Any, page_url: str) -> DistributionFile | None:
         size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
         upload_time=upload_time if isinstance(upload_time, str) else None,
     )
+
+
+#: A URL ``urljoin`` would return as it is: http(s), a plain host, and path segments
+#: of plain characters none of which is ``.`` or ``..`` (PyPI's file URLs are such).
+_PLAIN_ABSOLUTE = re.compile(
+    r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/(?!\.\.?(?:/|$))[\w.~%+-]*)*"
+)
+#: A last path segment that joins to a folder URL by concatenation.
+_PLAIN_NAME = re.compile(r"(?!\.\.?$)[\w.~%+-]+")
+#: The relative or absolute path of a folder (no scheme, no host) before it.
+_PLAIN_FOLDER = re.compile(r"/?(?:[\w.~%+-]+/)*")
+
+
+def _absolute_url(page_url: str, href: str) -> str:
+    """``urljoin(page_url, href)``, checked by ``urlsplit`` (ValueError if unparsable).
+
+    A page lists thousands of files: the common shapes (an absolute plain URL, or a
+    plain name under a folder the page already named) skip the general case.
+    """
+    if _PLAIN_ABSOLUTE.fullmatch(href):
+        return href
+    folder, slash, name = href.rpartition("/")
+    if _PLAIN_NAME.fullmatch(name) and _PLAIN_FOLDER.fullmatch(folder + slash):
+        joined = _join_folder(page_url, folder + slash or "./")
+        if joined.endswith("/"):
+            return joined + name
+    absolute = urllib.parse.urljoin(page_url, href)
+    urllib.parse.urlsplit(absolute)
+    return absolute
+
+
+@functools.lru_cache(maxsize=1024)
+def _join_folder(page_url: str, folder: str) -> str:
+    absolute = urllib.parse.urljoin(page_url, folder)
+    urllib.parse.urlsplit(absolute)
+    return absolute
 
 
 class _AnchorCollector(HTMLParser):

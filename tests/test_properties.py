@@ -43,7 +43,7 @@ from morgan.metadata import (
     read_wheel_metadata,
 )
 from morgan.models import DistributionFile, ProjectPage, ReleaseFile, _parse_wheel_filename
-from morgan.simple import _DIGEST_LENGTHS, parse_html_page, parse_json_page
+from morgan.simple import _DIGEST_LENGTHS, _absolute_url, parse_html_page, parse_json_page
 
 PAGE = "https://index.example/simple/demo/"
 SETTINGS = settings(
@@ -671,3 +671,30 @@ def test_properties_hold_for_real_metadata() -> None:
     )
     assert [str(r) for r in deps.requires] == ['six; python_version < "3"', "attrs>=20"]
     assert not ENVIRONMENTS[0].evaluate_marker(deps.requires[0].marker, source="x")  # type: ignore[arg-type]
+
+
+URL_PARTS = st.sampled_from(
+    ["..", ".", "...", "a", "b.whl", "x-1.0.tar.gz", "%2e%2e", "?q", "#f", "//other", "",
+     "https://h2/p/", "HTTP://H/", "~u", "a+b", ";p", "é", "\\", "http:", "h:1", "[::1]"]
+)  # fmt: skip
+PAGE_URLS = st.sampled_from(
+    ["http://127.0.0.1:8000/simple/x/", "http://127.0.0.1:8000/simple/x", "https://h/a/b/?q=1",
+     "https://h/a/b/#f", "https://h", "https://h/", "https://h/a/../b/"]
+)  # fmt: skip
+
+
+@SETTINGS
+@given(page_url=PAGE_URLS, parts=st.lists(st.tuples(st.sampled_from(["", "/", "//"]), URL_PARTS)))
+def test_file_urls_join_exactly_as_urljoin_joins_them(page_url: str, parts: Any) -> None:
+    """simple._absolute_url skips urljoin for the common shapes; the result is urljoin's."""
+    href = "".join(slash + part for slash, part in parts)
+    try:
+        expected = urllib.parse.urljoin(page_url, href)
+        urllib.parse.urlsplit(expected)
+    except ValueError:
+        expected = "ValueError"
+    try:
+        found = _absolute_url(page_url, href)
+    except ValueError:
+        found = "ValueError"
+    assert found == expected
