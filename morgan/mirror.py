@@ -229,6 +229,7 @@ class Mirrorer:
         digests = source.page_digests()
         with findings.lock:
             uncertain = bool(findings.page_errors or findings.unknown)
+        uncertain = uncertain or bool(source.metadata_mismatches())
         pages = {name: digest for name, digest in digests.items() if digest is not None}
         if self.report.errors or uncertain or len(pages) < len(digests):
             return  # the saved plans, if any, are of the last run that was sure of them
@@ -337,6 +338,12 @@ class Mirrorer:
                 self._error(f"{filename}: {describe_failure(error)}")
             elif isinstance(error, DistributionError):
                 self._warn(f"{describe_failure(error)} (skipped, as pip would)")
+        for filename in source.metadata_mismatches():
+            self._warn(
+                f"{filename}: the .metadata its host serves (the page does not offer one) is "
+                "not the wheel's own METADATA; its dependencies were read from it this run, "
+                "from the wheel on the next"
+            )
 
     @staticmethod
     def _missing(source: UpstreamSource, chosen: list[tuple[NormalizedName, ReleaseFile]]) -> int:

@@ -14,11 +14,12 @@ import contextlib
 import hashlib
 import logging
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from packaging.utils import NormalizedName, canonicalize_name
 
@@ -150,6 +151,10 @@ class UpstreamSource:
         self._metadata: Memo[str, Dependencies] = Memo()
         self._downloads: Memo[str, Fetched] = Memo()
         self._states: dict[NormalizedName, ProjectState] = {}
+        self._metadata_hosts = _MetadataHosts()
+        #: sha256 of each ``.metadata`` read without the page announcing it, by wheel.
+        self._unannounced_metadata: dict[str, str] = {}
+        self._mismatched_metadata: set[str] = set()
         #: Background downloads not yet hurried, by filename.
         self._background_jobs: dict[str, Future[Fetched]] = {}
         self._lock = threading.Lock()
@@ -256,27 +261,50 @@ class UpstreamSource:
 
     # -- dependencies ---------------------------------------------------------
 
-    def _uses_metadata_file(self, name: NormalizedName, file: ReleaseFile) -> bool:
+    def _uses_metadata_file(self, name: NormalizedName, file: ReleaseFile) -> bool | Future[bool]:
         """Whether to read dependencies from the PEP 658 file rather than the distribution.
 
         A file already in the tree is read instead (no request at all), and so is
         a small one, downloaded anyway in about the time the metadata would take.
+        A wheel whose page does not offer its metadata has it asked for anyway
+        where its host serves ``<file>.metadata`` (the default index does, behind
+        proxies that strip the attribute): the first such wheel of a host finds
+        out for the host, so a host without them costs one request. While that
+        is not known, a Future of the answer.
         """
-        return (
+        if not (
             file.is_wheel  # an sdist's build requirements are only in the archive
-            and file.file.metadata_hashes is not None
             and (file.file.size or METADATA_FIRST_SIZE) >= METADATA_FIRST_SIZE
             and file.file.filename not in self._downloads
             and not self.in_tree(name, file)
-        )
+        ):
+            return False
+        if file.file.metadata_hashes is not None or file.file.filename in self._metadata:
+            return True
+        answer, ours = self._metadata_hosts.ask(urllib.parse.urlsplit(file.file.url).netloc)
+        if ours:  # this wheel finds out: its metadata request is the host's probe
+            probe = self._metadata_future(name, file)
+            probe.add_done_callback(lambda done: answer.set_result(_served(done)))
+            return True
+        return answer.result() if answer.done() else answer
 
     def _metadata_future(self, name: NormalizedName, file: ReleaseFile) -> Future[Dependencies]:
         def start() -> Future[Dependencies]:
-            future = self._pool.submit(_fetch_metadata, self.client, file.file)
+            future = self._pool.submit(self._fetch_metadata, file.file)
             future.add_done_callback(lambda done: self._remember_fetched(name, file, done))
             return future
 
         return self._metadata.get(file.file.filename, start)
+
+    def _fetch_metadata(self, file: DistributionFile) -> Dependencies:
+        data = self.client.get_bytes(file.metadata_url, MAX_MEMBER_BYTES)
+        digest = hashlib.sha256(data).hexdigest()
+        if file.metadata_hashes is None:  # unannounced: checked once the wheel is in
+            with self._lock:
+                self._unannounced_metadata[file.filename] = digest
+        elif digest != file.metadata_hashes.get(PREFERRED_HASH, digest):
+            raise UpstreamError(file.metadata_url, "metadata file does not match its hash")
+        return parse_core_metadata(data, file.filename + METADATA_SUFFIX)
 
     def prefetch_dependencies(
         self,
@@ -288,10 +316,14 @@ class UpstreamSource:
             future: Future[object] | None = None
         else:
             try:
-                if self._uses_metadata_file(name, file):
-                    future = self._metadata_future(name, file)  # type: ignore[assignment]
-                else:
-                    future = self.fetch(name, file)  # type: ignore[assignment]
+                route = self._uses_metadata_file(name, file)
+                if isinstance(route, Future):  # again once the host's answer is in
+                    route.add_done_callback(lambda _: self.prefetch_dependencies(name, file, then))
+                    return
+                chosen: Future[Any] = (
+                    self._metadata_future(name, file) if route else self.fetch(name, file)
+                )
+                future = chosen
             except MorganError:
                 return
         if then is None:
@@ -301,6 +333,11 @@ class UpstreamSource:
         else:
             # only once it succeeded: reading the dependencies must not wait in a worker
             future.add_done_callback(lambda done: _quietly(then) if not done.exception() else None)
+
+    def metadata_mismatches(self) -> list[str]:
+        """Wheels whose unannounced ``.metadata`` turned out not to be their METADATA."""
+        with self._lock:
+            return sorted(self._mismatched_metadata)
 
     def dependencies(self, name: NormalizedName, file: ReleaseFile) -> Dependencies:
         """From this run's work, else the state's record, else PEP 658, else the file.
@@ -340,7 +377,10 @@ class UpstreamSource:
         return known if known is not None and sha256 and known.sha256 == sha256 else None
 
     def _read_dependencies(self, name: NormalizedName, file: ReleaseFile) -> Dependencies:
-        if self._uses_metadata_file(name, file) or file.file.filename in self._metadata:
+        route = self._uses_metadata_file(name, file)
+        if isinstance(route, Future):
+            route = route.result()  # the host's probe is under way
+        if route or file.file.filename in self._metadata:
             try:
                 return self._metadata_future(name, file).result()
             except MorganError as error:
@@ -455,12 +495,31 @@ class UpstreamSource:
             for path in (result.path, *(Path(f"{result.path}{s}") for s in SIDECAR_SUFFIXES)):
                 path.unlink(missing_ok=True)
             raise
+        self._check_unannounced_metadata(file, result)
         if record is None or not result.reused or record.sha256 != result.sha256:
             record = result.record()
         self.state(name).verified[file.file.filename] = record
         if known is None:
             self._remember(name, file, dependencies)
         return Fetched(result=result, dependencies=dependencies, file=file.file)
+
+    def _check_unannounced_metadata(self, file: ReleaseFile, result: DownloadResult) -> None:
+        """Compare an unannounced ``.metadata`` read earlier with the wheel's own METADATA."""
+        with self._lock:
+            expected = self._unannounced_metadata.get(file.file.filename)
+        if expected is None or not file.is_wheel:
+            return
+        sidecar = Path(f"{result.path}{METADATA_SUFFIX}")
+        try:
+            actual = hashlib.sha256(sidecar.read_bytes()).hexdigest()
+        except OSError:
+            return
+        if actual != expected:
+            log.warning(
+                "%s: the .metadata its host serves is not the wheel's METADATA", file.file.filename
+            )
+            with self._lock:
+                self._mismatched_metadata.add(file.file.filename)
 
     def _fetch_done(self, name: NormalizedName, file: ReleaseFile, future: Future[Fetched]) -> None:
         if future.cancelled():
@@ -558,6 +617,32 @@ class TreeSource:
         """Nothing to do ahead: the tree is local."""
 
 
+class _MetadataHosts:
+    """Which file hosts serve ``<file>.metadata`` for wheels whose page does not say so."""
+
+    def __init__(self) -> None:
+        self._answers: dict[str, Future[bool]] = {}
+        self._lock = threading.Lock()
+
+    def ask(self, host: str) -> tuple[Future[bool], bool]:
+        """The host's answer (maybe still to come), and whether the caller must find it out."""
+        with self._lock:
+            answer = self._answers.get(host)
+            if answer is not None:
+                return answer, False
+            answer = self._answers[host] = Future()
+            return answer, True
+
+
+def _served(done: Future[Dependencies]) -> bool:
+    """Whether a probe for an unannounced ``.metadata`` found one: an answer that is no
+    metadata file (a 404, any failure) says the host has none; its wheels are read whole."""
+    if done.cancelled():
+        return False
+    error = done.exception()
+    return error is None or isinstance(error, DistributionError)
+
+
 def _quietly(hint: Callable[[], None]) -> None:
     """Run a look-ahead; it is only a hint, so whoever needs its work meets any error."""
     try:
@@ -583,16 +668,6 @@ def _copy_outcome(done: Future[V], future: Future[V]) -> None:
         future.set_exception(error)
     else:
         future.set_result(done.result())
-
-
-def _fetch_metadata(client: IndexClient, file: DistributionFile) -> Dependencies:
-    data = client.get_bytes(file.metadata_url, MAX_MEMBER_BYTES)
-    hashes = file.metadata_hashes or {}
-    if PREFERRED_HASH in hashes:
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != hashes[PREFERRED_HASH]:
-            raise UpstreamError(file.metadata_url, "metadata file does not match its hash")
-    return parse_core_metadata(data, file.filename + METADATA_SUFFIX)
 
 
 def _read_dependencies(file: ReleaseFile, result: DownloadResult, verify: bool) -> Dependencies:

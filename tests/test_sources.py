@@ -30,7 +30,6 @@ def release_file(filename: str, size: int, metadata: bool) -> ReleaseFile:
     [
         ("demo-1.0-py3-none-any.whl", METADATA_FIRST_SIZE, True, True),  # a large wheel
         ("demo-1.0-py3-none-any.whl", METADATA_FIRST_SIZE - 1, True, False),  # small: download
-        ("demo-1.0-py3-none-any.whl", METADATA_FIRST_SIZE, False, False),  # none offered
         # an sdist's build requirements are only in the archive, whatever its size
         ("demo-1.0.tar.gz", 50 * METADATA_FIRST_SIZE, True, False),
     ],

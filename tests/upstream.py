@@ -75,6 +75,11 @@ class UpstreamFile:
     yanked: bool | str = False
     #: Offer PEP 658 metadata for this wheel.
     metadata: bool = True
+    #: Say so on the page; if not, ``<file>.metadata`` is still served (as some proxies
+    #: of the default index do: they strip the attribute, the file host keeps the files).
+    advertise_metadata: bool = True
+    #: Serve these bytes as its ``.metadata`` instead of the wheel's own METADATA.
+    served_metadata: bytes | None = None
     #: Advertise a digest that does not match the bytes.
     wrong_hash: bool = False
     upload_time: str | None = "2024-01-02T03:04:05.000000Z"
@@ -245,7 +250,7 @@ class FixtureIndex:
             name = path[len("/files/") :]
             if name.endswith(".metadata"):
                 entry = self._find(name[: -len(".metadata")])
-                data = entry.wheel_metadata() if entry else None
+                data = entry.served_metadata or entry.wheel_metadata() if entry else None
                 if data is None:
                     return _send(handler, 404, b"no metadata", "text/plain")
                 return _send(handler, 200, data, "application/octet-stream")
@@ -315,7 +320,7 @@ class FixtureIndex:
                 "upload-time": entry.upload_time,
             }
             metadata = entry.wheel_metadata()
-            if metadata is not None:
+            if metadata is not None and entry.advertise_metadata:
                 item["core-metadata"] = {"sha256": hashlib.sha256(metadata).hexdigest()}
             files.append(item)
         document = {"meta": {"api-version": "1.1"}, "name": project, "files": files}
@@ -334,7 +339,7 @@ class FixtureIndex:
                 # not in PEP 503, but what the default index sends on these machines
                 attributes += f' data-upload-time="{entry.upload_time}"'
             metadata = entry.wheel_metadata()
-            if metadata is not None:
+            if metadata is not None and entry.advertise_metadata:
                 attributes += (
                     f' data-dist-info-metadata="sha256={hashlib.sha256(metadata).hexdigest()}"'
                 )

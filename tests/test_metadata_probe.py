@@ -1,0 +1,89 @@
+"""Metadata the page does not offer: ``<wheel URL>.metadata`` asked for anyway, per host.
+
+Behind some proxies the default index's pages lose their PEP 658 attributes while
+the file host still serves ``.metadata`` files. morgan then asks for them: the first
+large wheel of a host finds out whether the host serves them, so a host that does
+not costs one request; and what was read is checked against the wheel's own METADATA
+whenever the wheel itself is downloaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+from builders import build_wheel, core_metadata
+from support import ENVIRONMENTS, write_config
+from upstream import FixtureIndex
+
+from morgan.cli import main
+from morgan.saved_plans import PLANS_FILE
+from morgan.sources import METADATA_FIRST_SIZE
+
+#: Large enough that its dependencies come from metadata rather than a download.
+PADDING = {"app/blob": random.Random(0).randbytes(METADATA_FIRST_SIZE + 1024)}
+
+
+def app_graph(upstream: FixtureIndex, dists: Path, **facts: Any) -> None:
+    """app 3.0 needs ghost (missing), 2.0 needs lib>=2 (refused): app 1.0 jointly, 2.0 alone;
+    app 3.0 is read for its dependencies, and never mirrored."""
+    for version, requires in (("1.0", ["lib<2"]), ("2.0", ["lib>=2"]), ("3.0", ["ghost"])):
+        wheel = build_wheel(dists, "app", version, requires=requires, extra_members=PADDING)
+        upstream.add(wheel, **facts.get(version, facts.get("all", {})))
+    upstream.add(build_wheel(dists, "lib", "1.0"), **facts.get("all", {}))
+    upstream.add(build_wheel(dists, "lib", "2.0"), **facts.get("all", {}))
+
+
+def mirror(upstream: FixtureIndex, base: Path) -> tuple[int, str]:
+    config = write_config(
+        base / "morgan.ini", {"linux312": ENVIRONMENTS["linux312"]}, "app =\nlib = <2\n"
+    )
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = main(["-i", str(base / "index"), "-c", str(config), "-I", upstream.url, "mirror",
+                     "--skip-server-copy"])  # fmt: skip
+    return code, out.getvalue()
+
+
+def test_unannounced_metadata_is_read_instead_of_the_wheel(tmp_path: Path) -> None:
+    with FixtureIndex("json") as upstream:
+        app_graph(upstream, tmp_path / "dists", all={"advertise_metadata": False})
+        code, said = mirror(upstream, tmp_path)
+    assert code == 0, said
+    assert "/files/app-3.0-py3-none-any.whl.metadata" in upstream.requests
+    assert "/files/app-3.0-py3-none-any.whl" not in upstream.requests  # 1 MiB not fetched
+    assert {p.name for p in (tmp_path / "index" / "app").glob("*.whl")} == {
+        "app-1.0-py3-none-any.whl",
+        "app-2.0-py3-none-any.whl",
+    }
+    assert (tmp_path / "index" / PLANS_FILE).is_file()
+
+
+def test_a_host_without_metadata_files_costs_one_request(tmp_path: Path) -> None:
+    with FixtureIndex("html") as upstream:
+        app_graph(upstream, tmp_path / "dists", all={"metadata": False})
+        code, said = mirror(upstream, tmp_path)
+    assert code == 0, said
+    probes = [path for path in upstream.requests if path.endswith(".metadata")]
+    assert len(probes) == 1, probes
+    assert "/files/app-3.0-py3-none-any.whl" in upstream.requests  # read whole instead
+    assert not (tmp_path / "index" / "app" / "app-3.0-py3-none-any.whl").exists()
+
+
+def test_metadata_that_is_not_the_wheels_is_said_and_not_trusted_again(tmp_path: Path) -> None:
+    other = core_metadata("app", "2.0", requires=["lib>=2"]) + "Summary: not the wheel's\n"
+    with FixtureIndex("json") as upstream:
+        facts = {
+            "all": {"advertise_metadata": False},
+            "2.0": {"advertise_metadata": False, "served_metadata": other.encode()},
+        }
+        app_graph(upstream, tmp_path / "dists", **facts)
+        code, said = mirror(upstream, tmp_path)
+    assert code == 0, said
+    assert "app-2.0-py3-none-any.whl: the .metadata its host serves" in said
+    assert not (tmp_path / "index" / PLANS_FILE).exists()  # not kept: an input was not sure
+    sidecar = tmp_path / "index" / "app" / "app-2.0-py3-none-any.whl.metadata"
+    assert b"not the wheel's" not in sidecar.read_bytes()  # the tree has the wheel's own
