@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -33,7 +34,7 @@ from pathlib import Path
 import pytest
 from builders import build_sdist, build_wheel
 from server_support import installed_versions, pip_args, run, uv_path
-from support import skip_unless_ci
+from support import populate_many, skip_unless_ci
 from upstream import FixtureIndex
 
 from morgan.cli import main
@@ -116,16 +117,22 @@ class Nginx:
         return found
 
 
-@pytest.fixture(scope="module")
-def nginx(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+def nginx_binary() -> str:
     binary = shutil.which("nginx") or next(
         (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
     )
     if binary is None:
         skip_unless_ci("nginx is not installed (Debian: apt-get install nginx)")
-    prefix = tmp_path_factory.mktemp("nginx")
+    return binary
+
+
+@contextlib.contextmanager
+def running_nginx(root: Path, prefix: Path) -> Iterator[Nginx]:
+    """nginx serving ``root`` with the shipped file, its own files in ``prefix``."""
+    binary = nginx_binary()
     port = free_port()
-    (prefix / "morgan.conf").write_text(site_config(tree, port))
+    prefix.mkdir(parents=True, exist_ok=True)
+    (prefix / "morgan.conf").write_text(site_config(root, port))
     temp = "".join(
         f"    {kind}_temp_path {prefix / kind};\n"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -170,6 +177,12 @@ def nginx(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ngin
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@pytest.fixture(scope="module")
+def nginx(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nginx]:
+    with running_nginx(tree, tmp_path_factory.mktemp("nginx")) as running:
+        yield running
 
 
 # -- a plain HTTP client that shows redirects instead of following them ----------------------
@@ -396,3 +409,52 @@ def test_names_as_written_redirect_to_the_normalized_page(
     followed = get(urllib.parse.urljoin(nginx.url + asked, location), Accept=PIP_ACCEPT)
     assert followed.status == 200
     assert followed.headers["Content-Type"] == JSON_TYPE
+
+
+def test_a_mirror_run_never_shows_nginx_clients_half_a_page(tmp_path: Path) -> None:
+    """Pages are replaced whole (written aside, then renamed): while runs add releases to
+    every project, every page nginx sends parses, and lists only files it can send."""
+    index, dists = tmp_path / "index", tmp_path / "dists"
+    index.mkdir()
+    config = index / "morgan.ini"
+    with FixtureIndex("json") as upstream:
+        requirements = populate_many(upstream, dists, count=40)
+        config.write_text(environment_block("here") + "\n[requirements]\n" + requirements)
+        args = ["-q", "-i", str(index), "-c", str(config), "-I", upstream.url, "mirror"]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            assert main(args) == 0, out.getvalue()
+        problems: list[str] = []
+        checked = [0]
+        stop = threading.Event()
+
+        def poll(nginx: Nginx) -> None:
+            while not stop.is_set():
+                for project in (f"p{number:03d}" for number in range(40)):
+                    page = get(f"{nginx.url}/simple/{project}/", Accept=PIP_ACCEPT)
+                    try:
+                        files = json.loads(page.body)["files"]
+                    except ValueError:
+                        problems.append(f"{project}: half a page")
+                        continue
+                    for entry in files[-1:]:
+                        url = f"{nginx.url}/simple/{project}/{entry['url']}"
+                        if get(url, Range="bytes=0-0").status != 206:
+                            problems.append(f"{project}: lists {entry['filename']}, not there")
+                    checked[0] += 1
+
+        with running_nginx(index, tmp_path / "nginx") as nginx:
+            poller = threading.Thread(target=poll, args=(nginx,), daemon=True)
+            poller.start()
+            try:
+                for version in ("1.1", "1.2"):
+                    for number in range(40):
+                        upstream.add(build_wheel(dists, f"p{number:03d}", version))
+                    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+                        assert main(args) == 0, out.getvalue()
+            finally:
+                stop.set()
+                poller.join(60)
+    assert problems == []
+    assert checked[0] > 40
+    assert "p000-1.2-py3-none-any.whl" in {p.name for p in (index / "p000").iterdir()}
