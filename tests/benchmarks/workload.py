@@ -510,16 +510,33 @@ _MANY = (
     "macosx_10_9_universal2",
 )
 _CPYTHONS = ("cp38-cp38", "cp39-cp39", "cp310-cp310", "cp311-cp311", "cp312-cp312", "cp313-cp313")
+_PYPY = "pp310-pypy310_pp73"
 GIANTS = (
     GiantShape("botocore", 1500, ("py3-none",), ("any",)),
     GiantShape("numpy", 110, _CPYTHONS[:5], _MANY[:5] + _MANY[8:10] + _MANY[12:18]),
-    GiantShape("grpcio", 220, _CPYTHONS[:5], _MANY[:2] + _MANY[2:5] + _MANY[12:14] + _MANY[15:18]),
-    GiantShape("cryptography", 150, ("cp37-abi3", "cp311-abi3", "pp310-pypy310_pp73"), _MANY[:4] + _MANY[8:12] + _MANY[13:14] + _MANY[15:18]),
-    GiantShape("pydantic-core", 110, _CPYTHONS + ("pp310-pypy310_pp73",), _MANY),
-    GiantShape("protobuf", 200, ("cp39-abi3", "py3-none"), ("manylinux2014_x86_64", "manylinux2014_aarch64", "win_amd64", "macosx_10_9_universal2", "any")),
+    GiantShape("grpcio", 220, _CPYTHONS[:5], _MANY[:5] + _MANY[12:14] + _MANY[15:18]),
+    GiantShape(
+        "cryptography",
+        150,
+        ("cp37-abi3", "cp311-abi3", _PYPY),
+        _MANY[:4] + _MANY[8:12] + _MANY[13:14] + _MANY[15:18],
+    ),
+    GiantShape("pydantic-core", 110, (*_CPYTHONS, _PYPY), _MANY),
+    GiantShape(
+        "protobuf",
+        200,
+        ("cp39-abi3", "py3-none"),
+        (
+            "manylinux2014_x86_64",
+            "manylinux2014_aarch64",
+            "win_amd64",
+            "macosx_10_9_universal2",
+            "any",
+        ),
+    ),
     GiantShape("pandas", 100, _CPYTHONS[:5], _MANY[:3] + _MANY[8:11] + _MANY[12:14] + _MANY[15:18]),
-    GiantShape("pillow", 120, _CPYTHONS[:5] + ("pp310-pypy310_pp73",), _MANY[:5] + _MANY[8:12] + _MANY[12:18]),
-)  # fmt: skip
+    GiantShape("pillow", 120, (*_CPYTHONS[:5], _PYPY), _MANY[:5] + _MANY[8:18]),
+)
 
 
 def _pick_giants(
