@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import netrc
+import re
 import threading
 import time
 import urllib.parse
@@ -80,6 +81,16 @@ class PageFetch:
                 self._page = self._load()
                 self._load = None
             return self._page
+
+
+class RangesNotServed(UpstreamError):
+    """A range of a file was asked for, and the server does not serve ranges."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(url, reason, transient=False)
+
+
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(\d+)/(\d+)")
 
 
 def redact(url: str) -> str:
@@ -230,6 +241,24 @@ class IndexClient:
                 return self.get_project_page(project)
             digest = page_digest(url, cached.content_type, body)
         return PageFetch(cached, not_modified=True, digest=digest, load=load)
+
+    def get_range(self, url: str, first: int, last: int) -> tuple[bytes, int]:
+        """Bytes ``first`` to ``last`` (inclusive) of a file, and the file's size.
+
+        RangesNotServed if the server answers with the whole file instead (the
+        response is dropped unread) or without saying which bytes it sent.
+        """
+        return self._attempts(url, lambda: self._fetch_range(url, first, last))
+
+    def _fetch_range(self, url: str, first: int, last: int) -> tuple[bytes, int]:
+        headers = {"Range": f"bytes={first}-{last}", "Accept-Encoding": "identity"}
+        with self.stream(url, headers=headers, accept_partial=True) as response:
+            found = _CONTENT_RANGE.fullmatch(str(response.headers.get("Content-Range", "")))
+            if response.status != 206 or found is None or int(found.group(1)) != first:
+                raise RangesNotServed(redact(url), "the server does not serve byte ranges")
+            size = int(found.group(3))
+            data = _read_limited(response, last - first + 1, url)
+        return data, size
 
     def get_bytes(self, url: str, limit: int) -> bytes:
         """A whole small resource (a metadata file), refused if over ``limit`` bytes."""

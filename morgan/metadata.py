@@ -353,43 +353,48 @@ def check_zip_directory(path: Path, source: str) -> None:
     taking the largest size any of them claims.
     """
     with path.open("rb") as stream:
-        size = stream.seek(0, os.SEEK_END)
-        tail_size = min(size, _EOCD_SIZE + 0xFFFF + _LOCATOR_SIZE + _EOCD64_SIZE)
-        stream.seek(size - tail_size)
-        tail = stream.read(tail_size)
-        directory = 0
-        found = {tail.rfind(_EOCD)}
-        if tail[-_EOCD_SIZE:].startswith(_EOCD):
-            found.add(len(tail) - _EOCD_SIZE)
-        for position in found - {-1}:
-            if position + _EOCD_SIZE > len(tail):
-                continue
-            directory = max(directory, struct.unpack_from("<I", tail, position + 12)[0])
-            locator = position - _LOCATOR_SIZE
-            if locator < 0 or tail[locator : locator + 4] != _EOCD64_LOCATOR:
-                continue
-            records = [tail[max(locator - _EOCD64_SIZE, 0) : locator]]
-            stream.seek(min(struct.unpack_from("<Q", tail, locator + 8)[0], size))
-            records.append(stream.read(_EOCD64_SIZE))
-            for record in records:
-                if len(record) == _EOCD64_SIZE and record.startswith(_EOCD64):
-                    directory = max(directory, struct.unpack_from("<Q", record, 40)[0])
-        if directory > MAX_ZIP_DIRECTORY_BYTES:
-            raise DistributionError(
-                source,
-                f"its zip directory claims {directory} bytes, "
-                f"more than {MAX_ZIP_DIRECTORY_BYTES}; not read",
-            )
-        # Every entry starts with a signature: counting them bounds the entries zipfile makes.
-        window = min(size, directory + tail_size)
-        stream.seek(size - window)
-        entries, carry = 0, b""
-        while chunk := stream.read(1024 * 1024):
-            block = carry + chunk
-            entries += block.count(_DIRECTORY_ENTRY)
-            carry = block[-3:]  # a signature cut in two is counted with the next chunk
-        if entries > MAX_MEMBERS:
-            raise DistributionError(source, f"has more than {MAX_MEMBERS} members")
+        check_zip_stream(stream, source)
+
+
+def check_zip_stream(stream: IO[bytes], source: str) -> None:
+    """``check_zip_directory`` of an open, seekable zip (a file, or one read by ranges)."""
+    size = stream.seek(0, os.SEEK_END)
+    tail_size = min(size, _EOCD_SIZE + 0xFFFF + _LOCATOR_SIZE + _EOCD64_SIZE)
+    stream.seek(size - tail_size)
+    tail = stream.read(tail_size)
+    directory = 0
+    found = {tail.rfind(_EOCD)}
+    if tail[-_EOCD_SIZE:].startswith(_EOCD):
+        found.add(len(tail) - _EOCD_SIZE)
+    for position in found - {-1}:
+        if position + _EOCD_SIZE > len(tail):
+            continue
+        directory = max(directory, struct.unpack_from("<I", tail, position + 12)[0])
+        locator = position - _LOCATOR_SIZE
+        if locator < 0 or tail[locator : locator + 4] != _EOCD64_LOCATOR:
+            continue
+        records = [tail[max(locator - _EOCD64_SIZE, 0) : locator]]
+        stream.seek(min(struct.unpack_from("<Q", tail, locator + 8)[0], size))
+        records.append(stream.read(_EOCD64_SIZE))
+        for record in records:
+            if len(record) == _EOCD64_SIZE and record.startswith(_EOCD64):
+                directory = max(directory, struct.unpack_from("<Q", record, 40)[0])
+    if directory > MAX_ZIP_DIRECTORY_BYTES:
+        raise DistributionError(
+            source,
+            f"its zip directory claims {directory} bytes, "
+            f"more than {MAX_ZIP_DIRECTORY_BYTES}; not read",
+        )
+    # Every entry starts with a signature: counting them bounds the entries zipfile makes.
+    window = min(size, directory + tail_size)
+    stream.seek(size - window)
+    entries, carry = 0, b""
+    while chunk := stream.read(1024 * 1024):
+        block = carry + chunk
+        entries += block.count(_DIRECTORY_ENTRY)
+        carry = block[-3:]  # a signature cut in two is counted with the next chunk
+    if entries > MAX_MEMBERS:
+        raise DistributionError(source, f"has more than {MAX_MEMBERS} members")
 
 
 def _zip_is_link(info: zipfile.ZipInfo) -> bool:
@@ -402,10 +407,15 @@ _METADATA_MEMBER = re.compile(r"^([^/]+)\.dist-info/METADATA$")
 
 def read_wheel_metadata(path: Path, project: str) -> bytes:
     """The exact bytes of a wheel's ``.dist-info/METADATA`` (what PEP 658 serves)."""
-    source = path.name
+    with path.open("rb") as stream:
+        return read_wheel_metadata_stream(stream, path.name, project)
+
+
+def read_wheel_metadata_stream(stream: IO[bytes], source: str, project: str) -> bytes:
+    """``read_wheel_metadata`` of an open, seekable wheel (a file, or one read by ranges)."""
     try:
-        check_zip_directory(path, source)
-        with zipfile.ZipFile(path) as archive:
+        check_zip_stream(stream, source)
+        with zipfile.ZipFile(stream) as archive:
             infos = archive.infolist()
             if len(infos) > MAX_MEMBERS:
                 raise DistributionError(source, f"has more than {MAX_MEMBERS} members")
@@ -419,8 +429,8 @@ def read_wheel_metadata(path: Path, project: str) -> bytes:
                 raise DistributionError(source, "has no .dist-info/METADATA; not a valid wheel")
             if _zip_is_link(found[0]):
                 raise DistributionError(source, f"{found[0].filename} is a link; not read")
-            with archive.open(found[0]) as stream:
-                return _read_member(stream, found[0].filename, source)
+            with archive.open(found[0]) as member:
+                return _read_member(member, found[0].filename, source)
     except DistributionError:
         raise
     except _ARCHIVE_ERRORS as error:

@@ -34,6 +34,7 @@ from morgan.layout import (
     check_filename,
     project_dir,
 )
+from morgan.lazy_wheel import TooMuchToRead, read_metadata_by_ranges
 from morgan.metadata import (
     MAX_MEMBER_BYTES,
     Dependencies,
@@ -151,7 +152,9 @@ class UpstreamSource:
         self._metadata: Memo[str, Dependencies] = Memo()
         self._downloads: Memo[str, Fetched] = Memo()
         self._states: dict[NormalizedName, ProjectState] = {}
-        self._metadata_hosts = _MetadataHosts()
+        self._metadata_hosts = _HostAnswers()
+        self._range_hosts = _HostAnswers()
+        self._ranged: Memo[str, Dependencies] = Memo()
         #: sha256 of each ``.metadata`` read without the page announcing it, by wheel.
         self._unannounced_metadata: dict[str, str] = {}
         self._mismatched_metadata: set[str] = set()
@@ -272,12 +275,7 @@ class UpstreamSource:
         out for the host, so a host without them costs one request. While that
         is not known, a Future of the answer.
         """
-        if not (
-            file.is_wheel  # an sdist's build requirements are only in the archive
-            and (file.file.size or METADATA_FIRST_SIZE) >= METADATA_FIRST_SIZE
-            and file.file.filename not in self._downloads
-            and not self.in_tree(name, file)
-        ):
+        if not self._worth_reading_apart(name, file):
             return False
         if file.file.metadata_hashes is not None or file.file.filename in self._metadata:
             return True
@@ -287,6 +285,50 @@ class UpstreamSource:
             probe.add_done_callback(lambda done: answer.set_result(_served(done)))
             return True
         return answer.result() if answer.done() else answer
+
+    def _worth_reading_apart(self, name: NormalizedName, file: ReleaseFile) -> bool:
+        """A wheel large enough that its METADATA alone is worth asking for."""
+        return (
+            file.is_wheel  # an sdist's build requirements are only in the archive
+            and (file.file.size or METADATA_FIRST_SIZE) >= METADATA_FIRST_SIZE
+            and file.file.filename not in self._downloads
+            and not self.in_tree(name, file)
+        )
+
+    def _uses_ranges(self, name: NormalizedName, file: ReleaseFile) -> bool | Future[bool]:
+        """Whether to read a wheel's METADATA by byte ranges (as pip's and uv's lazy wheels
+        do): where neither the page nor the host offers it, and the host serves ranges.
+        The first such wheel of a host finds out for the host; until then a Future."""
+        if file.file.filename in self._ranged:
+            return True
+        if not self._worth_reading_apart(name, file) or file.file.metadata_hashes is not None:
+            return False
+        host = urllib.parse.urlsplit(file.file.url).netloc
+        if self._metadata_hosts.known(host) is not False:
+            return False
+        answer, ours = self._range_hosts.ask(host)
+        if ours:
+            probe = self._ranged_future(name, file)
+            probe.add_done_callback(lambda done: answer.set_result(_ranges_served(done)))
+            return True
+        return answer.result() if answer.done() else answer
+
+    def _ranged_future(self, name: NormalizedName, file: ReleaseFile) -> Future[Dependencies]:
+        def start() -> Future[Dependencies]:
+            future = self._pool.submit(self._read_by_ranges, name, file.file)
+            future.add_done_callback(lambda done: self._remember_fetched(name, file, done))
+            return future
+
+        return self._ranged.get(file.file.filename, start)
+
+    def _read_by_ranges(self, name: NormalizedName, file: DistributionFile) -> Dependencies:
+        try:
+            data = read_metadata_by_ranges(self.client, file.url, file.size, file.filename, name)
+        except TooMuchToRead:
+            raise UpstreamError(file.url, "its METADATA costs less with the file") from None
+        with self._lock:  # checked once the wheel is in, as unannounced .metadata are
+            self._unannounced_metadata[file.filename] = hashlib.sha256(data).hexdigest()
+        return parse_core_metadata(data, file.filename)
 
     def _metadata_future(self, name: NormalizedName, file: ReleaseFile) -> Future[Dependencies]:
         def start() -> Future[Dependencies]:
@@ -313,17 +355,23 @@ class UpstreamSource:
         then: Callable[[], None] | None = None,
     ) -> None:
         if self._known_dependencies(name, file) is not None:
-            future: Future[object] | None = None
+            future: Future[Any] | None = None
         else:
             try:
                 route = self._uses_metadata_file(name, file)
-                if isinstance(route, Future):  # again once the host's answer is in
-                    route.add_done_callback(lambda _: self.prefetch_dependencies(name, file, then))
-                    return
-                chosen: Future[Any] = (
-                    self._metadata_future(name, file) if route else self.fetch(name, file)
-                )
-                future = chosen
+                ranged = False if route is True else self._uses_ranges(name, file)
+                for pending in (route, ranged):
+                    if isinstance(pending, Future):  # again once the host's answer is in
+                        pending.add_done_callback(
+                            lambda _: self.prefetch_dependencies(name, file, then)
+                        )
+                        return
+                if route:
+                    future = self._metadata_future(name, file)
+                elif ranged:
+                    future = self._ranged_future(name, file)
+                else:
+                    future = self.fetch(name, file)
             except MorganError:
                 return
         if then is None:
@@ -389,6 +437,14 @@ class UpstreamSource:
                     file.file.filename,
                     error,
                 )
+        ranged = self._uses_ranges(name, file)
+        if isinstance(ranged, Future):
+            ranged = ranged.result()  # the host's first ranged read is under way
+        if ranged:
+            try:
+                return self._ranged_future(name, file).result()
+            except MorganError as error:
+                log.info("%s: not read by ranges (%s); reading the file", file.file.filename, error)
         return self.fetch(name, file).result().dependencies
 
     # -- downloads ------------------------------------------------------------
@@ -617,8 +673,9 @@ class TreeSource:
         """Nothing to do ahead: the tree is local."""
 
 
-class _MetadataHosts:
-    """Which file hosts serve ``<file>.metadata`` for wheels whose page does not say so."""
+class _HostAnswers:
+    """What each file host turned out to serve (``.metadata`` files, byte ranges): the
+    first file of a host to try finds out for all of them."""
 
     def __init__(self) -> None:
         self._answers: dict[str, Future[bool]] = {}
@@ -632,6 +689,23 @@ class _MetadataHosts:
                 return answer, False
             answer = self._answers[host] = Future()
             return answer, True
+
+    def known(self, host: str) -> bool | None:
+        """The host's answer if it is in, without asking."""
+        with self._lock:
+            answer = self._answers.get(host)
+        if answer is None or not answer.done():
+            return None
+        return answer.result()
+
+
+def _ranges_served(done: Future[Dependencies]) -> bool:
+    """Whether a host's first ranged read found ranges served (a broken zip, or one
+    too costly to read so, still says the host serves them)."""
+    if done.cancelled():
+        return False
+    error = done.exception()
+    return not isinstance(error, UpstreamError) or "costs less" in error.reason
 
 
 def _served(done: Future[Dependencies]) -> bool:

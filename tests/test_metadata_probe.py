@@ -1,10 +1,13 @@
-"""Metadata the page does not offer: ``<wheel URL>.metadata`` asked for anyway, per host.
+"""Metadata the page does not offer: ``<wheel URL>.metadata`` asked for anyway, per host,
+else the wheel's METADATA read by byte ranges.
 
 Behind some proxies the default index's pages lose their PEP 658 attributes while
 the file host still serves ``.metadata`` files. morgan then asks for them: the first
 large wheel of a host finds out whether the host serves them, so a host that does
 not costs one request; and what was read is checked against the wheel's own METADATA
-whenever the wheel itself is downloaded.
+whenever the wheel itself is downloaded. Where the host has no ``.metadata`` files,
+a large wheel's METADATA is read with a few ranged requests (a "lazy wheel"), if the
+host serves ranges: the first wheel of the host finds that out too.
 """
 
 from __future__ import annotations
@@ -62,15 +65,45 @@ def test_unannounced_metadata_is_read_instead_of_the_wheel(tmp_path: Path) -> No
     assert (tmp_path / "index" / PLANS_FILE).is_file()
 
 
+def ranged(upstream: FixtureIndex, path: str) -> list[str]:
+    """The Range headers of the requests for ``path``, in order ("" for a whole GET)."""
+    return [
+        headers.get("Range", "")
+        for asked, headers in zip(upstream.requests, upstream.request_headers, strict=True)
+        if asked == path
+    ]
+
+
 def test_a_host_without_metadata_files_costs_one_request(tmp_path: Path) -> None:
     with FixtureIndex("html") as upstream:
+        upstream.ranges = False  # and no ranges either: large wheels are read whole
         app_graph(upstream, tmp_path / "dists", all={"metadata": False})
         code, said = mirror(upstream, tmp_path)
     assert code == 0, said
     probes = [path for path in upstream.requests if path.endswith(".metadata")]
     assert len(probes) == 1, probes
-    assert "/files/app-3.0-py3-none-any.whl" in upstream.requests  # read whole instead
+    asked = [path for path in upstream.requests if path.startswith("/files/app-")]
+    ranges = [headers.get("Range") for headers in upstream.request_headers if "Range" in headers]
+    assert len(ranges) == 1, ranges  # the host's first ranged read found none: one request
+    assert "/files/app-3.0-py3-none-any.whl" in asked  # read whole instead
     assert not (tmp_path / "index" / "app" / "app-3.0-py3-none-any.whl").exists()
+
+
+def test_without_metadata_files_a_large_wheel_is_read_by_ranges(tmp_path: Path) -> None:
+    with FixtureIndex("html") as upstream:
+        app_graph(upstream, tmp_path / "dists", all={"metadata": False})
+        code, said = mirror(upstream, tmp_path)
+        sent = upstream.bytes_sent
+    assert code == 0, said
+    requests = ranged(upstream, "/files/app-3.0-py3-none-any.whl")
+    assert requests and "" not in requests, requests  # never downloaded whole
+    assert len(requests) <= 4, requests
+    assert sent < 4 * METADATA_FIRST_SIZE  # two mirrored app wheels, and a few blocks
+    assert {p.name for p in (tmp_path / "index" / "app").glob("*.whl")} == {
+        "app-1.0-py3-none-any.whl",
+        "app-2.0-py3-none-any.whl",
+    }
+    assert (tmp_path / "index" / PLANS_FILE).is_file()
 
 
 def test_metadata_that_is_not_the_wheels_is_said_and_not_trusted_again(tmp_path: Path) -> None:

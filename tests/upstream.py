@@ -13,6 +13,7 @@ import hashlib
 import html
 import json
 import random
+import re
 import socket
 import struct
 import threading
@@ -121,6 +122,8 @@ class FixtureIndex:
         self.bytes_sent = 0
         #: Seconds every request waits before it is answered (a distant index).
         self.latency = 0.0
+        #: Serve byte ranges of files (off: the whole file, as some servers answer).
+        self.ranges = True
         self._server: ThreadingHTTPServer | None = None
 
     def add(self, path: Path, **facts: Any) -> UpstreamFile:
@@ -261,29 +264,33 @@ class FixtureIndex:
         return _send(handler, 404, b"not found", "text/plain")
 
     def _send_file(self, handler: BaseHTTPRequestHandler, path: Path, *, count: bool) -> None:
-        """A file, streamed (files may be large), from where a ``Range: bytes=N-`` asks."""
+        """A file, streamed (files may be large), or the single range ``bytes=A-[B]`` asks
+        for (unless ``ranges`` is off: then the whole file, as servers without them do)."""
         size = path.stat().st_size
-        start = 0
-        wanted = handler.headers.get("Range", "")
-        if wanted.startswith("bytes=") and wanted.endswith("-"):
-            start = int(wanted[len("bytes=") : -1])
-            if start >= size:
+        start, end = 0, size
+        wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", handler.headers.get("Range", ""))
+        if wanted and self.ranges:
+            start = int(wanted.group(1))
+            end = min(size, int(wanted.group(2)) + 1) if wanted.group(2) else size
+            if start >= size or start >= end:
                 handler.send_response(416)
                 handler.send_header("Content-Range", f"bytes */{size}")
                 handler.send_header("Content-Length", "0")
                 handler.end_headers()
                 return
             handler.send_response(206)
-            handler.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+            handler.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
         else:
             handler.send_response(200)
         handler.send_header("Content-Type", "application/octet-stream")
-        handler.send_header("Content-Length", str(size - start))
+        handler.send_header("Content-Length", str(end - start))
         handler.end_headers()
         with path.open("rb") as stream:
             stream.seek(start)
-            while chunk := stream.read(1024 * 1024):
+            left = end - start
+            while left and (chunk := stream.read(min(left, 1024 * 1024))):
                 handler.wfile.write(chunk)
+                left -= len(chunk)
                 if count:
                     self.bytes_sent += len(chunk)
 
