@@ -254,7 +254,12 @@ class IndexClient:
         headers = {"Range": f"bytes={first}-{last}", "Accept-Encoding": "identity"}
         with self.stream(url, headers=headers, accept_partial=True) as response:
             found = _CONTENT_RANGE.fullmatch(str(response.headers.get("Content-Range", "")))
-            if response.status != 206 or found is None or int(found.group(1)) != first:
+            if (
+                response.status != 206
+                or found is None
+                or int(found.group(1)) != first
+                or int(found.group(2)) != min(last, int(found.group(3)) - 1)
+            ):
                 raise RangesNotServed(redact(url), "the server does not serve byte ranges")
             size = int(found.group(3))
             data = _read_limited(response, last - first + 1, url)

@@ -120,3 +120,20 @@ def test_metadata_that_is_not_the_wheels_is_said_and_not_trusted_again(tmp_path:
     assert not (tmp_path / "index" / PLANS_FILE).exists()  # not kept: an input was not sure
     sidecar = tmp_path / "index" / "app" / "app-2.0-py3-none-any.whl.metadata"
     assert b"not the wheel's" not in sidecar.read_bytes()  # the tree has the wheel's own
+
+
+def test_a_server_that_lies_about_ranges_is_read_whole(tmp_path: Path) -> None:
+    """A 206 whose body is not the bytes asked for is refused; the wheel is downloaded."""
+    with FixtureIndex("html") as upstream:
+        upstream.ranges = "lying"
+        app_graph(upstream, tmp_path / "dists", all={"metadata": False})
+        code, said = mirror(upstream, tmp_path)
+    assert code == 0, said  # (the fixture's own thread may print the client hanging up)
+    assert "error:" not in said
+    ranges = [headers["Range"] for headers in upstream.request_headers if "Range" in headers]
+    assert len(ranges) == 1, ranges  # the host's first ranged read found it out
+    assert {p.name for p in (tmp_path / "index" / "app").glob("*.whl")} == {
+        "app-1.0-py3-none-any.whl",
+        "app-2.0-py3-none-any.whl",
+    }
+    assert (tmp_path / "index" / PLANS_FILE).is_file()

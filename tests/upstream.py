@@ -122,8 +122,9 @@ class FixtureIndex:
         self.bytes_sent = 0
         #: Seconds every request waits before it is answered (a distant index).
         self.latency = 0.0
-        #: Serve byte ranges of files (off: the whole file, as some servers answer).
-        self.ranges = True
+        #: Serve byte ranges of files (False: the whole file, as some servers answer;
+        #: "lying": the whole file, answered as if it were the range asked for).
+        self.ranges: bool | str = True
         self._server: ThreadingHTTPServer | None = None
 
     def add(self, path: Path, **facts: Any) -> UpstreamFile:
@@ -269,7 +270,10 @@ class FixtureIndex:
         size = path.stat().st_size
         start, end = 0, size
         wanted = re.fullmatch(r"bytes=(\d+)-(\d*)", handler.headers.get("Range", ""))
-        if wanted and self.ranges:
+        if wanted and self.ranges == "lying":  # says 206, and sends the whole file
+            handler.send_response(206)
+            handler.send_header("Content-Range", f"bytes 0-{size - 1}/{size}")
+        elif wanted and self.ranges:
             start = int(wanted.group(1))
             end = min(size, int(wanted.group(2)) + 1) if wanted.group(2) else size
             if start >= size or start >= end:
