@@ -281,7 +281,11 @@ class UpstreamSource:
             return True
         answer, ours = self._metadata_hosts.ask(urllib.parse.urlsplit(file.file.url).netloc)
         if ours:  # this wheel finds out: its metadata request is the host's probe
-            probe = self._metadata_future(name, file)
+            try:
+                probe = self._metadata_future(name, file)
+            except BaseException:
+                answer.set_result(False)  # nobody may wait for an answer that cannot come
+                raise
             probe.add_done_callback(lambda done: answer.set_result(_served(done)))
             return True
         return answer.result() if answer.done() else answer
@@ -308,7 +312,11 @@ class UpstreamSource:
             return False
         answer, ours = self._range_hosts.ask(host)
         if ours:
-            probe = self._ranged_future(name, file)
+            try:
+                probe = self._ranged_future(name, file)
+            except BaseException:
+                answer.set_result(False)  # nobody may wait for an answer that cannot come
+                raise
             probe.add_done_callback(lambda done: answer.set_result(_ranges_served(done)))
             return True
         return answer.result() if answer.done() else answer
