@@ -139,8 +139,9 @@ def parse_json_page(body: bytes, url: str, project: str) -> ProjectPage:
         raise PageError(url, "JSON page has no list of files")
 
     files = []
+    shared: dict[str, str] = {}  # one string for the facts thousands of files repeat
     for raw in raw_files:
-        file = _json_file(raw, url)
+        file = _json_file(raw, url, shared)
         if file is not None:
             files.append(file)
     return ProjectPage(
@@ -148,7 +149,7 @@ def parse_json_page(body: bytes, url: str, project: str) -> ProjectPage:
     )
 
 
-def _json_file(raw: Any, page_url: str) -> DistributionFile | None:
+def _json_file(raw: Any, page_url: str, shared: dict[str, str]) -> DistributionFile | None:
     if not isinstance(raw, dict):
         log.warning("%s: ignoring a file entry that is not an object", page_url)
         return None
@@ -181,11 +182,17 @@ def _json_file(raw: Any, page_url: str) -> DistributionFile | None:
         filename=filename,
         url=absolute,
         hashes=hashes,
-        requires_python=requires_python if isinstance(requires_python, str) else None,
+        requires_python=(
+            shared.setdefault(requires_python, requires_python)
+            if isinstance(requires_python, str)
+            else None
+        ),
         yanked=yanked,
         metadata_hashes=_metadata_flag(metadata),
         size=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
-        upload_time=upload_time if isinstance(upload_time, str) else None,
+        upload_time=(
+            shared.setdefault(upload_time, upload_time) if isinstance(upload_time, str) else None
+        ),
     )
 
 
