@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 
-from morgan.index import IndexClient
+from morgan.index import IndexClient, RangesNotServed
 from morgan.metadata import MAX_MEMBER_BYTES, MAX_ZIP_DIRECTORY_BYTES, read_wheel_metadata_stream
 
 #: Bytes fetched at a time, aligned: the end records and a small directory come in one.
@@ -86,6 +86,8 @@ class RemoteFile(io.RawIOBase):
             if self.fetched > self._limit:
                 raise TooMuchToRead(self._url)
             data, _ = self._client.get_range(self._url, low, high)
+            if len(data) != high - low + 1:  # a block cut short would never be read to its end
+                raise RangesNotServed(self._url, "the server sent another length than asked")
             for number in range(index, run_end + 1):
                 self._blocks[number] = data[(number - index) * BLOCK : (number - index + 1) * BLOCK]
             index = run_end + 1

@@ -18,11 +18,14 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from builders import build_wheel, core_metadata
 from support import ENVIRONMENTS, write_config
 from upstream import FixtureIndex
 
 from morgan.cli import main
+from morgan.index import RangesNotServed
+from morgan.lazy_wheel import BLOCK, RemoteFile, TooMuchToRead
 from morgan.saved_plans import PLANS_FILE
 from morgan.sources import METADATA_FIRST_SIZE
 
@@ -137,3 +140,41 @@ def test_a_server_that_lies_about_ranges_is_read_whole(tmp_path: Path) -> None:
         "app-2.0-py3-none-any.whl",
     }
     assert (tmp_path / "index" / PLANS_FILE).is_file()
+
+
+class _BytesByRanges:
+    """A server's answers to ranged requests, from bytes in memory (``short``: one less)."""
+
+    def __init__(self, data: bytes, *, short: bool = False) -> None:
+        self.data = data
+        self.short = short
+        self.asked: list[tuple[int, int]] = []
+
+    def get_range(self, url: str, first: int, last: int) -> tuple[bytes, int]:
+        self.asked.append((first, last))
+        return self.data[first : last + 1 - self.short], len(self.data)
+
+
+def test_a_remote_file_reads_as_the_bytes_and_fetches_each_block_once() -> None:
+    data = random.Random(3).randbytes(64 * BLOCK + 123)
+    server = _BytesByRanges(data)
+    remote = RemoteFile(server, "u", None)  # type: ignore[arg-type]
+    rng = random.Random(4)
+    for _ in range(200):  # where a zip is read: its end, and a member near its start
+        start = rng.choice([len(data) - 3 * BLOCK, 0]) + rng.randrange(2 * BLOCK)
+        length = rng.randrange(BLOCK)
+        remote.seek(start)
+        assert remote.read(length) == data[start : start + length]
+    fetched = sorted(server.asked[1:])  # after the one byte that told the size
+    assert all(a[1] < b[0] for a, b in zip(fetched, fetched[1:], strict=False))  # none twice
+    remote.seek(-7, io.SEEK_END)
+    assert remote.read() == data[-7:]
+    with pytest.raises(TooMuchToRead):  # a quarter of the file is where a download is as good
+        remote.seek(BLOCK * 4)
+        remote.read(BLOCK * 20)
+
+
+def test_a_server_sending_short_ranges_is_refused_rather_than_read_forever() -> None:
+    remote = RemoteFile(_BytesByRanges(b"x" * 1000, short=True), "u", 1000)  # type: ignore[arg-type]
+    with pytest.raises(RangesNotServed):
+        remote.read(10)
