@@ -57,6 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="-j values to compare (cold runs at the highest latency); '' for none",
     )
     parser.add_argument("--skip-morgan", action="store_true", help="only run this morgan")
+    parser.add_argument(
+        "--unannounced-metadata",
+        action="store_true",
+        help="the upstream's pages name no PEP 658 metadata (its files are still served), "
+        "as the default index behind some proxies",
+    )
     parser.add_argument("--skip-servers", action="store_true")
     parser.add_argument("--clients", type=int, default=50, help="concurrent server clients")
     parser.add_argument("--server-seconds", type=float, help="per rate test (default 10, quick 3)")
@@ -273,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     args.default_jobs = default_jobs(tools["ours"])
     if not args.skip_morgan:
         tools["morgan"] = runner.original_morgan(work, log)
-    runs_dir = work / "runs" / scale.name
+    runs_dir = work / "runs" / (scale.name + ("-unannounced" if args.unannounced_metadata else ""))
     latencies = [float(v) for v in args.latencies.split(",")]
     results: dict = {
         "date": datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
@@ -290,10 +296,13 @@ def main(argv: list[str] | None = None) -> int:
             "bytes": manifest["bytes"],
             "top_level": manifest["top_level"],
             "environments": len(generated.environments()),
+            "unannounced": args.unannounced_metadata,
         },
         "latencies": {},
     }
-    upstream = probes.Upstream(tree, runs_dir / "logs")
+    upstream = probes.Upstream(
+        tree, runs_dir / "logs", unannounced_metadata=args.unannounced_metadata
+    )
     try:
         log(f"upstream at {upstream.url}simple/")
         for latency in latencies:

@@ -103,8 +103,9 @@ def _etag(body: bytes) -> str:
 class Catalog:
     """Everything the index answers, rendered from the manifest at startup."""
 
-    def __init__(self, root: Path, base_url: str) -> None:
+    def __init__(self, root: Path, base_url: str, *, announce_metadata: bool = True) -> None:
         manifest = json.loads((root / "manifest.json").read_text())
+        self.announce_metadata = announce_metadata
         files_root = root / "files"
         self.pages: dict[str, dict[str, Page]] = {}
         self.files: dict[str, FileEntry] = {}
@@ -123,18 +124,25 @@ class Catalog:
                     data = (files_root / (entry["path"] + ".metadata")).read_bytes()
                     self.metadata[url_path + ".metadata"] = data
             modified = max((_timestamp(e["upload_time"]) for e in entries), default=0.0)
-            self.pages[key] = self._project_pages(key, entries, base_url, modified)
+            self.pages[key] = self._project_pages(
+                key, entries, base_url, modified, announce_metadata
+            )
         names = sorted(manifest["projects"])
         self.index = self._index_pages(names, newest)
 
     @staticmethod
-    def _project_pages(key: str, entries: list[dict], base_url: str, modified: float) -> dict:
+    def _project_pages(
+        key: str, entries: list[dict], base_url: str, modified: float, announce_metadata: bool
+    ) -> dict:
+        """The pages; without ``announce_metadata`` they name no PEP 658 metadata (as the
+        default index does behind proxies that strip it), which is still served."""
         files = []
         links = []
         versions: set[str] = set()
         for entry in entries:
             url = f"{base_url}files/{entry['path']}"
-            metadata = {"sha256": entry["metadata_sha256"]} if entry["metadata_sha256"] else False
+            announced = entry["metadata_sha256"] if announce_metadata else None
+            metadata = {"sha256": announced} if announced else False
             files.append(
                 {
                     "filename": entry["filename"],
@@ -152,8 +160,8 @@ class Catalog:
             attributes = f'href="{url}#sha256={entry["sha256"]}"'
             if entry["requires_python"]:
                 attributes += f' data-requires-python="{html.escape(entry["requires_python"])}"'
-            if entry["metadata_sha256"]:
-                digest = f"sha256={entry['metadata_sha256']}"
+            if announced:
+                digest = f"sha256={announced}"
                 attributes += f' data-dist-info-metadata="{digest}" data-core-metadata="{digest}"'
             if entry["yanked"]:
                 attributes += f' data-yanked="{html.escape(entry["yanked"])}"'
@@ -264,11 +272,13 @@ class Upstream(ThreadingHTTPServer):
     request_queue_size = 512
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], root: Path, latency: float) -> None:
+    def __init__(
+        self, address: tuple[str, int], root: Path, latency: float, announce_metadata: bool = True
+    ) -> None:
         super().__init__(address, Handler)
         host, port = self.server_address[:2]
         self.base_url = f"http://{host}:{port}/"
-        self.catalog = Catalog(root, self.base_url)
+        self.catalog = Catalog(root, self.base_url, announce_metadata=announce_metadata)
         self.latency = latency
         self.counters = Counters()
 
@@ -406,8 +416,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--unannounced-metadata",
+        action="store_true",
+        help="pages name no PEP 658 metadata, though <file>.metadata is served",
+    )
     args = parser.parse_args(argv)
-    server = Upstream((args.host, args.port), args.root, args.latency_ms / 1000)
+    server = Upstream(
+        (args.host, args.port),
+        args.root,
+        args.latency_ms / 1000,
+        announce_metadata=not args.unannounced_metadata,
+    )
     print(f"listening {server.base_url}", flush=True)
     try:
         server.serve_forever(poll_interval=0.2)

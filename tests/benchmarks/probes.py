@@ -78,11 +78,12 @@ def disk_throughput(folder: Path, size: int = 256 * 1024 * 1024) -> float:
 class Upstream:
     """The fake PyPI in its own process."""
 
-    def __init__(self, tree: Path, logs: Path) -> None:
+    def __init__(self, tree: Path, logs: Path, *, unannounced_metadata: bool = False) -> None:
         logs.mkdir(parents=True, exist_ok=True)
         self.stderr = (logs / "upstream.err").open("ab")
+        extra = ["--unannounced-metadata"] if unannounced_metadata else []
         self.process = subprocess.Popen(
-            [sys.executable, str(HERE / "fakepypi.py"), "--root", str(tree)],
+            [sys.executable, str(HERE / "fakepypi.py"), "--root", str(tree), *extra],
             stdout=subprocess.PIPE,
             stderr=self.stderr,
             env=clean_environment(),

@@ -278,8 +278,9 @@ def render(results: dict) -> str:
         f"Upstream: {workload['projects']} projects ({workload['closure']} in the requirements' "
         f"closure, dependency depth {workload['depth']}), {workload['files']} files, "
         f"{_mib(workload['bytes'])}; {workload['environments']} environments, "
-        f"{workload['top_level']} top-level requirements; PEP 691 JSON + PEP 658 metadata, "
-        "ETag/Last-Modified, on loopback in its own process.",
+        f"{workload['top_level']} top-level requirements; PEP 691 JSON + PEP 658 metadata"
+        + (" (served, not named on the pages), " if workload.get("unannounced") else ", ")
+        + "ETag/Last-Modified, on loopback in its own process.",
         "",
         "Requests and bytes are counted by the upstream (bytes = response bodies). Peak RSS is "
         "the child's own VmHWM, read at its exit (ru_maxrss would also carry the harness's). "
