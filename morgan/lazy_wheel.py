@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 
+from morgan.errors import UpstreamError
 from morgan.index import IndexClient, RangesNotServed
 from morgan.metadata import MAX_MEMBER_BYTES, MAX_ZIP_DIRECTORY_BYTES, read_wheel_metadata_stream
 
@@ -21,8 +22,11 @@ BLOCK = 64 * 1024
 MAX_FETCHED = MAX_ZIP_DIRECTORY_BYTES + MAX_MEMBER_BYTES + 4 * BLOCK
 
 
-class TooMuchToRead(Exception):
-    """Reading the member by ranges would cost more than downloading a little file."""
+class TooMuchToRead(UpstreamError):
+    """Reading METADATA by ranges would cost about as much as downloading the wheel."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url, "its METADATA costs less with the whole file", transient=False)
 
 
 class RemoteFile(io.RawIOBase):

@@ -279,16 +279,8 @@ class UpstreamSource:
             return False
         if file.file.metadata_hashes is not None or file.file.filename in self._metadata:
             return True
-        answer, ours = self._metadata_hosts.ask(urllib.parse.urlsplit(file.file.url).netloc)
-        if ours:  # this wheel finds out: its metadata request is the host's probe
-            try:
-                probe = self._metadata_future(name, file)
-            except BaseException:
-                answer.set_result(False)  # nobody may wait for an answer that cannot come
-                raise
-            probe.add_done_callback(lambda done: answer.set_result(_served(done)))
-            return True
-        return answer.result() if answer.done() else answer
+        host = urllib.parse.urlsplit(file.file.url).netloc
+        return self._metadata_hosts.answer(host, lambda: self._metadata_future(name, file), _served)
 
     def _worth_reading_apart(self, name: NormalizedName, file: ReleaseFile) -> bool:
         """A wheel large enough that its METADATA alone is worth asking for."""
@@ -310,41 +302,39 @@ class UpstreamSource:
         host = urllib.parse.urlsplit(file.file.url).netloc
         if self._metadata_hosts.known(host) is not False:
             return False
-        answer, ours = self._range_hosts.ask(host)
-        if ours:
-            try:
-                probe = self._ranged_future(name, file)
-            except BaseException:
-                answer.set_result(False)  # nobody may wait for an answer that cannot come
-                raise
-            probe.add_done_callback(lambda done: answer.set_result(_ranges_served(done)))
-            return True
-        return answer.result() if answer.done() else answer
+        return self._range_hosts.answer(
+            host, lambda: self._ranged_future(name, file), _ranges_served
+        )
 
     def _ranged_future(self, name: NormalizedName, file: ReleaseFile) -> Future[Dependencies]:
-        def start() -> Future[Dependencies]:
-            future = self._pool.submit(self._read_by_ranges, name, file.file)
-            future.add_done_callback(lambda done: self._remember_fetched(name, file, done))
-            return future
-
-        return self._ranged.get(file.file.filename, start)
+        return self._read_apart(self._ranged, self._read_by_ranges, name, file)
 
     def _read_by_ranges(self, name: NormalizedName, file: DistributionFile) -> Dependencies:
-        try:
-            data = read_metadata_by_ranges(self.client, file.url, file.size, file.filename, name)
-        except TooMuchToRead:
-            raise UpstreamError(file.url, "its METADATA costs less with the file") from None
+        data = read_metadata_by_ranges(self.client, file.url, file.size, file.filename, name)
         with self._lock:  # checked once the wheel is in, as unannounced .metadata are
             self._unannounced_metadata[file.filename] = hashlib.sha256(data).hexdigest()
         return parse_core_metadata(data, file.filename)
 
     def _metadata_future(self, name: NormalizedName, file: ReleaseFile) -> Future[Dependencies]:
+        return self._read_apart(
+            self._metadata, lambda _, distribution: self._fetch_metadata(distribution), name, file
+        )
+
+    def _read_apart(
+        self,
+        memo: Memo[str, Dependencies],
+        read: Callable[[NormalizedName, DistributionFile], Dependencies],
+        name: NormalizedName,
+        file: ReleaseFile,
+    ) -> Future[Dependencies]:
+        """A wheel's dependencies read without the wheel, once; remembered when read."""
+
         def start() -> Future[Dependencies]:
-            future = self._pool.submit(self._fetch_metadata, file.file)
+            future = self._pool.submit(read, name, file.file)
             future.add_done_callback(lambda done: self._remember_fetched(name, file, done))
             return future
 
-        return self._metadata.get(file.file.filename, start)
+        return memo.get(file.file.filename, start)
 
     def _fetch_metadata(self, file: DistributionFile) -> Dependencies:
         data = self.client.get_bytes(file.metadata_url, MAX_MEMBER_BYTES)
@@ -689,7 +679,7 @@ class _HostAnswers:
         self._answers: dict[str, Future[bool]] = {}
         self._lock = threading.Lock()
 
-    def ask(self, host: str) -> tuple[Future[bool], bool]:
+    def _ask(self, host: str) -> tuple[Future[bool], bool]:
         """The host's answer (maybe still to come), and whether the caller must find it out."""
         with self._lock:
             answer = self._answers.get(host)
@@ -697,6 +687,28 @@ class _HostAnswers:
                 return answer, False
             answer = self._answers[host] = Future()
             return answer, True
+
+    def answer(
+        self,
+        host: str,
+        probe: Callable[[], Future[Dependencies]],
+        served: Callable[[Future[Dependencies]], bool],
+    ) -> bool | Future[bool]:
+        """True if the host serves it, False if not, or a Future while that is found out.
+
+        The first caller for a host starts ``probe`` (its own read, which finds out
+        for the host) and is told True; ``served`` then reads the outcome.
+        """
+        answer, ours = self._ask(host)
+        if not ours:
+            return answer.result() if answer.done() else answer
+        try:
+            started = probe()
+        except BaseException:
+            answer.set_result(False)  # nobody may wait for an answer that cannot come
+            raise
+        started.add_done_callback(lambda done: answer.set_result(served(done)))
+        return True
 
     def known(self, host: str) -> bool | None:
         """The host's answer if it is in, without asking."""
@@ -713,7 +725,7 @@ def _ranges_served(done: Future[Dependencies]) -> bool:
     if done.cancelled():
         return False
     error = done.exception()
-    return not isinstance(error, UpstreamError) or "costs less" in error.reason
+    return not isinstance(error, UpstreamError) or isinstance(error, TooMuchToRead)
 
 
 def _served(done: Future[Dependencies]) -> bool:
