@@ -150,13 +150,13 @@ class Mirrorer:
                     "missing (named above); run again to finish"
                 )
             else:
-                tree = saved_plans.tree_digest(self.options.index_path)
-                if reused is not None and reused.tree == tree:
+                index = self.options.index_path
+                if reused is not None and reused.tree == saved_plans.tree_digest(index):
                     log.info("the tree is as it was when proven: its lock files and proof stand")
                 else:
                     self._write_locks(plans)
                     self._prove(plans, source)
-                    tree = saved_plans.tree_digest(self.options.index_path)  # with the locks
+                    tree = saved_plans.tree_digest(index)  # with the lock files
                     self._keep_plans(source, inputs, tree, plans, findings)
         except BaseException:
             self._cancel.set()  # interrupted: downloads stop, their parts stay for the next run
