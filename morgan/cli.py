@@ -15,17 +15,33 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from packaging.utils import canonicalize_name
+
 from morgan import __version__
+from morgan.bundle import export_bundle
 from morgan.config import MirrorConfig
-from morgan.errors import MorganError
+from morgan.errors import MorganError, UsageError
 from morgan.generate import MODES, environment_block, requirements_block
 from morgan.index import DEFAULT_INDEX_URL, IndexClient, normalize_index_url
 from morgan.lock import IndexLock
-from morgan.mirror import Mirrorer, MirrorOptions, copy_server
+from morgan.manifest import MANIFEST, Manifest, chains
+from morgan.mirror import Mirrorer, MirrorOptions, MirrorReport, Tally, copy_server
 from morgan.progress import LiveLine, Progress, format_size
+from morgan.prune import prune
 from morgan.selection import DEFAULT_PACKAGE_TYPE_REGEX, SelectionOptions
 
-COMMANDS = ("mirror", "serve", "copy_server", "generate_env", "generate_reqs", "version")
+COMMANDS = (
+    "mirror",
+    "serve",
+    "copy_server",
+    "generate_env",
+    "generate_reqs",
+    "version",
+    "verify",
+    "why",
+    "export",
+    "prune",
+)
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_JOBS = 32
 
@@ -109,6 +125,25 @@ def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         default=default(False),
         help="mirror: re-hash every file already in the index instead of trusting unchanged ones",
     )
+    add(
+        "--dry-run",
+        action="store_true",
+        default=default(False),
+        help="mirror, prune: say what would change, and change nothing",
+    )
+    add(
+        "--since",
+        default=default(None),
+        metavar="OLD_MANIFEST",
+        help="export: only what changed since this manifest (default: everything)",
+    )
+    add("-o", "--output", default=default(None), help="export: the bundle to write (a .tar)")
+    add(
+        "--quarantine",
+        default=default(None),
+        metavar="DIR",
+        help="verify: move corrupt and unlisted files into DIR (outside the index)",
+    )
     add("-v", "--verbose", action="store_true", default=default(False), help="say more")
     add("-q", "--quiet", action="store_true", default=default(False), help="errors only")
     add("-e", "--env", default=default("local"), help="generate_env: the environment's name")
@@ -154,9 +189,16 @@ def build_parser() -> argparse.ArgumentParser:
         "generate_env": "print an [env.NAME] block for this interpreter",
         "generate_reqs": "print a [requirements] block for the installed distributions",
         "version": "print morgan's version",
+        "verify": "check every file of the index against its manifest.json",
+        "why": "print the chains that pulled a project into the mirror",
+        "export": "write a bundle (tar) of the index, or of what changed since a manifest",
+        "prune": "remove the distributions the configuration no longer needs",
     }
     for command in COMMANDS:
-        _add_options(commands.add_parser(command, help=helps[command]), defaults=False)
+        sub = commands.add_parser(command, help=helps[command])
+        _add_options(sub, defaults=False)
+        if command == "why":
+            sub.add_argument("project", help="the project's name")
     return parser
 
 
@@ -193,26 +235,32 @@ def _mirror(args: argparse.Namespace) -> int:
             handler.addFilter(live.log_filter)
     options = MirrorOptions(
         index_path=index_path,
+        dry_run=args.dry_run,
         jobs=args.jobs,
         verify=args.verify,
         progress=progress,
         on_tick=live.tick if live else None,
+        copy_server=not args.skip_server_copy,
         selection=SelectionOptions(
             all_versions=args.mirror_all_versions,
             all_wheels=args.mirror_all_wheels,
             package_type_regex=args.package_type_regex,
         ),
     )
-    index_path.mkdir(parents=True, exist_ok=True)
-    with IndexLock(index_path):
-        try:
+    try:
+        if args.dry_run:  # reads the tree, writes nothing: no lock either
             report = Mirrorer(config, client, options).run()
-        finally:
-            client.close()
-            if live is not None:
-                live.clear()
-        if not args.skip_server_copy:
-            copy_server(index_path)
+        else:
+            index_path.mkdir(parents=True, exist_ok=True)
+            with IndexLock(index_path):
+                report = Mirrorer(config, client, options).run()
+    finally:
+        client.close()
+        if live is not None:
+            live.clear()
+    if report.dry_run is not None:
+        _print_dry_run(index_path, report)
+        return EXIT_OK if report.ok else EXIT_INCOMPLETE
     print(
         f"mirrored {len(report.projects)} projects, {len(report.files)} files: "
         f"{report.downloaded} downloaded ({format_size(report.bytes_downloaded)}), "
@@ -226,6 +274,87 @@ def _mirror(args: argparse.Namespace) -> int:
     for message in sorted(report.warnings):
         print(f"  warning: {message}")
     return EXIT_OK if report.ok else EXIT_INCOMPLETE
+
+
+def _tally(tally: Tally) -> str:
+    unknown = f", {tally.unknown} of unknown size" if tally.unknown else ""
+    return f"{tally.files} files ({format_size(tally.bytes)}{unknown})"
+
+
+def _print_dry_run(index_path: Path, report: MirrorReport) -> None:
+    dry = report.dry_run
+    assert dry is not None
+    print(f"dry run: nothing written to {index_path}")
+    for env, (added, kept, projects) in sorted(dry.environments.items()):
+        print(f"  {env}: {len(projects)} projects; add {_tally(added)}, keep {_tally(kept)}")
+    print(
+        f"  in all: {len(report.projects)} projects; add {_tally(dry.added)}, "
+        f"keep {_tally(dry.kept)}; no longer needed: {_tally(dry.unneeded)}"
+    )
+    for filename, size in dry.read_for_metadata:
+        print(f"  downloaded to read its metadata (not kept): {filename} ({format_size(size)})")
+    if report.errors or report.warnings:
+        print(f"{len(report.errors)} errors, {len(report.warnings)} warnings:")
+    for message in sorted(report.errors):
+        print(f"  error: {message}")
+    for message in sorted(report.warnings):
+        print(f"  warning: {message}")
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from morgan import server  # noqa: PLC0415 - the offline side's own verify, the same code
+
+    argv = ["verify", "-i", args.index_path]
+    if args.quarantine:
+        argv += ["--quarantine", args.quarantine]
+    return int(server.main(argv))
+
+
+def _why(args: argparse.Namespace) -> int:
+    index_path = Path(args.index_path).resolve()
+    listed = Manifest.load(index_path / MANIFEST)
+    found = chains(listed, args.project)
+    if not found:
+        known = any(f.project == canonicalize_name(args.project) for f in listed.files.values())
+        state = "is in the mirror but no longer needed" if known else "is not in the mirror"
+        print(f"morgan: {args.project} {state} (see {MANIFEST})", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    for env, lines in found.items():
+        print(f"{env}:")
+        for line in lines:
+            print(f"  {line}")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    if not args.output:
+        raise UsageError("export needs -o BUNDLE.tar (the bundle to write)")
+    index_path = Path(args.index_path).resolve()
+    with IndexLock(index_path):
+        written = export_bundle(
+            index_path, Path(args.output), since=Path(args.since) if args.since else None
+        )
+    print(
+        f"wrote {written.path}: {written.members} files ({format_size(written.content_bytes)}), "
+        f"{written.removed} removed; size {written.size} bytes, sha256 {written.sha256}"
+    )
+    return EXIT_OK
+
+
+def _prune(args: argparse.Namespace) -> int:
+    index_path = Path(args.index_path).resolve()
+    config = MirrorConfig.from_file(args.config or str(index_path / "morgan.ini"))
+    if args.dry_run:
+        gone = prune(index_path, config, dry_run=True)
+    else:
+        with IndexLock(index_path):
+            gone = prune(index_path, config, dry_run=False)
+    verb = "would remove" if args.dry_run else "removed"
+    for listed in gone:
+        print(f"  {listed.path} ({format_size(listed.size)})")
+    size = format_size(sum(listed.size for listed in gone))
+    print(f"{verb} {len(gone)} files no longer needed ({size})")
+    return EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -264,6 +393,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"copied {copy_server(Path(args.index_path).resolve())}")
         elif args.command == "serve":
             return _serve(args)
+        elif args.command == "verify":
+            return _verify(args)
+        elif args.command == "why":
+            return _why(args)
+        elif args.command == "export":
+            return _export(args)
+        elif args.command == "prune":
+            return _prune(args)
         else:
             return _mirror(args)
     except MorganError as error:

@@ -48,6 +48,42 @@ class MirrorConfig:
     environments: tuple[Environment, ...]
     requirements: tuple[Requirement, ...]
 
+    def line_numbers(self) -> dict[str, int]:
+        """Where each requirement is written: ``str(requirement)`` → its line in the file.
+
+        configparser keeps no line numbers, so the file is read again the way it
+        reads it: a ``key = value`` line, then indented continuation lines.
+        """
+        try:
+            text = Path(self.path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return {}
+        found: dict[str, int] = {}
+        section, key = "", ""
+        for number, line in enumerate(text.splitlines(), 1):
+            stripped = line.strip()
+            if not stripped or stripped.startswith("#") or line.startswith(";"):
+                continue
+            if not line[0].isspace() and stripped.startswith("[") and stripped.endswith("]"):
+                section, key = stripped[1:-1].strip(), ""
+                continue
+            if section != REQUIREMENTS_SECTION:
+                continue
+            if line[0].isspace():
+                value = stripped
+            else:
+                cut = min((i for i in (line.find("="), line.find(":")) if i >= 0), default=-1)
+                key, value = (line, "") if cut < 0 else (line[:cut], line[cut + 1 :])
+                key, value = key.strip(), value.strip()
+            if not key:
+                continue
+            try:
+                requirement = parse_requirement_line(key, value, self.path)
+            except ConfigError:
+                continue
+            found.setdefault(str(requirement), number)
+        return found
+
     @classmethod
     def from_file(cls, path: str) -> MirrorConfig:
         """Read and check a configuration file; every problem is a ConfigError."""

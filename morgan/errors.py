@@ -143,3 +143,7 @@ class DownloadCancelled(MorganError):
 
     def __str__(self) -> str:
         return "cancelled"
+
+
+class UsageError(MorganError, ValueError):
+    """A command asked for in a way that cannot work (a missing option, a wrong file)."""

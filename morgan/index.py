@@ -147,6 +147,8 @@ class IndexClient:
             self._credentials[host_key] = _basic(user, password)
             url = urllib.parse.urlunsplit(parts._replace(netloc=_host_port(parts)))
         self.index_url = url
+        #: Put back a kept page copy found lost (False in a dry run: it writes nothing).
+        self.repair_kept_pages = True
         self._index_host = (parts.hostname or "").lower()
         #: Whole-transfer attempts for pages and metadata (see ``_attempts``).
         self.attempts = attempts
@@ -229,7 +231,11 @@ class IndexClient:
             if body is None:
                 log.info("%s: the kept copy of its page is gone; fetching it again", project)
                 fetched = self.get_project_page(project)
-                if fetched.cache is not None and fetched.cache.body is not None:
+                if (
+                    self.repair_kept_pages
+                    and fetched.cache is not None
+                    and fetched.cache.body is not None
+                ):
                     cached.repair(fetched.cache.body)
                 return fetched.page
             return parse_project_page(body, cached.content_type, url, project)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -21,21 +22,25 @@ from typing import Any
 
 from packaging.utils import NormalizedName
 
-from morgan import saved_plans
+from morgan import manifest, saved_plans
 from morgan.config import MirrorConfig
 from morgan.environments import Environment
 from morgan.errors import DistributionError, MorganError, UpstreamError
-from morgan.index import IndexClient
+from morgan.index import IndexClient, redact
 from morgan.layout import (
     PAGE_JSON,
     PART_SUFFIX,
     atomic_write,
+    file_sha256,
+    is_distribution,
     project_dir,
+    project_folders,
+    read_hash_sidecar,
     write_project_pages,
     write_root_pages,
 )
 from morgan.lockfiles import write_lock_files
-from morgan.models import ReleaseFile
+from morgan.models import PREFERRED_HASH, ReleaseFile
 from morgan.plan import EnvironmentPlan, applicable_lines, plan_environment, prove
 from morgan.pool import LanePool
 from morgan.progress import REDRAW_INTERVAL, Progress
@@ -65,6 +70,40 @@ class MirrorOptions:
     progress: Progress | None = None
     #: Called on the run's thread several times a second (to redraw a progress line).
     on_tick: Callable[[], None] | None = None
+    #: Put a copy of ``server.py`` into the tree (``--skip-server-copy`` says no).
+    copy_server: bool = True
+    #: Resolve and say what would change, writing nothing to the tree (``--dry-run``).
+    dry_run: bool = False
+
+
+@dataclass
+class Tally:
+    """Some files: how many, and their bytes (``unknown``: files whose size the index
+    did not give, as HTML pages may not)."""
+
+    files: int = 0
+    bytes: int = 0
+    unknown: int = 0
+
+    def add(self, size: int | None) -> None:
+        self.files += 1
+        if size is None:
+            self.unknown += 1
+        else:
+            self.bytes += size
+
+
+@dataclass
+class DryRunReport:
+    """What a run would add to the tree, keep, and no longer need."""
+
+    #: Per environment: (files to add, files kept, projects).
+    environments: dict[str, tuple[Tally, Tally, set[str]]] = field(default_factory=dict)
+    added: Tally = field(default_factory=Tally)
+    kept: Tally = field(default_factory=Tally)
+    unneeded: Tally = field(default_factory=Tally)
+    #: Distributions downloaded (to a scratch folder) only to read their metadata.
+    read_for_metadata: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -79,6 +118,8 @@ class MirrorReport:
     bytes_reused: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Set by a dry run, instead of the counts above.
+    dry_run: DryRunReport | None = None
 
     @property
     def ok(self) -> bool:
@@ -108,9 +149,17 @@ class Mirrorer:
 
     def run(self) -> MirrorReport:
         """Mirror everything the configuration asks for, then write pages and locks, then prove."""
+        if self.options.dry_run:
+            with tempfile.TemporaryDirectory(prefix="morgan-dry-run-") as scratch:
+                return self._run(Path(scratch))
+        return self._run(None)
+
+    def _run(self, scratch: Path | None) -> MirrorReport:
         pool = LanePool(self.options.jobs)
         envs = self.config.environments
         planners = ThreadPoolExecutor(max_workers=max(len(envs), 1))
+        if scratch is not None:
+            self.client.repair_kept_pages = False
         source = UpstreamSource(
             self.client,
             pool,
@@ -118,6 +167,7 @@ class Mirrorer:
                 index_path=self.options.index_path,
                 package_type_regex=self.options.selection.package_type_regex,
                 verify=self.options.verify,
+                scratch=scratch,
             ),
             progress=self.progress,
             cancel=self._cancel,
@@ -136,6 +186,10 @@ class Mirrorer:
                     [planners.submit(self._plan, source, findings, env) for env in envs]
                 )
             chosen = self._chosen_files(plans)
+            if scratch is not None:
+                self.report.dry_run = self._dry_run(source, plans, chosen)
+                self._summarize(plans, findings)
+                return self._sorted_report()
             fetches = [source.fetch(name, file) for name, file in chosen]
             self._await(fetches, errors=False)
             chosen_names = {file.file.filename for _, file in chosen}
@@ -158,12 +212,18 @@ class Mirrorer:
                     self._prove(plans, source)
                     tree = saved_plans.tree_digest(index)  # with the lock files
                     self._keep_plans(source, inputs, tree, plans, findings)
+            if self.options.copy_server:
+                copy_server(self.options.index_path)
+            self._write_manifest(plans)
         except BaseException:
             self._cancel.set()  # interrupted: downloads stop, their parts stay for the next run
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             planners.shutdown(wait=True, cancel_futures=True)
+        return self._sorted_report()
+
+    def _sorted_report(self) -> MirrorReport:
         self.report.errors.sort()
         self.report.warnings.sort()
         return self.report
@@ -271,6 +331,8 @@ class Mirrorer:
 
     def _fetch_pins(self, source: UpstreamSource, resolution: Resolution) -> None:
         """Start downloading a resolution's files while the other resolutions go on."""
+        if self.options.dry_run:
+            return
         for pin in resolution.pins.values():
             for file in files_to_mirror(pin.files, self.options.selection):
                 source.fetch(pin.name, file, background=True)
@@ -294,6 +356,54 @@ class Mirrorer:
                 for file in files:
                     chosen.setdefault(file.file.filename, (pin.name, file))
         return [chosen[filename] for filename in sorted(chosen)]
+
+    def _dry_run(
+        self,
+        source: UpstreamSource,
+        plans: list[EnvironmentPlan],
+        chosen: list[tuple[NormalizedName, ReleaseFile]],
+    ) -> DryRunReport:
+        """What the run would add, keep and leave unneeded: per environment and in all."""
+        report = DryRunReport()
+        present: dict[str, bool] = {}
+        for name, file in chosen:
+            here = self._in_tree(source, name, file)
+            present[file.file.filename] = here
+            (report.kept if here else report.added).add(file.file.size)
+        for plan in plans:
+            added, kept, projects = Tally(), Tally(), set[str]()
+            for pin in plan.pins().values():
+                projects.add(pin.name)
+                for file in files_to_mirror(pin.files, self.options.selection):
+                    tally = kept if present[file.file.filename] else added
+                    tally.add(file.file.size)
+            report.environments[plan.environment.name] = (added, kept, projects)
+        wanted = {(name, file.file.filename) for name, file in chosen}
+        index = self.options.index_path
+        for folder in project_folders(index) if index.is_dir() else []:
+            for entry in os.scandir(folder):
+                if is_distribution(entry.name) and (folder.name, entry.name) not in wanted:
+                    report.unneeded.add(entry.stat().st_size)
+        for filename, future in source.fetches():
+            if future.done() and not future.cancelled() and future.exception() is None:
+                result = future.result().result
+                if not result.reused:
+                    report.read_for_metadata.append((filename, result.size))
+        report.read_for_metadata.sort()
+        return report
+
+    def _in_tree(self, source: UpstreamSource, name: NormalizedName, file: ReleaseFile) -> bool:
+        """Whether the run would keep the file as it is (not download it)."""
+        if source.in_tree(name, file):
+            return True
+        path = self.options.index_path / name / file.file.filename
+        expected = file.file.hashes.get(PREFERRED_HASH, "").lower()
+        if not expected or not path.is_file():
+            return False
+        sidecar = read_hash_sidecar(path)
+        if sidecar is not None and sidecar[0] == PREFERRED_HASH:
+            return sidecar[1].lower() == expected
+        return file_sha256(path) == expected
 
     def _discard_unchosen(self, source: UpstreamSource, chosen: set[str]) -> None:
         """Remove what this run downloaded only to read its dependencies.
@@ -421,6 +531,18 @@ class Mirrorer:
             return
         for path in written:
             log.debug("%s: written", path.name)
+
+    def _write_manifest(self, plans: list[EnvironmentPlan]) -> None:
+        """Last: the manifest names the tree as it is now, every file and why it is there."""
+        index = self.options.index_path
+        try:
+            why = manifest.reasons(plans, self.config, self.options.selection)
+            body = manifest.render(
+                index, config=self.config, index_url=redact(self.client.index_url), why=why
+            )
+            manifest.write(index, body)
+        except (MorganError, OSError) as error:
+            self._error(f"cannot write {manifest.MANIFEST}: {describe_failure(error)}")
 
     def _prove(self, plans: list[EnvironmentPlan], source: UpstreamSource) -> None:
         """Show from the tree alone that each environment's resolutions install there."""

@@ -58,6 +58,9 @@ class EnvironmentPlan:
     needs_compiler: set[tuple[str, str]] = field(default_factory=set)
     #: Tasks with no wheels-only solution, and why.
     no_wheel: list[str] = field(default_factory=list)
+    #: The build resolution of each mirrored sdist: (``project/filename``, resolution),
+    #: one resolution serving every sdist with the same build requirements.
+    builds: list[tuple[str, Resolution]] = field(default_factory=list)
     #: Called with each resolution as it is added (to start its downloads at once).
     on_resolution: Callable[[Resolution], None] | None = field(
         default=None, repr=False, compare=False
@@ -282,6 +285,7 @@ def _plan_builds(view: EnvironmentView, plan: EnvironmentPlan) -> None:
                 plan.errors.append(message)
             continue
         plan.add(outcome, proven=False)
+        plan.builds.append((f"{pin.name}/{filename}", outcome))
         _prefetch_sdists(view, outcome.pins.values())
         queue.extend(outcome.pins.values())
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from packaging.requirements import Requirement
@@ -56,12 +56,21 @@ class Task:
         return Task(f"{self.label} (wheels only)", self.requirements, True, self.stated_by)
 
 
+#: Who asked for a pinned project: the parent pin's name ("" for the task itself) and
+#: what it asked, as ``idna<4,>=2.5``.
+Asker = tuple[str, str]
+
+
 @dataclass(frozen=True)
 class Resolution:
     """A task resolved: the version of every project it installs (extras folded in)."""
 
     task: Task
     pins: Mapping[NormalizedName, Candidate]
+    #: Why each pin is there: who asked for it (what ``morgan why`` and the manifest say).
+    asked_by: Mapping[NormalizedName, tuple[Asker, ...]] = field(
+        default_factory=dict, compare=False
+    )
 
     @property
     def needs_building(self) -> list[Candidate]:
@@ -110,7 +119,7 @@ def resolve(view: EnvironmentView, task: Task, *, max_rounds: int | None = None)
     pins = {
         candidate.name: candidate for candidate in result.mapping.values() if not candidate.extras
     }
-    return Resolution(task=task, pins=dict(sorted(pins.items())))
+    return _resolution(view, task, pins)
 
 
 def _without_backtracking(view: EnvironmentView, task: Task) -> Resolution | None:
@@ -152,7 +161,46 @@ def _without_backtracking(view: EnvironmentView, task: Task) -> Resolution | Non
             view.prefetch(dependency, wheels_only=task.wheels_only)
         queue.extend(needed)
     base = {pin.name: pin for pin in pins.values() if not pin.extras}
-    return Resolution(task=task, pins=dict(sorted(base.items())))
+    return _resolution(view, task, base)
+
+
+def _resolution(
+    view: EnvironmentView, task: Task, pins: Mapping[NormalizedName, Candidate]
+) -> Resolution:
+    return Resolution(
+        task=task, pins=dict(sorted(pins.items())), asked_by=asked_by(view, task, pins)
+    )
+
+
+def asked_by(
+    view: EnvironmentView, task: Task, pins: Mapping[NormalizedName, Candidate]
+) -> dict[NormalizedName, tuple[Asker, ...]]:
+    """Who asked for each pin: the task's requirements and the pins' own dependencies.
+
+    Walked again from the task, with each pin's extras as they were asked for (the
+    dependencies are those the resolution just read, so this reads nothing new).
+    """
+    found: dict[NormalizedName, dict[Asker, None]] = {}
+    queue: deque[tuple[str, ProjectRequirement]] = deque(("", r) for r in task.requirements)
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while queue:
+        parent, requirement = queue.popleft()
+        pin = pins.get(requirement.name)
+        if pin is None:
+            continue
+        found.setdefault(requirement.name, {})[(parent, str(requirement))] = None
+        key = (requirement.name, requirement.extras)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            needs = view.requirements(
+                Candidate(pin.name, pin.version, requirement.extras, pin.files)
+            )
+        except (MorganError, OSError):
+            continue
+        queue.extend((pin.name, need) for need in needs)
+    return {name: tuple(sorted(askers)) for name, askers in sorted(found.items())}
 
 
 def _causes(

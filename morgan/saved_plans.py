@@ -41,7 +41,7 @@ from morgan.state import folder_listing
 log = logging.getLogger(__name__)
 
 PLANS_FILE = ".morgan-plans.json"
-FORMAT = 2
+FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -218,6 +218,7 @@ def _encode_plan(plan: EnvironmentPlan) -> dict[str, Any]:
         "warnings": [_encode_problem(w) for w in plan.warnings],
         "needs_compiler": sorted(list(pair) for pair in plan.needs_compiler),
         "no_wheel": list(plan.no_wheel),
+        "builds": [[sdist, plan.resolutions.index(r)] for sdist, r in plan.builds],
     }
 
 
@@ -277,6 +278,9 @@ def _encode_resolution(resolution: Resolution) -> dict[str, Any]:
             [pin.name, str(pin.version), sorted(pin.extras), [f.file.filename for f in pin.files]]
             for pin in resolution.pins.values()
         ],
+        "asked_by": {
+            name: [list(a) for a in askers] for name, askers in resolution.asked_by.items()
+        },
     }
 
 
@@ -300,6 +304,7 @@ def _decode_plan(
         warnings=[_decode_problem(w) for w in encoded["warnings"]],
         needs_compiler={(str(n), str(v)) for n, v in encoded["needs_compiler"]},
         no_wheel=[str(text) for text in encoded["no_wheel"]],
+        builds=[(str(sdist), resolutions[i]) for sdist, i in encoded["builds"]],
     )
 
 
@@ -329,7 +334,11 @@ def _decode_resolution(
             extras=frozenset(canonicalize_name(e) for e in extras),
             files=tuple(file_of(project, filename) for filename in filenames),
         )
-    return Resolution(task=task, pins=pins)
+    asked_by = {
+        canonicalize_name(name): tuple((str(parent), str(asked)) for parent, asked in askers)
+        for name, askers in encoded["asked_by"].items()
+    }
+    return Resolution(task=task, pins=pins, asked_by=asked_by)
 
 
 def _decode_problem(encoded: Any) -> str | ResolutionFailure:

@@ -128,6 +128,9 @@ class FetchOptions:
     package_type_regex: str
     #: Re-hash every file already in the tree instead of trusting unchanged ones.
     verify: bool = False
+    #: A dry run: what must be downloaded to read its metadata lands here, and nothing
+    #: is written to the tree (files already there are read in place).
+    scratch: Path | None = None
 
 
 class UpstreamSource:
@@ -496,14 +499,17 @@ class UpstreamSource:
         self, name: NormalizedName, file: ReleaseFile, future: Future[Fetched], background: bool
     ) -> None:
         future.add_done_callback(lambda f: self._fetch_done(name, file, f))
+        in_tree = self.in_tree(name, file)
+        root = self.options.scratch if self.options.scratch and not in_tree else None
         try:
-            dest = project_dir(self.options.index_path, name) / check_filename(file.file.filename)
+            folder = project_dir(root or self.options.index_path, name)
+            dest = folder / check_filename(file.file.filename)
         except MorganError as error:
             future.set_exception(error)
             return
         self.progress.file_queued(file.file.size)
-        record = self.state(name).verified.get(file.file.filename)
-        if not self.options.verify and self.in_tree(name, file):
+        record = None if root else self.state(name).verified.get(file.file.filename)
+        if not self.options.verify and in_tree:
             # nothing to fetch, little to read: done here rather than queued behind requests
             _settle(future, self._download_and_read, name, file, dest, record)
             return
@@ -543,7 +549,9 @@ class UpstreamSource:
             if known is not None and known.sha256 == result.sha256:
                 dependencies = known.dependencies(file.file.filename)
             else:
-                dependencies = _read_dependencies(file, result, self.options.verify)
+                dependencies = _read_dependencies(
+                    file, result, self.options.verify, keep_sidecar=self.options.scratch is None
+                )
         except DistributionError:
             # verified, but unreadable (a bomb, a broken archive): not fit for the mirror
             for path in (result.path, *(Path(f"{result.path}{s}") for s in SIDECAR_SUFFIXES)):
@@ -764,7 +772,9 @@ def _copy_outcome(done: Future[V], future: Future[V]) -> None:
         future.set_result(done.result())
 
 
-def _read_dependencies(file: ReleaseFile, result: DownloadResult, verify: bool) -> Dependencies:
+def _read_dependencies(
+    file: ReleaseFile, result: DownloadResult, verify: bool, *, keep_sidecar: bool = True
+) -> Dependencies:
     if not file.is_wheel:
         return read_sdist_dependencies(result.path)
     sidecar = Path(str(result.path) + METADATA_SUFFIX)
@@ -775,7 +785,8 @@ def _read_dependencies(file: ReleaseFile, result: DownloadResult, verify: bool) 
     if metadata is None:
         project: NormalizedName = canonicalize_name(result.path.parent.name)
         metadata = read_wheel_metadata(result.path, project)
-        atomic_write(sidecar, metadata)
+        if keep_sidecar or not result.reused:  # a dry run writes nothing to the tree
+            atomic_write(sidecar, metadata)
     return parse_core_metadata(metadata, file.file.filename)
 
 

@@ -1,0 +1,90 @@
+"""``morgan prune``: remove what the configuration no longer needs.
+
+``morgan mirror`` never deletes a distribution: the manifest it writes keeps
+listing one that no environment needs any more, with no reason. Pruning
+removes those (with their sidecars), rewrites the pages, and writes the
+manifest again, so the tree becomes the one a fresh mirror of the same
+configuration would have. It trusts the manifest only if it was written for
+the configuration as it is now: after editing ``morgan.ini``, mirror first.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+from morgan.config import MirrorConfig
+from morgan.errors import MorganError, UsageError
+from morgan.layout import (
+    HASH_SUFFIX,
+    METADATA_SUFFIX,
+    check_filename,
+    is_distribution,
+    project_dir,
+    write_project_pages,
+    write_root_pages,
+)
+from morgan.manifest import (
+    LOCK_PREFIX,
+    LOCK_SUFFIX,
+    MANIFEST,
+    ListedFile,
+    Manifest,
+    config_sha256,
+    render,
+    unneeded,
+    write,
+)
+from morgan.pylock import pylock_filename
+
+log = logging.getLogger(__name__)
+
+
+def prune(index: Path, config: MirrorConfig, *, dry_run: bool) -> list[ListedFile]:
+    """Remove (or with ``dry_run`` only name) the files no longer needed; those files."""
+    listed = Manifest.load(index / MANIFEST)
+    if listed.config_sha256 != config_sha256(config):
+        raise UsageError(
+            f"{index / MANIFEST} was written for another version of {config.path}; "
+            "run `morgan mirror` first, then prune"
+        )
+    locks = {pylock_filename(env.name) for env in config.environments}
+    gone = sorted(unneeded(listed), key=lambda f: f.path)
+    gone += [
+        listed.index_files[path]
+        for path in sorted(listed.index_files)
+        if path.startswith(LOCK_PREFIX) and path.endswith(LOCK_SUFFIX) and path not in locks
+    ]
+    if dry_run:
+        return gone
+    folders = set()
+    for file in gone:
+        path = _tree_path(index, file.path)
+        for leftover in (path, Path(f"{path}{HASH_SUFFIX}"), Path(f"{path}{METADATA_SUFFIX}")):
+            leftover.unlink(missing_ok=True)
+        if path.parent != index:
+            folders.add(path.parent)
+        log.info("%s: removed", file.path)
+    for folder in sorted(folders):
+        if any(is_distribution(child.name) for child in folder.iterdir()):
+            write_project_pages(folder, {})
+        else:
+            shutil.rmtree(folder)  # a fresh mirror would not have the project at all
+    write_root_pages(index)
+    why = {f.path: list(f.why) for f in listed.files.values() if f.needed}
+    write(index, render(index, config=config, index_url=listed.index_url, why=why))
+    return gone
+
+
+def _tree_path(index: Path, path: str) -> Path:
+    """A manifest's path as a file of the tree; never a path out of it."""
+    parts = path.split("/")
+    try:
+        if len(parts) == 1 and parts[0].startswith(LOCK_PREFIX) and "/" not in parts[0]:
+            return index / check_filename(parts[0])
+        if len(parts) == 2 and is_distribution(parts[1]):
+            return project_dir(index, parts[0]) / check_filename(parts[1])
+    except MorganError:
+        pass
+    raise UsageError(f"{index / MANIFEST} lists {path!r}, which is not a file prune may remove")
