@@ -24,7 +24,9 @@ pip.conf):
 What is public and what is not: only the names above. Everything else answers
 404 exactly as a missing file would (400 if the target is not a path of UTF-8
 names at all), so that nothing about it is revealed:
-``morgan.ini`` (it may hold credentials), ``server.py``, the raw ``index.html``
+``morgan.ini`` (it may hold credentials), ``manifest.json`` (unless
+``--public-manifest``: then it is served at ``/manifest.json`` and
+``/simple/manifest.json``, as the tree is at both), ``server.py``, the raw ``index.html``
 and ``index.json`` files (their content is public through the pages), the
 ``.hash`` sidecars (their content is public in the pages), ``.part`` downloads
 in progress, dotfiles and hidden folders, folders that are not normalized
@@ -35,6 +37,15 @@ lies outside the index folder.
 
 Options: TLS (``--certfile``, ``--keyfile``) and HTTP basic auth
 (``--auth-file``; make its lines with ``python3 server.py hash-password USER``).
+
+Offline commands, for trees carried into the closed network:
+
+* ``python3 server.py verify [-i INDEX] [--quarantine DIR]`` checks the tree
+  against the ``manifest.json`` that ``morgan mirror`` writes (``verify_tree``);
+* ``python3 server.py import BUNDLE.tar [-i INDEX] [--force]`` checks a bundle
+  made by ``morgan export`` whole, writing nothing unless all is right, lands it
+  so that a running server never lists an incomplete file, then verifies
+  (``import_bundle``).
 
 Under load and attack (see the Server class): one thread reads and writes every
 socket without blocking, and ``--threads`` threads build the answers, so idle,
@@ -64,17 +75,31 @@ import os
 import re
 import secrets
 import selectors
+import shutil
 import socket
 import ssl
 import stat
 import struct
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 import traceback
 import urllib.parse
 import zlib
-from typing import Any, BinaryIO, Callable, Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import (
+    Any,
+    BinaryIO,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    NamedTuple,
+    Optional,
+    Tuple,
+    Union,
+)
 
 DEFAULT_HOST = "0.0.0.0"  # noqa: S104 - a mirror is meant to be reached from the network
 DEFAULT_PORT = 8080
@@ -119,6 +144,7 @@ LISTEN_BACKLOG = 1024
 
 FILE_CACHE_CONTROL = "max-age=31536000, immutable"
 PAGE_CACHE_CONTROL = "max-age=60"
+MANIFEST_CACHE_CONTROL = "no-cache"  # rewritten by every mirror run: always revalidated
 
 PASSWORD_SCHEME = "pbkdf2_sha256"  # noqa: S105 - a scheme name, not a password
 DEFAULT_ITERATIONS = 600000
@@ -131,6 +157,9 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}\Z")
 class UserError(Exception):
     """A problem the user can fix; reported as one line, without a traceback."""
 
+    status = 2  # the exit status
+    label = "error"
+
 
 # ---------------------------------------------------------------------------
 # Arguments
@@ -142,7 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="server.py",
         description="Serve a Morgan mirror as a simple repository (PEP 503 and PEP 691).",
-        epilog="Make lines of an auth file with: server.py hash-password USER",
+        epilog=(
+            "Other commands: server.py hash-password USER (a line of an auth file); "
+            "server.py verify [-i INDEX] [--quarantine DIR] (check the tree against its "
+            "manifest.json); server.py import BUNDLE.tar [-i INDEX] [--force] (land a bundle "
+            "made by morgan export). Each has its own --help."
+        ),
     )
     parser.add_argument(
         "-i", "--index-path", default=".", help="the mirror's folder (default: current folder)"
@@ -160,6 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keyfile", help="the certificate's private key, if not in --certfile")
     parser.add_argument("--auth-file", help="require HTTP basic auth from the users in this file")
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
+    parser.add_argument(
+        "--public-manifest",
+        action="store_true",
+        help=(
+            "serve the tree's manifest.json at /manifest.json and /simple/manifest.json "
+            "(by default it is never served)"
+        ),
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -186,6 +228,52 @@ def build_parser() -> argparse.ArgumentParser:
             "open connections at most (default: %d, lowered to fit the open-file limit); "
             "when full, a connection idle for over a second is closed to make room, or "
             "else newcomers wait a second, then get 503" % DEFAULT_MAX_CONNECTIONS
+        ),
+    )
+    return parser
+
+
+def build_verify_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="server.py verify",
+        description=(
+            "Check the mirror against its manifest.json: each listed file is there, a "
+            "regular file of the listed size and sha256, and nothing else is (hidden files, "
+            "manifest.json and morgan.ini aside). Exit status: 0 when the tree matches, 1 "
+            "when it does not, 2 when it cannot be checked."
+        ),
+    )
+    parser.add_argument(
+        "-i", "--index-path", default=".", help="the mirror's folder (default: current folder)"
+    )
+    parser.add_argument(
+        "--quarantine",
+        metavar="DIR",
+        help="move corrupt and unlisted files into DIR (outside the mirror), at their paths",
+    )
+    return parser
+
+
+def build_import_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="server.py import",
+        description=(
+            "Land a bundle made by morgan export into the mirror, then verify it. A bundle "
+            "that is damaged, unsafe or made against another state of the mirror is refused "
+            "(exit 1) and nothing is written. An interrupted import is finished by running it "
+            "again. Exit status once landed: verify's."
+        ),
+    )
+    parser.add_argument("bundle", metavar="BUNDLE.tar", help="the bundle (an uncompressed tar)")
+    parser.add_argument(
+        "-i", "--index-path", default=".", help="the mirror's folder (default: current folder)"
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=(
+            "land the bundle even if it was made against another manifest.json (or is a "
+            "full bundle and the mirror has a manifest.json already)"
         ),
     )
     return parser
@@ -307,6 +395,7 @@ class Resource(NamedTuple):
     mtime: float
     etag: str
     content_type: str
+    cache_control: str = FILE_CACHE_CONTROL
 
 
 class LRUCache:
@@ -842,6 +931,22 @@ class Tree:
             path, None, st.st_size, st.st_mtime, file_etag(st), content_type_of(filename)
         )
 
+    def manifest(self) -> Optional[Resource]:
+        """The root's manifest.json (served with --public-manifest only)."""
+        checked = self.servable(self.root, MANIFEST_NAME)
+        if checked is None:
+            return None
+        path, st = checked
+        return Resource(
+            path,
+            None,
+            st.st_size,
+            st.st_mtime,
+            file_etag(st),
+            "application/json",
+            MANIFEST_CACHE_CONTROL,
+        )
+
     def core_metadata(self, folder: str, filename: str) -> Optional[Resource]:
         """``<wheel>.metadata``: the sidecar if present, else read from the wheel."""
         wheel_name = filename[: -len(METADATA_SUFFIX)]
@@ -1344,6 +1449,7 @@ class Settings(NamedTuple):
     authenticator: Optional[Authenticator]
     quiet: bool
     timeout: float
+    public_manifest: bool = False
 
 
 _STANDARD_METHODS = ("POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
@@ -1567,6 +1673,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 self.redirect("/simple/", query)
                 return
         tree = settings.tree
+        if segments == [MANIFEST_NAME] and settings.public_manifest:
+            manifest = tree.manifest()
+            if manifest is None:
+                self.not_found()
+            else:
+                self.send_resource(manifest, head)
+            return
         if segments == [""]:
             self.send_page(head, query, lambda media: render_root(tree.projects(), media))
             return
@@ -1691,7 +1804,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def send_representation(self, resource: Resource, stream: Any, head: bool) -> None:
         headers = [
             ("ETag", resource.etag),
-            ("Cache-Control", self.cache_control(FILE_CACHE_CONTROL)),
+            ("Cache-Control", self.cache_control(resource.cache_control)),
             ("Accept-Ranges", "bytes"),
         ]
         last_modified = http_date(resource.mtime)
@@ -2443,6 +2556,774 @@ def fit_connections(max_connections: int, threads: int) -> int:
 
 
 # ---------------------------------------------------------------------------
+# Transfer: verify the tree against manifest.json, import a bundle
+# ---------------------------------------------------------------------------
+
+MANIFEST_NAME = "manifest.json"
+CONFIG_NAME = "morgan.ini"
+BUNDLE_INFO_NAME = "morgan-bundle.json"
+STAGING_PREFIX = ".morgan-import-"
+PROJECT_PAGES = ("index.html", PAGE_JSON)
+MAX_MANIFEST_BYTES = MAX_PAGE_JSON_BYTES
+
+PathArg = Union[str, "os.PathLike[str]"]
+
+
+class Refusal(UserError):
+    """A bundle that import will not land; nothing has been written."""
+
+    status = 1
+    label = "import refused"
+
+
+class Interrupted(UserError):
+    """An import that stopped while landing files; running it again finishes it."""
+
+    status = 1
+    label = "import interrupted"
+
+
+class Entry(NamedTuple):
+    """What a manifest or a bundle says of one file."""
+
+    sha256: str
+    size: int
+
+
+class Manifest(NamedTuple):
+    """INDEX/manifest.json, reduced to what verify and import check."""
+
+    files: Dict[str, Entry]  # distributions
+    index_files: Dict[str, Entry]  # everything else clients are served
+
+    def entries(self) -> Dict[str, Entry]:
+        merged = dict(self.index_files)
+        merged.update(self.files)
+        return merged
+
+
+class Problem(NamedTuple):
+    """One way the tree differs from its manifest, as verify reports it."""
+
+    kind: str  # "missing", "corrupt", "unlisted" or "unreadable"
+    path: str
+    detail: str = ""
+    moved_to: Optional[str] = None  # where --quarantine put it
+    not_moved: str = ""  # why --quarantine could not move it
+
+    def line(self) -> str:
+        detail = " (%s)" % self.detail if self.detail else ""
+        return "%s: %s%s" % (self.kind, self.path, detail)
+
+
+class BundleInfo(NamedTuple):
+    """A bundle's morgan-bundle.json."""
+
+    base: Optional[str]
+    manifest: str
+    members: Dict[str, Entry]  # in tar order
+    removed: List[str]
+
+
+class ImportResult(NamedTuple):
+    landed: int
+    removed: int
+    stale: List[str]  # staging folders of interrupted imports, now removed
+
+
+def emit(line: str) -> None:
+    """A report line on standard output, whatever the names hold (one line, printable)."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    text = line.translate(_LOG_ESCAPES).encode(encoding, "backslashreplace").decode(encoding)
+    with contextlib.suppress(OSError, ValueError):  # a closed pipe must not cost a traceback
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
+def quoted(name: str) -> str:
+    """A name from a bundle, quoted so that an empty or odd one still reads as one."""
+    return json.dumps(name, ensure_ascii=False)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def path_problem(path: str) -> Optional[str]:
+    """Why ``path`` may not name a file of the tree, or None.
+
+    Manifests and bundles come from elsewhere: a path that could lead outside
+    INDEX, hide among the mirrorer's caches (hidden names) or land somewhere a
+    server would not look is refused.
+    """
+    if not path:
+        return "is empty"
+    if path.startswith("/"):
+        return "is absolute"
+    if "\\" in path:
+        return "holds a backslash"
+    if "\x00" in path:
+        return "holds NUL"
+    parts = path.split("/")
+    if ".." in parts:
+        return 'holds ".."'
+    if "" in parts:
+        return "holds an empty component"
+    if any(part.startswith(".") for part in parts):
+        return "holds a hidden component"
+    if len(parts) > 2:
+        return "has more than two components"
+    if not all(is_plain_name(part) for part in parts):
+        return "is not plain (a control character, ':' or a name that is not UTF-8)"
+    if len(parts) == 2 and not is_project_name(parts[0]):
+        return "is not in a PEP 503 normalized project folder"
+    return None
+
+
+def entry_of(value: Any) -> Optional[Entry]:
+    """(sha256, size) of a manifest or bundle entry, if it holds valid ones."""
+    if not isinstance(value, dict):
+        return None
+    sha256, size = value.get("sha256"), value.get("size")
+    if not isinstance(sha256, str) or not _SHA256_HEX.match(sha256.lower()):
+        return None
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return None
+    return Entry(sha256.lower(), size)
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """The files a manifest.json lists; ValueError saying what is wrong with it."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except ValueError as error:
+        raise ValueError("not valid JSON (%s)" % error) from None
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    version = document.get("manifest-version")
+    if not _is_int(version) or version != 1:
+        raise ValueError("manifest-version %s is not supported (1 is)" % json.dumps(version))
+    files = _manifest_section(document, "files")
+    index_files = _manifest_section(document, "index-files")
+    both = sorted(set(files) & set(index_files))
+    if both:
+        raise ValueError("%s is listed in both files and index-files" % quoted(both[0]))
+    return Manifest(files, index_files)
+
+
+def _manifest_section(document: Dict[str, Any], key: str) -> Dict[str, Entry]:
+    section = document.get(key)
+    if not isinstance(section, dict):
+        raise ValueError('"%s" is not an object' % key)
+    entries = {}
+    for path, value in section.items():
+        reason = path_problem(path)
+        if reason is None and path in (MANIFEST_NAME, CONFIG_NAME):
+            reason = "is never listed"
+        if reason is not None:
+            raise ValueError("the path %s in %s %s" % (quoted(path), key, reason))
+        entry = entry_of(value)
+        if entry is None:
+            raise ValueError(
+                'the entry of %s in %s needs "sha256" (hex) and "size"' % (quoted(path), key)
+            )
+        entries[path] = entry
+    return entries
+
+
+def read_limited(path: str, limit: int) -> bytes:
+    """A regular file's bytes; OSError if it is not one, is unreadable or exceeds ``limit``."""
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NONBLOCK", 0)
+    with os.fdopen(os.open(path, flags), "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data: bytes = stream.read(limit + 1)
+    if len(data) > limit:
+        raise OSError(errno.EFBIG, "larger than %d bytes" % limit)
+    return data
+
+
+def read_manifest(root: str) -> Manifest:
+    """INDEX/manifest.json; UserError (one line) when it is missing or not a manifest."""
+    path = os.path.join(root, MANIFEST_NAME)
+    try:
+        data = read_limited(path, MAX_MANIFEST_BYTES)
+    except FileNotFoundError:
+        raise UserError(
+            "%s not found: run morgan mirror, or import a full bundle, to write it" % path
+        ) from None
+    except OSError as error:
+        raise UserError("cannot read %s: %s" % (path, describe(error))) from None
+    try:
+        return parse_manifest(data)
+    except ValueError as error:
+        raise UserError(
+            "%s is not a valid manifest: %s; run morgan mirror, or import a full bundle, "
+            "to write it again" % (path, error)
+        ) from None
+
+
+# -- verify -------------------------------------------------------------------
+
+
+def verify_tree(index: PathArg, quarantine: Optional[PathArg] = None) -> Tuple[List[Problem], int]:
+    """The tree's problems against its manifest.json (sorted by path), and how many
+    files the manifest lists.
+
+    With ``quarantine``, corrupt and unlisted files are moved into that folder
+    (never deleted: they may be all there is of a file). UserError, before
+    anything is moved, when the manifest is missing or invalid or the folder
+    lies inside the index.
+    """
+    root = os.fspath(index)
+    if not os.path.isdir(root):
+        raise UserError("index folder not found: %s" % os.path.abspath(root))
+    target = quarantine_folder(root, os.fspath(quarantine)) if quarantine is not None else None
+    listed = read_manifest(root).entries()
+    problems = [check_listed(root, path, entry) for path, entry in sorted(listed.items())]
+    found = [problem for problem in problems if problem is not None]
+    found.extend(unlisted_entries(root, listed))
+    found.sort(key=lambda problem: problem.path)
+    if target is not None:
+        found = [quarantine_problem(root, target, problem) for problem in found]
+    return found, len(listed)
+
+
+def verify_lines(problems: List[Problem], count: int) -> List[str]:
+    """What verify prints: a line per problem (and per quarantined file), then a summary."""
+    lines = []
+    for problem in problems:
+        lines.append(problem.line())
+        if problem.moved_to is not None:
+            lines.append("quarantined: %s -> %s" % (problem.path, problem.moved_to))
+        elif problem.not_moved:
+            lines.append("not quarantined: %s (%s)" % (problem.path, problem.not_moved))
+    if problems:
+        lines.append("verified %d files: %d problems" % (count, len(problems)))
+    else:
+        lines.append("verified %d files: the tree matches its manifest" % count)
+    return lines
+
+
+def quarantine_folder(root: str, folder: str) -> str:
+    """The --quarantine folder, refused inside the index (verify would find it, and so
+    would a server)."""
+    real_root, real = os.path.realpath(root), os.path.realpath(folder)
+    if real == real_root or is_inside(real_root, real):
+        raise UserError(
+            "the quarantine folder %s is inside the index %s: choose a folder outside it"
+            % (folder, root)
+        )
+    if os.path.lexists(folder) and not os.path.isdir(folder):
+        raise UserError("the quarantine folder %s is not a folder: choose another" % folder)
+    return os.path.abspath(folder)
+
+
+def check_listed(root: str, path: str, entry: Entry) -> Optional[Problem]:
+    """The problem of one listed file, if any: a regular file of that size and sha256."""
+    parts = path.split("/")
+    if len(parts) == 2 and not _is_real_folder(os.path.join(root, parts[0])):
+        return Problem("missing", path)  # a symlinked project folder is reported as unlisted
+    full = os.path.join(root, *parts)
+    try:
+        st = os.lstat(full)
+    except (FileNotFoundError, NotADirectoryError):
+        return Problem("missing", path)
+    except OSError as error:
+        return Problem("corrupt", path, "cannot read it: %s" % describe(error))
+    if stat.S_ISLNK(st.st_mode):
+        return Problem("corrupt", path, "a symbolic link, not a regular file")
+    if not stat.S_ISREG(st.st_mode):
+        return Problem("corrupt", path, "not a regular file")
+    if st.st_size != entry.size:
+        return Problem("corrupt", path, "size %d, manifest says %d" % (st.st_size, entry.size))
+    try:
+        digest = sha256_of_file(full)
+    except OSError as error:
+        return Problem("corrupt", path, "cannot read it: %s" % describe(error))
+    if digest != entry.sha256:
+        return Problem("corrupt", path, "sha256 differs from the manifest")
+    return None
+
+
+def _is_real_folder(path: str) -> bool:
+    """A folder, not a symlink to one (which could lead anywhere)."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def unlisted_entries(root: str, listed: Dict[str, Entry]) -> List[Problem]:
+    """What the tree holds and the manifest does not account for.
+
+    Hidden names (the mirrorer's caches, imports in progress) are skipped with
+    all they hold, and so are the root's manifest.json and morgan.ini.
+    Symlinks are reported, never followed.
+    """
+    problems = []
+    pending = [""]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(os.path.join(root, folder) if folder else root) as scan:
+                entries = list(scan)
+        except OSError as error:
+            problems.append(Problem("unreadable", folder, describe(error)))
+            continue
+        for entry in entries:
+            path = folder + "/" + entry.name if folder else entry.name
+            if entry.name.startswith(".") or path in (MANIFEST_NAME, CONFIG_NAME):
+                continue
+            if path in listed:
+                continue  # checked already, whatever it is
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    pending.append(path)
+                    continue
+            except OSError:
+                pass
+            problems.append(Problem("unlisted", path))
+    return problems
+
+
+def quarantine_problem(root: str, target: str, problem: Problem) -> Problem:
+    """Move a corrupt or unlisted file into ``target``, at its path in the tree."""
+    if problem.kind not in ("corrupt", "unlisted"):
+        return problem
+    parts = problem.path.split("/")
+    destination = os.path.join(target, *parts)
+    number = 0
+    while os.path.lexists(destination):  # quarantined before: keep both
+        number += 1
+        destination = "%s.%d" % (os.path.join(target, *parts), number)
+    try:
+        os.makedirs(os.path.dirname(destination), exist_ok=True)
+        shutil.move(os.path.join(root, *parts), destination)
+    except (OSError, shutil.Error) as error:
+        return problem._replace(not_moved=describe(error))
+    return problem._replace(moved_to=destination)
+
+
+# -- import -------------------------------------------------------------------
+
+
+def import_bundle(bundle: PathArg, index: PathArg, force: bool = False) -> ImportResult:
+    """Land a bundle (see the transfer spec) into the folder ``index``.
+
+    The bundle is read whole and checked first, writing nothing; Refusal
+    says why it may not land. Then it is read again into a hidden staging
+    folder, and its files moved into place in an order that keeps every page
+    and the manifest true to the files present. Interrupted if that stops
+    midway: running the same import again finishes it.
+    """
+    path, root = os.fspath(bundle), os.fspath(index)
+    if not os.path.isdir(root):
+        raise UserError("index folder not found: %s (create it first)" % os.path.abspath(root))
+    with import_lock(root):
+        info, manifest = check_bundle(path, root, force)
+        check_destinations(root, info)
+        stale = remove_stale_staging(root)
+        landed = land_bundle(path, root, info, manifest)
+        removed = sum(1 for removed_path in info.removed if remove_file(root, removed_path))
+    return ImportResult(landed, removed, stale)
+
+
+@contextlib.contextmanager
+def import_lock(root: str) -> Iterator[None]:
+    """One import at a time into a folder (where the system offers locks)."""
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only
+    except ImportError:
+        yield
+        return
+    descriptor = os.open(root, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise Refusal("another import into %s is running: wait for it to end" % root) from None
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def check_bundle(path: str, root: str, force: bool) -> Tuple[BundleInfo, Manifest]:
+    """Read the whole bundle once, writing nothing: Refusal at the first thing wrong."""
+    try:
+        with tarfile.open(path, "r:") as tar:
+            members = iter(tar)
+            first = next(members, None)
+            if first is None or first.name != BUNDLE_INFO_NAME:
+                name = "nothing" if first is None else "member %s" % quoted(first.name)
+                raise Refusal(
+                    "%s is not a morgan bundle: it starts with %s, not %s"
+                    % (path, name, BUNDLE_INFO_NAME)
+                )
+            check_member_kind(first)
+            if first.size > MAX_MANIFEST_BYTES:
+                raise Refusal("member %s is too large" % quoted(BUNDLE_INFO_NAME))
+            info = parse_bundle_info(read_member(tar, first, keep=True)[1])
+            check_base(root, info, force)
+            manifest_data = check_members(tar, members, info)
+    except (tarfile.TarError, OSError, EOFError) as error:
+        raise Refusal(
+            "cannot read the bundle %s: %s (not an uncompressed tar, or a damaged one)"
+            % (path, describe(error))
+        ) from None
+    try:
+        manifest = parse_manifest(manifest_data)
+    except ValueError as error:
+        raise Refusal(
+            "member %s is not a valid manifest: %s" % (quoted(MANIFEST_NAME), error)
+        ) from None
+    listed = manifest.entries()
+    for name, entry in info.members.items():
+        if name != MANIFEST_NAME and listed.get(name) != entry:
+            raise Refusal(
+                "member %s: the bundle's manifest.json does not list it with that sha256 and size"
+                % quoted(name)
+            )
+    for name in info.removed:
+        if name in listed:
+            raise Refusal(
+                "removed path %s: the bundle's manifest.json still lists it" % quoted(name)
+            )
+    return info, manifest
+
+
+def check_members(
+    tar: tarfile.TarFile, members: Iterator[tarfile.TarInfo], info: BundleInfo
+) -> bytes:
+    """Check every member after the first against morgan-bundle.json; manifest.json's bytes."""
+    seen = {BUNDLE_INFO_NAME}
+    manifest_data = b""
+    for member in members:
+        name = member.name
+        reason = member_path_problem(name)
+        if reason is not None:
+            raise Refusal("member %s: the path %s" % (quoted(name), reason))
+        check_member_kind(member)
+        if name in seen:
+            raise Refusal("member %s appears twice in the bundle" % quoted(name))
+        seen.add(name)
+        expected = info.members.get(name)
+        if expected is None:
+            raise Refusal("member %s is not listed in %s" % (quoted(name), BUNDLE_INFO_NAME))
+        if member.size != expected.size:
+            raise Refusal(
+                "member %s: size %d, %s says %d"
+                % (quoted(name), member.size, BUNDLE_INFO_NAME, expected.size)
+            )
+        digest, data = read_member(tar, member, keep=name == MANIFEST_NAME)
+        if digest != expected.sha256:
+            raise Refusal("member %s: sha256 differs from %s" % (quoted(name), BUNDLE_INFO_NAME))
+        if name == MANIFEST_NAME:
+            manifest_data = data
+    for name in info.members:
+        if name not in seen:
+            raise Refusal(
+                "member %s is listed in %s but absent from the bundle"
+                % (quoted(name), BUNDLE_INFO_NAME)
+            )
+    return manifest_data
+
+
+def member_path_problem(name: str) -> Optional[str]:
+    """Why a bundle may not hold (or remove) a file at ``name``, or None."""
+    reason = path_problem(name)
+    if reason is None and name in (BUNDLE_INFO_NAME, CONFIG_NAME):
+        reason = "is not a file of the tree"
+    return reason
+
+
+def check_member_kind(member: tarfile.TarInfo) -> None:
+    """Refuse anything but a regular file: links and devices could write or read elsewhere."""
+    if member.type in (tarfile.REGTYPE, tarfile.AREGTYPE):
+        return
+    if member.issym():
+        kind = "a symbolic link"
+    elif member.islnk():
+        kind = "a hard link"
+    elif member.isdir():
+        kind = "a folder"
+    elif member.isfifo():
+        kind = "a FIFO"
+    elif member.isdev():
+        kind = "a device"
+    else:
+        kind = "of tar type %r" % member.type
+    raise Refusal("member %s is %s, not a regular file" % (quoted(member.name), kind))
+
+
+def read_member(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, keep: bool, sink: Optional[BinaryIO] = None
+) -> Tuple[str, bytes]:
+    """(sha256, bytes if ``keep``) of a member, read a chunk at a time (into ``sink``)."""
+    stream = tar.extractfile(member)
+    if stream is None:
+        raise tarfile.ReadError("member %s has no data" % quoted(member.name))
+    digest, kept, size = hashlib.sha256(), [], 0
+    with stream:
+        while True:
+            try:
+                chunk = stream.read(CHUNK_BYTES)
+            except (tarfile.ReadError, EOFError):
+                break  # the tar ends inside this member
+            if not chunk:
+                break
+            digest.update(chunk)
+            size += len(chunk)
+            if keep:
+                kept.append(chunk)
+            if sink is not None:
+                sink.write(chunk)
+    if size != member.size:
+        raise Refusal(
+            "member %s is cut short (%d of its %d bytes): the bundle is truncated or damaged"
+            % (quoted(member.name), size, member.size)
+        )
+    return digest.hexdigest(), b"".join(kept)
+
+
+def parse_bundle_info(data: bytes) -> BundleInfo:
+    """morgan-bundle.json, checked whole; Refusal saying what is wrong with it."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except ValueError as error:
+        raise Refusal("%s is not valid JSON (%s)" % (BUNDLE_INFO_NAME, error)) from None
+    if not isinstance(document, dict):
+        raise Refusal("%s is not a JSON object" % BUNDLE_INFO_NAME)
+    version = document.get("bundle-version")
+    if not _is_int(version) or version != 1:
+        raise Refusal(
+            "%s: bundle-version %s is not supported (this server.py reads 1)"
+            % (BUNDLE_INFO_NAME, json.dumps(version))
+        )
+    base, manifest = document.get("base"), document.get("manifest")
+    if base is not None and not (isinstance(base, str) and _SHA256_HEX.match(base)):
+        raise Refusal('%s: "base" is neither null nor a sha256' % BUNDLE_INFO_NAME)
+    if not isinstance(manifest, str) or not _SHA256_HEX.match(manifest):
+        raise Refusal('%s: "manifest" is not a sha256' % BUNDLE_INFO_NAME)
+    members = _bundle_members(document.get("members"))
+    if members.get(MANIFEST_NAME, Entry("", 0)).sha256 != manifest:
+        raise Refusal(
+            '%s: "manifest" is not the sha256 of a manifest.json member' % BUNDLE_INFO_NAME
+        )
+    removed = document.get("removed", [])
+    if not isinstance(removed, list) or not all(isinstance(name, str) for name in removed):
+        raise Refusal('%s: "removed" is not a list of paths' % BUNDLE_INFO_NAME)
+    for name in removed:
+        reason = member_path_problem(name)
+        if reason is None and name == MANIFEST_NAME:
+            reason = "is never removed"
+        if reason is None and name in members:
+            reason = "is also a member"
+        if reason is not None:
+            raise Refusal("removed path %s: the path %s" % (quoted(name), reason))
+    return BundleInfo(base, manifest, members, sorted(set(removed)))
+
+
+def _bundle_members(items: Any) -> Dict[str, Entry]:
+    if not isinstance(items, list):
+        raise Refusal('%s: "members" is not a list' % BUNDLE_INFO_NAME)
+    members: Dict[str, Entry] = {}
+    for item in items:
+        name = item.get("path") if isinstance(item, dict) else None
+        if not isinstance(name, str):
+            raise Refusal('%s: a member has no "path"' % BUNDLE_INFO_NAME)
+        reason = member_path_problem(name)
+        if reason is not None:
+            raise Refusal("member %s: the path %s" % (quoted(name), reason))
+        if name in members:
+            raise Refusal("member %s is listed twice in %s" % (quoted(name), BUNDLE_INFO_NAME))
+        entry = entry_of(item)
+        if entry is None:
+            raise Refusal(
+                'member %s: %s gives no valid "sha256" and "size"'
+                % (quoted(name), BUNDLE_INFO_NAME)
+            )
+        members[name] = entry
+    return members
+
+
+def manifest_digest(root: str) -> Optional[str]:
+    """The sha256 of INDEX/manifest.json's bytes, None when there is none."""
+    path = os.path.join(root, MANIFEST_NAME)
+    try:
+        return hashlib.sha256(read_limited(path, MAX_MANIFEST_BYTES)).hexdigest()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise Refusal("cannot read %s: %s" % (path, describe(error))) from None
+
+
+def check_base(root: str, info: BundleInfo, force: bool) -> None:
+    """A bundle applies to the tree it was made against (or re-runs one that landed)."""
+    current = manifest_digest(root)
+    if force or current in (info.base, info.manifest):
+        return
+    path = os.path.join(root, MANIFEST_NAME)
+    if info.base is None:
+        raise Refusal(
+            "this is a full bundle, for a folder without manifest.json, and %s exists: "
+            "import it into an empty folder, or use --force" % path
+        )
+    if current is None:
+        raise Refusal(
+            "this bundle updates the tree whose manifest.json has sha256 %s, and %s does not "
+            "exist: import the bundles before it first, or use --force" % (info.base, path)
+        )
+    raise Refusal(
+        "this bundle updates the tree whose manifest.json has sha256 %s, and %s has sha256 %s: "
+        "import the bundles in order, or use --force" % (info.base, path, current)
+    )
+
+
+def check_destinations(root: str, info: BundleInfo) -> None:
+    """Refuse what would land through a symlinked or misplaced folder, or onto a folder."""
+    folders = {name.split("/")[0] for name in info.members if "/" in name}
+    for name in list(info.members) + info.removed:
+        parts = name.split("/")
+        if len(parts) == 1 and name in folders:
+            raise Refusal("member %s is both a file and a project folder" % quoted(name))
+        if len(parts) == 2:
+            folder = os.path.join(root, parts[0])
+            if os.path.lexists(folder) and not _is_real_folder(folder):
+                raise Refusal(
+                    "%s is not a folder (a file or a symbolic link): move it out of the "
+                    "index, then import again" % folder
+                )
+        if _is_real_folder(os.path.join(root, *parts)):
+            raise Refusal(
+                "%s is a folder: move it out of the index, then import again"
+                % os.path.join(root, *parts)
+            )
+
+
+def remove_stale_staging(root: str) -> List[str]:
+    """Remove the staging folders of imports that were killed (one import runs at a time)."""
+    stale = []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            if entry.name.startswith(STAGING_PREFIX) and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                stale.append(entry.name)
+    return sorted(stale)
+
+
+def landing_rank(name: str, manifest: Manifest) -> int:
+    """Distributions land first, then sidecars, pages, root files, manifest.json last:
+    so whatever a page or the manifest names is already in place."""
+    if name == MANIFEST_NAME:
+        return 4
+    if "/" not in name:
+        return 3
+    if name in manifest.files:
+        return 0
+    return 2 if name.split("/")[1] in PROJECT_PAGES else 1
+
+
+def land_bundle(path: str, root: str, info: BundleInfo, manifest: Manifest) -> int:
+    """Extract into a hidden staging folder, then move each file into place with
+    os.replace (a server never sees a partial file); how many landed."""
+    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root)
+    try:
+        staged = stage_members(path, staging, info)
+        order = sorted(staged, key=lambda name: (landing_rank(name, manifest), name))
+        for count, name in enumerate(order):
+            target = os.path.join(root, *name.split("/"))
+            try:
+                if "/" in name:
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                os.replace(staged[name], target)
+            except OSError as error:
+                raise Interrupted(
+                    "%s: %s, after %d of %d files landed; run the same import again to finish it"
+                    % (target, describe(error), count, len(order))
+                ) from None
+        return len(order)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def stage_members(path: str, staging: str, info: BundleInfo) -> Dict[str, str]:
+    """Each member (but morgan-bundle.json) written to the staging folder, hashed again
+    as written, with the tar's mtime; {member name: staged path}."""
+    staged = {}
+    try:
+        with tarfile.open(path, "r:") as tar:
+            for number, member in enumerate(tar):
+                if number == 0:
+                    continue
+                target = os.path.join(staging, "%08d" % number)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+                with os.fdopen(os.open(target, flags, 0o644), "wb") as sink:
+                    digest, _ = read_member(tar, member, keep=False, sink=sink)
+                    sink.flush()
+                    os.fsync(sink.fileno())
+                if info.members.get(member.name) != Entry(digest, member.size):
+                    raise tarfile.ReadError("member %s changed" % quoted(member.name))
+                os.utime(target, (member.mtime, member.mtime))
+                staged[member.name] = target
+    except (tarfile.TarError, EOFError) as error:
+        raise Refusal(
+            "the bundle %s changed since it was checked (%s); nothing landed"
+            % (path, describe(error))
+        ) from None
+    except OSError as error:
+        raise Interrupted(
+            "cannot stage the bundle in %s: %s; nothing landed, run the same import again"
+            % (staging, describe(error))
+        ) from None
+    if set(staged) != set(info.members):
+        raise Refusal("the bundle %s changed since it was checked; nothing landed" % path)
+    return staged
+
+
+def remove_file(root: str, name: str) -> bool:
+    """Delete a file the new manifest no longer lists (and its project folder once empty)."""
+    parts = name.split("/")
+    folder = os.path.join(root, parts[0])
+    if len(parts) == 2 and not _is_real_folder(folder):
+        return False
+    target = os.path.join(root, *parts)
+    try:
+        if _is_real_folder(target):
+            return False
+        os.unlink(target)
+    except FileNotFoundError:
+        return False
+    if len(parts) == 2:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # only succeeds when nothing is left in it
+    return True
+
+
+def run_verify(argv: List[str]) -> int:
+    options = build_verify_parser().parse_args(argv)
+    problems, count = verify_tree(options.index_path, options.quarantine)
+    for line in verify_lines(problems, count):
+        emit(line)
+    return 1 if problems else 0
+
+
+def run_import(argv: List[str]) -> int:
+    options = build_import_parser().parse_args(argv)
+    result = import_bundle(options.bundle, options.index_path, options.force)
+    for name in result.stale:
+        emit("removed %s, left by an interrupted import" % name)
+    emit(
+        "imported %d files into %s, removed %d"
+        % (result.landed, os.path.abspath(options.index_path), result.removed)
+    )
+    problems, count = verify_tree(options.index_path)
+    for line in verify_lines(problems, count):
+        emit(line)
+    return 1 if problems else 0
+
+
+# ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
 
@@ -2479,6 +3360,7 @@ def make_server(options: argparse.Namespace) -> Server:
         authenticator=authenticator,
         quiet=options.quiet,
         timeout=options.timeout,
+        public_manifest=options.public_manifest,
     )
     try:
         info = socket.getaddrinfo(
@@ -2518,16 +3400,23 @@ def run_hash_password(argv: List[str]) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    """Run the server (or ``hash-password``); the exit status is returned, not raised."""
+    """Run the server (or a command); the exit status is returned, not raised."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     try:
         if arguments[:1] == ["hash-password"]:
             return run_hash_password(arguments[1:])
+        if arguments[:1] == ["verify"]:
+            return run_verify(arguments[1:])
+        if arguments[:1] == ["import"]:
+            return run_import(arguments[1:])
         options = build_parser().parse_args(arguments)
         server = make_server(options)
     except UserError as error:
-        log_line("server.py: error: %s" % error)
-        return 2
+        log_line("server.py: %s: %s" % (error.label, error))
+        return error.status
+    except KeyboardInterrupt:
+        log_line("server.py: interrupted")
+        return 130
     except SystemExit as exit_:  # argparse: --help, or a usage error already printed
         code = exit_.code
         return code if isinstance(code, int) else (0 if code is None else 2)
