@@ -292,7 +292,10 @@ def _print_dry_run(index_path: Path, report: MirrorReport) -> None:
         f"keep {_tally(dry.kept)}; no longer needed: {_tally(dry.unneeded)}"
     )
     for filename, size in dry.read_for_metadata:
-        print(f"  downloaded to read its metadata (not kept): {filename} ({format_size(size)})")
+        print(
+            f"  metadata read from the file (downloaded, then discarded): {filename} "
+            f"({format_size(size)})"
+        )
     if report.errors or report.warnings:
         print(f"{len(report.errors)} errors, {len(report.warnings)} warnings:")
     for message in sorted(report.errors):
