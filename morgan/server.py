@@ -2920,30 +2920,34 @@ def import_bundle(bundle: PathArg, index: PathArg, force: bool = False) -> Impor
     path, root = os.fspath(bundle), os.fspath(index)
     if not os.path.isdir(root):
         raise UserError("index folder not found: %s (create it first)" % os.path.abspath(root))
-    with import_lock(root):
+    with import_lock(root) as locked:
         info, manifest = check_bundle(path, root, force)
         check_destinations(root, info)
-        stale = remove_stale_staging(root)
+        stale = remove_stale_staging(root) if locked else []
         landed = land_bundle(path, root, info, manifest)
         removed = sum(1 for removed_path in info.removed if remove_file(root, removed_path))
     return ImportResult(landed, removed, stale)
 
 
 @contextlib.contextmanager
-def import_lock(root: str) -> Iterator[None]:
-    """One import at a time into a folder (where the system offers locks)."""
+def import_lock(root: str) -> Iterator[bool]:
+    """One import at a time into a folder; whether it is locked (the system may not offer
+    locks: then the staging folders of killed imports are left alone, as they may not be)."""
     try:
         import fcntl  # noqa: PLC0415 - POSIX only
     except ImportError:
-        yield
+        yield False
         return
     descriptor = os.open(root, os.O_RDONLY)
     try:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+            locked = True
+        except BlockingIOError:
             raise Refusal("another import into %s is running: wait for it to end" % root) from None
-        yield
+        except OSError:
+            locked = False  # a file system without locks
+        yield locked
     finally:
         os.close(descriptor)
 
@@ -3000,12 +3004,12 @@ def check_members(
     manifest_data = b""
     for member in members:
         name = member.name
+        if name in seen:
+            raise Refusal("member %s appears twice in the bundle" % quoted(name))
         reason = member_path_problem(name)
         if reason is not None:
             raise Refusal("member %s: the path %s" % (quoted(name), reason))
         check_member_kind(member)
-        if name in seen:
-            raise Refusal("member %s appears twice in the bundle" % quoted(name))
         seen.add(name)
         expected = info.members.get(name)
         if expected is None:
