@@ -271,7 +271,7 @@ def read_lock(path: Path | str, *, format: str | None = None) -> LockInput:
     data = _read_bytes(path)
     kind = format or _format_by_name(path.name)
     if kind is not None and kind not in FORMATS:
-        raise ValueError(f"unknown lock format {kind!r}; use one of {', '.join(FORMATS)}")
+        raise LockInputError(path, f"unknown lock format {kind!r}; use one of {', '.join(FORMATS)}")
     if kind == "requirements":
         return RequirementsInput.read(path, _text(path, data))
     if kind is None:
@@ -374,25 +374,30 @@ def pick_files(
 def files_from_page(
     requirement: LockedRequirement, page_files: Iterable[DistributionFile]
 ) -> list[ExpectedFile]:
-    """The index's files of a locked package that the lock allows.
+    """The index's files of a locked package that the lock allows, to pass to :func:`pick_files`.
 
-    A file counts when its name is of the package at the locked version and its
-    sha256 (as the index states it) is one the lock allows; with the lock's file
-    names known, the name must be one of them too. What the index says is checked
-    against the downloaded bytes elsewhere.
+    Without file names (a requirements file), a file counts when the sha256 the index
+    states for it is one the lock allows and its name is of the package at the
+    locked version. With names (pylock, uv.lock), the name must be one of the lock's
+    and the index must not state another sha256 (it may state none: the bytes are
+    checked against the lock's digest after the download, elsewhere).
     """
     named = {f.filename: f for f in requirement.files}
     found = []
     for page_file in page_files:
         digest = page_file.hashes.get(PREFERRED_HASH, "").lower()
-        if digest not in requirement.sha256:
-            continue
-        if named and page_file.filename not in named:
+        if named:
+            locked = named.get(page_file.filename)
+            if locked is None or (digest and digest != locked.sha256):
+                continue
+            digest, size = locked.sha256, locked.size
+        elif digest in requirement.sha256:
+            size = page_file.size
+        else:
             continue
         release_file = ReleaseFile.from_file(page_file, requirement.name)
         if release_file is None or release_file.version != requirement.version:
             continue
-        size = named[page_file.filename].size if named else page_file.size
         found.append(
             ExpectedFile(
                 filename=page_file.filename,
@@ -842,7 +847,7 @@ class PylockInput(LockInput):
                 f"{environment.python_version}"
             )
         if self.environments and not any(
-            marker.may_hold(environment.markers, source=f"{self.path}: environments")
+            marker.may_hold(environment.marker_environment(), source=f"{self.path}: environments")
             for marker in self.environments
         ):
             return "none of its environments markers holds there"
@@ -1328,12 +1333,21 @@ _IGNORED_OPTIONS = frozenset(
         "--require-hashes",
     }
 )
-#: The options above that take no value.
-_FLAGS = frozenset({"--prefer-binary", "--pre", "--no-index", "--require-hashes"})
-_INDEX_OPTIONS = {"-i": "index", "--index-url": "index", "--extra-index-url": "extra"}
-_INCLUDE_OPTIONS = {"-r": "requirement", "--requirement": "requirement"}
+_INDEX_OPTIONS = ("-i", "--index-url", "--extra-index-url")
+_INCLUDE_OPTIONS = ("-r", "--requirement")
 _CONSTRAINT_OPTIONS = ("-c", "--constraint")
 _EDITABLE_OPTIONS = ("-e", "--editable")
+#: The options that take a value (the rest are flags, or not understood).
+_VALUED_OPTIONS = frozenset(
+    {
+        *(_IGNORED_OPTIONS - {"--prefer-binary", "--pre", "--no-index", "--require-hashes"}),
+        *_INDEX_OPTIONS,
+        *_INCLUDE_OPTIONS,
+        *_CONSTRAINT_OPTIONS,
+        *_EDITABLE_OPTIONS,
+        "--hash",
+    }
+)
 _COMMENT = re.compile(r"(?:^|\s+)#.*$")
 _URL_OR_PATH = re.compile(r"^(?:[a-zA-Z][a-zA-Z0-9+.-]*://|\.|/|~|[a-zA-Z]:[\\/])")
 
@@ -1434,10 +1448,7 @@ class _RequirementsReader:
         self._reading: list[Path] = []
 
     def read(self, path: Path, text: str) -> None:
-        resolved = path.resolve()
-        if resolved in self._reading:
-            raise LockInputError(path, "includes itself through -r; remove the loop")
-        self._reading.append(resolved)
+        self._reading.append(path.resolve())
         for number, line in _logical_lines(text):
             self._line(path, number, line)
         self._reading.pop()
@@ -1511,6 +1522,8 @@ class _RequirementsReader:
         if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", value):
             raise fail(f"-r {redact(value)} is a URL; download it and name the file instead")
         included = path.parent / value
+        if included.resolve() in self._reading:
+            raise fail(f"-r {value} includes a file being read; remove the loop")
         try:
             data = included.read_bytes()
         except OSError as error:
@@ -1561,7 +1574,8 @@ def _take_option(
     """The first option of ``words``, its value ("" for a flag) and the words after it.
 
     As pip's optparse reads them: ``--name=value``, ``--name value``, ``-x value``
-    and ``-xvalue``.
+    and ``-xvalue``. An option not known here takes no value, so that the caller
+    names it as not understood.
     """
     word, rest = words[0], words[1:]
     if not word.startswith("-") or word == "-":
@@ -1569,10 +1583,10 @@ def _take_option(
     if word.startswith("--") and "=" in word:
         option, value = word.split("=", 1)
         return option, value, rest
-    if word in _FLAGS:
-        return word, "", rest
-    if not word.startswith("--") and len(word) > 2:
+    if not word.startswith("--") and len(word) > 2 and word[:2] in _VALUED_OPTIONS:
         return word[:2], word[2:], rest
+    if word not in _VALUED_OPTIONS:
+        return word, "", rest
     if not rest:
         raise fail(f"option {word} needs a value")
     return word, rest[0], rest[1:]
