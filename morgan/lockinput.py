@@ -7,10 +7,12 @@ projects that apply there, each at one version, with the files the lock allows.
   ``requires-python`` say which clients it covers; each package's ``marker`` and
   ``requires-python`` whether it applies. Files are known by name, sha256 and size.
 * uv's ``uv.lock`` (and a script's ``<script>.py.lock``): universal, so which packages
-  apply is found by walking the dependency graph from the workspace roots, as
-  ``uv sync --all-extras --all-groups`` would, following the edges whose markers hold
-  in the environment; of a package forked into several versions, the edge names the
-  one that applies.
+  apply is found by walking the dependency graph from the workspace roots (every
+  member, else the local projects nothing depends on, and the ``[manifest]``
+  requirements of a script or of a workspace root that is no project), as ``uv sync
+  --all-packages --all-extras --all-groups`` would, following the edges whose markers
+  hold in the environment; of a package forked into several versions, the edge names
+  the one that applies.
 * ``requirements.txt`` as ``pip-compile --generate-hashes`` or ``uv pip compile
   --generate-hashes`` write it: every requirement pinned with ``==`` (or ``===``) and
   hashed. Files are not named there, only allowed by sha256: the mirror matches the
@@ -738,7 +740,7 @@ def _expected_file(
 ) -> tuple[ExpectedFile, Version]:
     """The file checked to be a safe name of a wheel or sdist of ``name`` (at ``version``)."""
     if not filename:
-        raise where.error("lists a file with neither a name, a url nor a path")
+        raise where.error("lists a file with neither a name, a url nor a path; regenerate the lock")
     try:
         check_filename(filename)
     except UnsafeNameError as error:
@@ -1069,6 +1071,12 @@ class UvLockInput(LockInput):
         )
         lock._roots = tuple(lock._find_roots(_strings(manifest, "members", where)))
         lock._check_edges()
+        if not lock._roots and not root_edges:
+            raise where.error(
+                "has no project to start from (no editable, virtual or directory package, "
+                "no [manifest] members or requirements), so what it installs is unknown; "
+                "regenerate it with uv lock"
+            )
         for dependency in root_edges:
             if dependency.name not in lock._by_name:
                 raise where.error(

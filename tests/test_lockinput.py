@@ -585,7 +585,7 @@ def test_two_pins_of_one_project_in_one_environment_are_an_error(tmp_path: Path)
     ("name", "text", "kind"),
     [
         ("locked.toml", 'lock-version = "1.0"\npackages = []\n', PylockInput),
-        ("deps.lock", 'version = 1\nrequires-python = ">=3.9"\npackage = []\n', UvLockInput),
+        ("deps.lock", uv_lock_text(uv_package("app", "1", {"virtual": "."})), UvLockInput),
         ("pins", f"a==1 --hash=sha256:{sha('a')}\n", RequirementsInput),
         ("empty", "", RequirementsInput),
         ("constraints.in", "", RequirementsInput),
@@ -795,6 +795,10 @@ UV_ERRORS = [
         "marker cannot be used",
     ),
     (uv_lock_text(manifest={"members": ["ghost"]}), "[manifest] members names 'ghost'"),
+    (
+        uv_lock_text(uv_package("a", "1.0"), uv_package("b", "1.0")),
+        "has no project to start from",
+    ),
     (
         uv_lock_text(manifest={"requirements": [dep("ghost")]}),
         "[manifest] requires ghost, which the lock does not list",
