@@ -109,19 +109,20 @@ class LockInputError(ConfigError):
     """A lock file given to ``morgan mirror --lock`` that cannot be used as written.
 
     A ConfigError (so a ValueError): the CLI prints it as one line and exits 2. The
-    message reads ``FILE[:LINE][: package NAME]: problem; fix``.
+    message reads ``FILE[:LINE][: WHERE]: problem; fix``, where ``WHERE`` is the entry
+    of a TOML lock (``package 'foo' 1.0``, ``packages[3]``).
     """
 
     def __init__(
-        self, path: Path | str, problem: str, *, line: int | None = None, package: str = ""
+        self, path: Path | str, problem: str, *, line: int | None = None, where: str = ""
     ) -> None:
-        where = f"{path}:{line}" if line is not None else str(path)
-        if package:
-            where += f": {package}"
-        super().__init__(where, problem)
+        shown = f"{path}:{line}" if line is not None else str(path)
+        if where:
+            shown += f": {where}"
+        super().__init__(shown, problem)
         self.lock_path = str(path)
         self.line = line
-        self.package = package
+        self.where = where
 
 
 # -- what a lock file says ------------------------------------------------------------------
@@ -646,7 +647,7 @@ class _Where:
         return _Where(self.path, package)
 
     def error(self, problem: str) -> LockInputError:
-        return LockInputError(self.path, problem, package=self.package)
+        return LockInputError(self.path, problem, where=self.package)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.package}" if self.package else str(self.path)
