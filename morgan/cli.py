@@ -24,6 +24,7 @@ from morgan.errors import MorganError, UsageError
 from morgan.generate import MODES, environment_block, requirements_block
 from morgan.index import DEFAULT_INDEX_URL, IndexClient, normalize_index_url
 from morgan.lock import IndexLock
+from morgan.lockinput import read_lock
 from morgan.manifest import MANIFEST, Manifest, chains
 from morgan.mirror import Mirrorer, MirrorOptions, MirrorReport, Tally, copy_server
 from morgan.progress import LiveLine, Progress, format_size
@@ -132,6 +133,14 @@ def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         help="mirror, prune: say what would change, and change nothing",
     )
     add(
+        "--lock",
+        action="append",
+        default=default(None),
+        metavar="FILE",
+        help="mirror: also mirror exactly what this lock file pins (pylock.toml, uv.lock, "
+        "or a hashed requirements.txt); repeatable",
+    )
+    add(
         "--since",
         default=default(None),
         metavar="OLD_MANIFEST",
@@ -233,8 +242,10 @@ def _mirror(args: argparse.Namespace) -> int:
     if live is not None:
         for handler in logging.getLogger("morgan").handlers:
             handler.addFilter(live.log_filter)
+    locks = tuple(read_lock(path) for path in args.lock or ())
     options = MirrorOptions(
         index_path=index_path,
+        locks=locks,
         dry_run=args.dry_run,
         jobs=args.jobs,
         verify=args.verify,

@@ -62,6 +62,7 @@ LOCK_PREFIX, LOCK_SUFFIX = "pylock.", ".toml"
 
 #: Why a file is there (the ``reason`` of each entry of its ``why``).
 REQUIREMENT, DEPENDENCY, BUILD, WHEELS_ONLY = "requirement", "dependency", "build", "wheels-only"
+LOCK = "lock"
 
 
 class ManifestError(MorganError):
@@ -229,6 +230,8 @@ def _resolution_reasons(
                         "requirement": asked,
                     }
                 ]
+            elif resolution.task.lock:
+                given = [{"reason": LOCK, "lock": resolution.task.lock, "requirement": asked}]
             elif sdists_built:
                 given = [
                     {"reason": BUILD, "of": sdist, "requirement": asked} for sdist in sdists_built
@@ -412,6 +415,9 @@ def _walk(
         elif isinstance(of, str) and " " in of:
             parent = (canonicalize_name(of.split(" ", 1)[0]), of.split(" ", 1)[1])
             step = ""
+        elif kind == LOCK:
+            yield [here, f"{reason.get('lock')} ({asked})"]
+            continue
         else:
             line = reason.get("line")
             where = f"morgan.ini line {line}" if line else "morgan.ini"

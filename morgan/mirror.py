@@ -40,7 +40,9 @@ from morgan.layout import (
     write_root_pages,
 )
 from morgan.lockfiles import write_lock_files
+from morgan.lockinput import LockInput
 from morgan.models import PREFERRED_HASH, ReleaseFile
+from morgan.pinned import add_locked, covered_environments
 from morgan.plan import EnvironmentPlan, applicable_lines, plan_environment, prove
 from morgan.pool import LanePool
 from morgan.progress import REDRAW_INTERVAL, Progress
@@ -74,6 +76,8 @@ class MirrorOptions:
     copy_server: bool = True
     #: Resolve and say what would change, writing nothing to the tree (``--dry-run``).
     dry_run: bool = False
+    #: Lock files whose pins are mirrored as they are (``--lock``).
+    locks: tuple[LockInput, ...] = ()
 
 
 @dataclass
@@ -173,8 +177,10 @@ class Mirrorer:
             cancel=self._cancel,
         )
         inputs = saved_plans.inputs_digest(
-            self.config, self.options.selection, self.client.index_url
+            self.config, self.options.selection, self.client.index_url, self.options.locks
         )
+        for message in covered_environments(self.options.locks, envs):
+            self._error(message)
         try:
             self._prefetch_known_pages(source)
             reused = self._reuse_plans(source, inputs)
@@ -311,12 +317,14 @@ class Mirrorer:
             log.info("%s: no requirement applies", env.name)
         view = EnvironmentView(source, env, findings)
         try:
-            return plan_environment(
+            plan = plan_environment(
                 view,
                 lines,
                 self.options.selection,
                 on_resolution=lambda resolution: self._fetch_pins(source, resolution),
             )
+            add_locked(plan, source, self.options.locks, self.options.selection)
+            return plan
         except (MorganError, OSError) as error:
             failed = EnvironmentPlan(environment=env)
             failed.errors.append(f"{env.name}: {describe_failure(error)}")

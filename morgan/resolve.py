@@ -51,6 +51,8 @@ class Task:
     wheels_only: bool = False
     #: Who states the requirements, in conflict messages.
     stated_by: str = "the requirements"
+    #: The lock file (``mirror --lock``) whose pins these are, not resolved here.
+    lock: str = ""
 
     def wheels_only_variant(self) -> Task:
         return Task(f"{self.label} (wheels only)", self.requirements, True, self.stated_by)

@@ -31,6 +31,7 @@ from packaging.version import Version
 from morgan.config import MirrorConfig
 from morgan.environments import Environment
 from morgan.layout import atomic_write
+from morgan.lockinput import LockInput
 from morgan.models import DistributionFile, ReleaseFile
 from morgan.plan import EnvironmentPlan
 from morgan.provider import Candidate, Findings, ProjectRequirement
@@ -66,7 +67,12 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-def inputs_digest(config: MirrorConfig, selection: SelectionOptions, index_url: str) -> str:
+def inputs_digest(
+    config: MirrorConfig,
+    selection: SelectionOptions,
+    index_url: str,
+    locks: Sequence[LockInput] = (),
+) -> str:
     """The digest of everything a plan depends on besides the pages."""
     described = json.dumps(
         [
@@ -77,9 +83,17 @@ def inputs_digest(config: MirrorConfig, selection: SelectionOptions, index_url: 
             [_describe(env) for env in config.environments],
             [str(requirement) for requirement in config.requirements],
             repr(selection),
+            [[str(lock.path), _file_digest(lock.path)] for lock in locks],
         ]
     )
     return hashlib.sha256(described.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def _describe(environment: Environment) -> list[Any]:
@@ -274,6 +288,7 @@ def _encode_resolution(resolution: Resolution) -> dict[str, Any]:
         "requirements": [[r.name, sorted(r.extras), str(r.specifier)] for r in task.requirements],
         "wheels_only": task.wheels_only,
         "stated_by": task.stated_by,
+        "lock": task.lock,
         "pins": [
             [pin.name, str(pin.version), sorted(pin.extras), [f.file.filename for f in pin.files]]
             for pin in resolution.pins.values()
@@ -324,6 +339,7 @@ def _decode_resolution(
         requirements,
         bool(encoded["wheels_only"]),
         str(encoded["stated_by"]),
+        str(encoded["lock"]),
     )
     pins = {}
     for name, version, extras, filenames in encoded["pins"]:
