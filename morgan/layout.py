@@ -7,6 +7,8 @@
       pylock.<env>.toml               an environment's joint resolution (PEP 751; see
                                       morgan.lockfiles); not a project, never listed
       server.py                       the copied server (not a project)
+      manifest.json                   every file served, its digest and why it is there
+                                      (see morgan.manifest); written last, never listed
       morgan.ini                      the configuration (never served)
       <project>/                      PEP 503-normalized name
         <file>                        a wheel or sdist; mtime = upstream upload time
@@ -19,6 +21,7 @@
         .<file>.part                  a download in progress, resumed by the next run
         .<name>.<random>.part         a page or sidecar being written
       .morgan.lock                    held by a running ``morgan mirror`` (see morgan.lock)
+      .morgan-import-<random>/        a bundle being landed by ``server.py import``
 
 Hidden (dot) files are never listed or served. Pages are written only when their
 content changes, and always atomically.

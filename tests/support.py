@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from pathlib import Path
@@ -200,7 +201,15 @@ def tree_snapshot(index: Path, *, state: bool = True) -> dict[str, bytes]:
     if not state:
         skip |= {".morgan-state.json", ".morgan-plans.json"}
     return {
-        str(path.relative_to(index)): path.read_bytes()
+        str(path.relative_to(index)): _comparable(index, path)
         for path in sorted(index.rglob("*"))
         if path.is_file() and path.name not in skip
     }
+
+
+def _comparable(index: Path, path: Path) -> bytes:
+    """A file's bytes; of the manifest, its distributions only (the rest lists the lock
+    files, which name the upstream's URL, and server.py, which a test may have put there)."""
+    if path == index / "manifest.json":
+        return json.dumps(json.loads(path.read_bytes())["files"], sort_keys=True).encode()
+    return path.read_bytes()
