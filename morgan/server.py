@@ -2993,7 +2993,22 @@ def check_bundle(path: str, root: str, force: bool) -> Tuple[BundleInfo, Manifes
             raise Refusal(
                 "removed path %s: the bundle's manifest.json still lists it" % quoted(name)
             )
+    check_removals(root, info)
     return info, manifest
+
+
+def check_removals(root: str, info: BundleInfo) -> None:
+    """Import deletes only what the index's own manifest lists (or what is gone already,
+    as when an import that landed is run again)."""
+    current = manifest_digest(root)
+    listed = read_manifest(root).entries() if current not in (None, info.manifest) else {}
+    for name in info.removed:
+        if name in listed or not os.path.lexists(os.path.join(root, *name.split("/"))):
+            continue
+        raise Refusal(
+            "removed path %s: the index's manifest.json does not list it, so it is not the "
+            "bundle's to delete" % quoted(name)
+        )
 
 
 def check_members(
@@ -3006,10 +3021,10 @@ def check_members(
         name = member.name
         if name in seen:
             raise Refusal("member %s appears twice in the bundle" % quoted(name))
+        check_member_kind(member)
         reason = member_path_problem(name)
         if reason is not None:
             raise Refusal("member %s: the path %s" % (quoted(name), reason))
-        check_member_kind(member)
         seen.add(name)
         expected = info.members.get(name)
         if expected is None:
@@ -3019,6 +3034,8 @@ def check_members(
                 "member %s: size %d, %s says %d"
                 % (quoted(name), member.size, BUNDLE_INFO_NAME, expected.size)
             )
+        if name == MANIFEST_NAME and member.size > MAX_MANIFEST_BYTES:
+            raise Refusal("member %s is too large" % quoted(name))
         digest, data = read_member(tar, member, keep=name == MANIFEST_NAME)
         if digest != expected.sha256:
             raise Refusal("member %s: sha256 differs from %s" % (quoted(name), BUNDLE_INFO_NAME))
@@ -3033,12 +3050,25 @@ def check_members(
     return manifest_data
 
 
+#: The files a bundle may hold (or remove) at the root of the tree; anything else there
+#: (the config, a password file, a certificate) is not the mirror's to change.
+_ROOT_FILES = re.compile(
+    r"index\.html|index\.json|server\.py|manifest\.json|pylock\.[A-Za-z0-9_-]+\.toml"
+)
+
+
 def member_path_problem(name: str) -> Optional[str]:
     """Why a bundle may not hold (or remove) a file at ``name``, or None."""
     reason = path_problem(name)
-    if reason is None and name in (BUNDLE_INFO_NAME, CONFIG_NAME):
-        reason = "is not a file of the tree"
-    return reason
+    if reason is not None:
+        return reason
+    parts = name.split("/")
+    if len(parts) == 1 and not _ROOT_FILES.fullmatch(name):
+        return "is not a file of the tree (at its root only pages, lock files and server.py are)"
+    # one file on case-insensitive systems: it would land after the page and replace it
+    if len(parts) == 2 and parts[1] not in PROJECT_PAGES and parts[1].casefold() in PROJECT_PAGES:
+        return "differs from a page's name only in case"
+    return None
 
 
 def check_member_kind(member: tarfile.TarInfo) -> None:
@@ -3231,7 +3261,12 @@ def landing_rank(name: str, manifest: Manifest) -> int:
 def land_bundle(path: str, root: str, info: BundleInfo, manifest: Manifest) -> int:
     """Extract into a hidden staging folder, then move each file into place with
     os.replace (a server never sees a partial file); how many landed."""
-    staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root)
+    try:
+        staging = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root)
+    except OSError as error:
+        raise Interrupted(
+            "cannot stage the bundle in %s: %s; nothing landed" % (root, describe(error))
+        ) from None
     try:
         staged = stage_members(path, staging, info)
         order = sorted(staged, key=lambda name: (landing_rank(name, manifest), name))
@@ -3240,6 +3275,8 @@ def land_bundle(path: str, root: str, info: BundleInfo, manifest: Manifest) -> i
             try:
                 if "/" in name:
                     os.makedirs(os.path.dirname(target), exist_ok=True)
+                if name == MANIFEST_NAME:  # what it names must be on disk before it is
+                    sync_folders(root, order)
                 os.replace(staged[name], target)
             except OSError as error:
                 raise Interrupted(
@@ -3249,6 +3286,23 @@ def land_bundle(path: str, root: str, info: BundleInfo, manifest: Manifest) -> i
         return len(order)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def sync_folders(root: str, names: List[str]) -> None:
+    """fsync the folders files were renamed into, so a crash cannot lose a rename that
+    the manifest landing after it counts on (where folders can be opened: POSIX)."""
+    folders = {root} | {os.path.join(root, name.split("/")[0]) for name in names if "/" in name}
+    for folder in sorted(folders):
+        try:
+            descriptor = os.open(folder, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.fsync(descriptor)
+        except OSError:
+            pass
+        finally:
+            os.close(descriptor)
 
 
 def stage_members(path: str, staging: str, info: BundleInfo) -> Dict[str, str]:
@@ -3298,6 +3352,11 @@ def remove_file(root: str, name: str) -> bool:
         os.unlink(target)
     except FileNotFoundError:
         return False
+    except OSError as error:
+        raise Interrupted(
+            "cannot remove %s: %s; the new files landed, run the same import again to finish"
+            % (target, describe(error))
+        ) from None
     if len(parts) == 2:
         with contextlib.suppress(OSError):
             os.rmdir(folder)  # only succeeds when nothing is left in it

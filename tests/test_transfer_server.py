@@ -882,6 +882,22 @@ HOSTILE: dict[str, tuple[Callable[[list[Member]], list[Member]], str]] = {
         'member "beta/beta-9.0.tar.gz": the bundle\'s manifest.json does not list it',
     ),
     "empty": (lambda m: [], "is not a morgan bundle: it starts with nothing"),
+    "root-file-not-the-trees": (
+        lambda m: _listed(m, regular("users.auth", b"evil:pbkdf2$1$00$00\n")),
+        'member "users.auth": the path is not a file of the tree',
+    ),
+    "root-file-in-other-case": (
+        lambda m: _listed(m, regular("MANIFEST.JSON", b"{}")),
+        'member "MANIFEST.JSON": the path is not a file of the tree',
+    ),
+    "page-in-other-case": (
+        lambda m: _listed(m, regular("beta/INDEX.HTML", b"<html>evil</html>")),
+        'member "beta/INDEX.HTML": the path differs from a page\'s name only in case',
+    ),
+    "removed-root-file": (
+        lambda m: with_info(m, lambda info: info["removed"].append("cert.pem")),
+        'removed path "cert.pem": the path is not a file of the tree',
+    ),
 }
 
 
@@ -1056,3 +1072,23 @@ def test_manifest_is_served_with_public_manifest(tmp_path: Path, python: str) ->
             assert server.request(url).status == 404, url
         (index / "manifest.json").unlink()
         assert server.request("/manifest.json").status == 404
+
+
+def test_import_deletes_only_what_the_indexs_manifest_lists(mirrors: Mirrors, python: str) -> None:
+    index = imported_v1(mirrors, mirrors.base / "index")
+    private = index / "beta" / "beta-0.1-py3-none-any.whl"  # the operator's own, unlisted
+    private.write_bytes(b"keep me")
+    members = with_info(
+        mirrors.delta_members(),
+        lambda info: info["removed"].append(str(private.relative_to(index))),
+    )
+    bundle = write_tar(mirrors.bundles / "removes-unlisted.tar", members)
+    before = snapshot(mirrors.base)
+    result = run_server(python, "import", bundle, "-i", index)
+    line = one_line_error(result, 1)
+    assert (
+        'removed path "beta/beta-0.1-py3-none-any.whl": the index\'s manifest.json does not '
+        "list it" in line
+    ), line
+    assert snapshot(mirrors.base) == before
+    assert private.read_bytes() == b"keep me"
