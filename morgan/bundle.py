@@ -12,10 +12,12 @@ manifest, so a file changed since the mirror ran never crosses unnoticed.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import os
+import stat
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -58,8 +60,9 @@ class WrittenBundle:
 
 
 def member_order(path: str) -> tuple[int, str]:
-    """Distributions first, other project files next, root files, the manifest last:
-    the order in which the offline side lands them."""
+    """The members' order in the tar: distributions, other project files, root files, the
+    manifest last (the offline side lands them in an order of its own, pages after
+    sidecars; this one only makes the bundle deterministic and easy to read)."""
     if path == MANIFEST:
         return (3, path)
     if "/" not in path:
@@ -149,22 +152,41 @@ def _add_file(tar: tarfile.TarFile, index: Path, member: Member) -> None:
     path, sha256, size = member
     file = index / path
     try:
-        status = file.lstat()
-        if not file.is_file() or file.is_symlink():
-            raise BundleError(f"{path}: not a regular file; run `morgan verify`")
-        if status.st_size != size:
+        if file.parent != index and not _real_folder(file.parent):
             raise BundleError(
-                f"{path}: {status.st_size} bytes, the manifest says {size}; run `morgan verify`"
+                f"{path}: its folder is not a folder of the tree; run `morgan verify`"
             )
-        with file.open("rb") as stream:
+        # never through a link: what crosses is the tree's own file or nothing
+        descriptor = os.open(file, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(descriptor, "rb") as stream:
+            status = os.fstat(stream.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                raise BundleError(f"{path}: not a regular file; run `morgan verify`")
+            if status.st_size != size:
+                raise BundleError(
+                    f"{path}: {status.st_size} bytes, the manifest says {size}; run `morgan verify`"
+                )
             reader = _HashingReader(stream)
             tar.addfile(_info(path, size, int(status.st_mtime)), reader)
     except FileNotFoundError:
         raise BundleError(
             f"{path}: listed in {MANIFEST} but missing; run `morgan verify`"
         ) from None
+    except OSError as error:
+        why = (
+            "a link, not a file" if error.errno == errno.ELOOP else f"unreadable ({error.strerror})"
+        )
+        raise BundleError(f"{path}: {why}; run `morgan verify`") from None
     if reader.digest.hexdigest() != sha256:
         raise BundleError(f"{path}: its bytes differ from {MANIFEST}; run `morgan verify`")
+
+
+def _real_folder(path: Path) -> bool:
+    """A folder, not a link to one (which could lead out of the tree)."""
+    try:
+        return stat.S_ISDIR(path.lstat().st_mode)
+    except OSError:
+        return False
 
 
 class _HashingReader:

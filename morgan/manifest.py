@@ -98,6 +98,8 @@ class ListedFile:
 class Manifest:
     """A manifest as read back."""
 
+    #: Written by a run that ended without an error: its reasons are the whole story.
+    complete: bool
     config_sha256: str
     index_url: str
     environments: tuple[str, ...]
@@ -111,9 +113,17 @@ class Manifest:
 
     @classmethod
     def load(cls, path: Path) -> Manifest:
-        """Read a manifest; ManifestError (one line) if it is missing or damaged."""
+        """Read a manifest; ManifestError (one line) if it is missing or damaged.
+
+        Its paths and digests are checked by the same rules as the offline side's
+        (``server.py``), so nothing read here names a file outside the tree.
+        """
+        from morgan import server  # noqa: PLC0415 - the offline side's rules, only when asked
+
         try:
-            document = json.loads(path.read_bytes())
+            data = path.read_bytes()
+            server.parse_manifest(data)
+            document = json.loads(data)
         except FileNotFoundError:
             raise ManifestError(
                 path, "no manifest here; run `morgan mirror` to write one (or pass -i INDEX)"
@@ -121,7 +131,7 @@ class Manifest:
         except OSError as error:
             raise ManifestError(path, f"cannot be read ({error.strerror})") from None
         except ValueError as error:
-            raise ManifestError(path, f"not JSON ({error}); run `morgan mirror` again") from None
+            raise ManifestError(path, f"{error}; run `morgan mirror` again") from None
         try:
             return cls._from_document(document)
         except (KeyError, TypeError, ValueError, AttributeError) as error:
@@ -141,7 +151,7 @@ class Manifest:
                 project=str(entry["project"]),
                 version=str(entry["version"]),
                 environments=tuple(map(str, entry["environments"])),
-                why=tuple(dict(reason) for reason in entry["why"]),
+                why=tuple(_reason(reason) for reason in entry["why"]),
             )
             for path, entry in document["files"].items()
         }
@@ -150,12 +160,21 @@ class Manifest:
             for path, entry in document["index-files"].items()
         }
         return cls(
+            complete=document["complete"] is True,
             config_sha256=str(document["config-sha256"]),
             index_url=str(document["index-url"]),
             environments=tuple(map(str, document["environments"])),
             files=files,
             index_files=index_files,
         )
+
+
+def _reason(reason: Any) -> dict[str, Any]:
+    if not isinstance(reason, dict) or not all(
+        isinstance(reason.get(key), str) for key in ("environment", "reason")
+    ):
+        raise ValueError(f"a reason without environment or kind: {reason!r}")
+    return dict(reason)
 
 
 def config_sha256(config: MirrorConfig) -> str:
@@ -259,9 +278,15 @@ def render(
     config: MirrorConfig,
     index_url: str,
     why: Mapping[str, Sequence[Mapping[str, Any]]],
+    complete: bool,
 ) -> bytes:
     """The manifest of the tree as it is now (its pages must be written: they give the
-    distributions' digests, which are not computed again)."""
+    distributions' digests, which are not computed again).
+
+    ``complete`` says the run behind ``why`` ended without an error; after one that
+    did not (a page that could not be read, say), a file without a reason may still
+    be needed, and ``prune`` waits for a complete manifest.
+    """
     files: dict[str, Any] = {}
     index_files: dict[str, Any] = {}
     for folder in _project_folders(index):
@@ -285,6 +310,7 @@ def render(
     document = {
         "manifest-version": MANIFEST_VERSION,
         "generator": f"morgan {__version__}",
+        "complete": complete,
         "config-sha256": config_sha256(config),
         "index-url": index_url,
         "environments": [env.name for env in config.environments],

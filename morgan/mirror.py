@@ -35,7 +35,6 @@ from morgan.layout import (
     is_distribution,
     project_dir,
     project_folders,
-    read_hash_sidecar,
     write_project_pages,
     write_root_pages,
 )
@@ -401,16 +400,14 @@ class Mirrorer:
         return report
 
     def _in_tree(self, source: UpstreamSource, name: NormalizedName, file: ReleaseFile) -> bool:
-        """Whether the run would keep the file as it is (not download it)."""
-        if source.in_tree(name, file):
+        """Whether the run would keep the file as it is (not download it): trusted unchanged
+        since it was verified, else (or with ``--verify``) hashed, as the run would."""
+        if not self.options.verify and source.in_tree(name, file):
             return True
         path = self.options.index_path / name / file.file.filename
         expected = file.file.hashes.get(PREFERRED_HASH, "").lower()
-        if not expected or not path.is_file():
+        if not expected or not path.is_file() or path.is_symlink():
             return False
-        sidecar = read_hash_sidecar(path)
-        if sidecar is not None and sidecar[0] == PREFERRED_HASH:
-            return sidecar[1].lower() == expected
         return file_sha256(path) == expected
 
     def _discard_unchosen(self, source: UpstreamSource, chosen: set[str]) -> None:
@@ -546,7 +543,11 @@ class Mirrorer:
         try:
             why = manifest.reasons(plans, self.config, self.options.selection)
             body = manifest.render(
-                index, config=self.config, index_url=redact(self.client.index_url), why=why
+                index,
+                config=self.config,
+                index_url=redact(self.client.index_url),
+                why=why,
+                complete=not self.report.errors,
             )
             manifest.write(index, body)
         except (MorganError, OSError) as error:

@@ -44,6 +44,11 @@ log = logging.getLogger(__name__)
 def prune(index: Path, config: MirrorConfig, *, dry_run: bool) -> list[ListedFile]:
     """Remove (or with ``dry_run`` only name) the files no longer needed; those files."""
     listed = Manifest.load(index / MANIFEST)
+    if not listed.complete:
+        raise UsageError(
+            f"{index / MANIFEST} was written by a run that ended with errors, so a file it "
+            "gives no reason for may still be needed; run `morgan mirror` until it succeeds"
+        )
     if listed.config_sha256 != config_sha256(config):
         raise UsageError(
             f"{index / MANIFEST} was written for another version of {config.path}; "
@@ -56,11 +61,11 @@ def prune(index: Path, config: MirrorConfig, *, dry_run: bool) -> list[ListedFil
         for path in sorted(listed.index_files)
         if path.startswith(LOCK_PREFIX) and path.endswith(LOCK_SUFFIX) and path not in locks
     ]
+    paths = [_tree_path(index, file.path) for file in gone]  # all checked before any goes
     if dry_run:
         return gone
     folders = set()
-    for file in gone:
-        path = _tree_path(index, file.path)
+    for file, path in zip(gone, paths):
         for leftover in (path, Path(f"{path}{HASH_SUFFIX}"), Path(f"{path}{METADATA_SUFFIX}")):
             leftover.unlink(missing_ok=True)
         if path.parent != index:
@@ -73,18 +78,24 @@ def prune(index: Path, config: MirrorConfig, *, dry_run: bool) -> list[ListedFil
             shutil.rmtree(folder)  # a fresh mirror would not have the project at all
     write_root_pages(index)
     why = {f.path: list(f.why) for f in listed.files.values() if f.needed}
-    write(index, render(index, config=config, index_url=listed.index_url, why=why))
+    write(index, render(index, config=config, index_url=listed.index_url, why=why, complete=True))
     return gone
 
 
 def _tree_path(index: Path, path: str) -> Path:
-    """A manifest's path as a file of the tree; never a path out of it."""
+    """A manifest's path as a file of the tree; never a path out of it (nor through a
+    project folder that is a link)."""
     parts = path.split("/")
     try:
-        if len(parts) == 1 and parts[0].startswith(LOCK_PREFIX) and "/" not in parts[0]:
+        if len(parts) == 1 and parts[0].startswith(LOCK_PREFIX):
             return index / check_filename(parts[0])
         if len(parts) == 2 and is_distribution(parts[1]):
-            return project_dir(index, parts[0]) / check_filename(parts[1])
+            folder = project_dir(index, parts[0])
+            if folder.is_symlink() or not folder.is_dir():
+                raise UsageError(f"{folder} is not a folder of the tree; run `morgan verify`")
+            return folder / check_filename(parts[1])
+    except UsageError:
+        raise
     except MorganError:
         pass
     raise UsageError(f"{index / MANIFEST} lists {path!r}, which is not a file prune may remove")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from builders import build_wheel
 from support import ENVIRONMENTS, GRAPH_REQUIREMENTS, populate_graph, write_config
-from upstream import FixtureIndex
+from upstream import Faults, FixtureIndex
 
 ENVS = {name: ENVIRONMENTS[name] for name in ("linux312", "win311")}
 
@@ -168,7 +168,7 @@ def test_why_says_when_a_project_is_not_in_the_mirror(
     assert said.err.strip() == "morgan: requests is not in the mirror (see manifest.json)"
     (index / "manifest.json").write_text("{not json")
     said = run_morgan("-i", str(index), "why", "speedy")
-    assert said.code == 1 and "not JSON" in said.err and "Traceback" not in said.err
+    assert said.code == 1 and "not valid JSON" in said.err and "Traceback" not in said.err
 
 
 # -- dry run ----------------------------------------------------------------------------
@@ -303,9 +303,48 @@ def test_prune_never_removes_a_path_out_of_the_tree(
     (index / "manifest.json").write_text(json.dumps(document))
     before = listing(index)
     said = run_morgan("-i", str(index), "prune")
-    assert said.code == 2
-    assert "not a file prune may remove" in said.err
+    assert said.code == 1
+    assert 'holds ".."' in said.err and said.err.count("\n") == 1
     assert outside.read_bytes() == b"keep me"
+    assert listing(index) == before
+
+
+def test_prune_checks_every_path_before_it_removes_any(
+    run_morgan, graph: FixtureIndex, tmp_path: Path
+) -> None:
+    index = tmp_path / "index"
+    assert mirror(run_morgan, graph, index, "lib =\ncyc-a =").code == 0
+    assert mirror(run_morgan, graph, index, "lib =").code == 0  # cyc-a, cyc-b: unneeded
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "zz-1.0-py3-none-any.whl").write_bytes(b"keep me")
+    (index / "zz").symlink_to(elsewhere)  # sorts after cyc-a: checked first all the same
+    document = json.loads((index / "manifest.json").read_bytes())
+    document["files"]["zz/zz-1.0-py3-none-any.whl"] = {
+        "sha256": hashlib.sha256(b"keep me").hexdigest(), "size": 7, "project": "zz",
+        "version": "1.0", "environments": [], "why": [],
+    }  # fmt: skip
+    (index / "manifest.json").write_text(json.dumps(document))
+    before = listing(index)
+    said = run_morgan("-i", str(index), "prune")
+    assert said.code == 2, said
+    assert "zz is not a folder of the tree" in said.err
+    assert listing(index) == before
+    assert (elsewhere / "zz-1.0-py3-none-any.whl").read_bytes() == b"keep me"
+
+
+def test_prune_waits_for_a_run_without_errors(
+    run_morgan, graph: FixtureIndex, tmp_path: Path
+) -> None:
+    index = tmp_path / "index"
+    assert mirror(run_morgan, graph, index, "lib =\ncyc-a =").code == 0
+    graph.faults = Faults(always={"/simple/cyc-a/": "503"})
+    failed = mirror(run_morgan, graph, index, "lib =\ncyc-a =", "--timeout", "0.5")
+    assert failed.code == 1, failed
+    before = listing(index)
+    said = run_morgan("-i", str(index), "prune")
+    assert said.code == 2
+    assert "written by a run that ended with errors" in said.err
     assert listing(index) == before
 
 
@@ -397,6 +436,41 @@ def test_export_refuses_a_tree_that_differs_from_its_manifest(
         "run `morgan verify`"
     )
     assert not bundle.exists() and list(bundle.parent.iterdir()) == []
+
+
+def test_export_never_reads_through_a_link(run_morgan, graph: FixtureIndex, tmp_path: Path) -> None:
+    index = tmp_path / "index"
+    assert mirror(run_morgan, graph, index, "lib =").code == 0
+    secret = tmp_path / "elsewhere" / "zz-1.0-py3-none-any.whl"
+    secret.parent.mkdir()
+    secret.write_bytes(b"secret")
+    (index / "zz").symlink_to(secret.parent)
+    document = json.loads((index / "manifest.json").read_bytes())
+    document["files"]["zz/zz-1.0-py3-none-any.whl"] = {
+        "sha256": hashlib.sha256(b"secret").hexdigest(), "size": 6, "project": "zz",
+        "version": "1.0", "environments": [], "why": [],
+    }  # fmt: skip
+    (index / "manifest.json").write_text(json.dumps(document))
+    bundle = tmp_path / "out.tar"
+    said = run_morgan("-i", str(index), "export", "-o", str(bundle))
+    assert said.code == 1
+    assert "zz/zz-1.0-py3-none-any.whl: its folder is not a folder of the tree" in said.err
+    assert not bundle.exists()
+
+
+def test_a_dry_run_hashes_a_file_changed_since_it_was_verified(
+    run_morgan, graph: FixtureIndex, tmp_path: Path
+) -> None:
+    index = tmp_path / "index"
+    assert mirror(run_morgan, graph, index, "lib =").code == 0
+    wheel = index / "lib" / "lib-2.0-py3-none-any.whl"
+    data = bytearray(wheel.read_bytes())
+    data[50] ^= 0xFF
+    wheel.write_bytes(bytes(data))  # same size, other bytes
+    dry = mirror(run_morgan, graph, index, "lib =", "--dry-run")
+    assert "in all: 1 projects; add 1 files" in dry.out, dry.out
+    real = mirror(run_morgan, graph, index, "lib =")
+    assert "1 downloaded" in real.out, real.out
 
 
 def test_export_refuses_to_write_into_the_index(
