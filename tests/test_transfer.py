@@ -499,3 +499,29 @@ def test_the_bundle_manifest_digests_match_the_members(
             data = stream.read()
             assert len(data) == member["size"]
             assert hashlib.sha256(data).hexdigest() == member["sha256"]
+
+
+# -- verify -----------------------------------------------------------------------------
+
+
+def test_verify_names_a_flipped_byte_a_missing_file_and_an_extra_one(
+    run_morgan, graph: FixtureIndex, tmp_path: Path
+) -> None:
+    index = tmp_path / "index"
+    assert mirror(run_morgan, graph, index, "app = [fancy]").code == 0
+    assert run_morgan("-i", str(index), "verify").code == 0
+    wheel = index / "lib" / "lib-2.0-py3-none-any.whl"
+    data = bytearray(wheel.read_bytes())
+    data[10] ^= 0x01
+    wheel.write_bytes(bytes(data))
+    (index / "speedy" / "speedy-1.0-py3-none-any.whl").unlink()
+    (index / "speedy" / "notes.txt").write_text("dropped here")
+    said = run_morgan("verify", "-i", str(index))
+    assert said.code == 1
+    problems = [line for line in said.out.splitlines() if ": " in line and "verified" not in line]
+    assert problems == [  # sorted by path
+        "corrupt: lib/lib-2.0-py3-none-any.whl (sha256 differs from the manifest)",
+        "unlisted: speedy/notes.txt",
+        "missing: speedy/speedy-1.0-py3-none-any.whl",
+    ]
+    assert wheel.exists()  # verify never deletes
