@@ -286,10 +286,12 @@ class UpstreamSource:
         return self._metadata_hosts.answer(host, lambda: self._metadata_future(name, file), _served)
 
     def _worth_reading_apart(self, name: NormalizedName, file: ReleaseFile) -> bool:
-        """A wheel large enough that its METADATA alone is worth asking for."""
+        """A wheel large enough that its METADATA alone is worth asking for (any wheel, in
+        a dry run: it downloads only what cannot be read otherwise)."""
+        small = (file.file.size or METADATA_FIRST_SIZE) < METADATA_FIRST_SIZE
         return (
             file.is_wheel  # an sdist's build requirements are only in the archive
-            and (file.file.size or METADATA_FIRST_SIZE) >= METADATA_FIRST_SIZE
+            and (not small or self.options.scratch is not None)
             and file.file.filename not in self._downloads
             and not self.in_tree(name, file)
         )

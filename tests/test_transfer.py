@@ -191,6 +191,9 @@ def test_a_dry_run_writes_nothing_and_says_what_the_run_then_downloads(
     assert f"dry run: nothing written to {index}" in dry.out
     # the sdists' build requirements are only in the archives: read, then thrown away
     assert "metadata read from the file (downloaded, then discarded): app-1.0.tar.gz" in dry.out
+    if graph.mode == "json":  # the wheels' PEP 658 metadata is announced: no wheel is fetched
+        said = [line.split(": ")[1] for line in dry.out.splitlines() if "then discarded" in line]
+        assert [text.split(" (")[0] for text in said] == ["app-1.0.tar.gz", "native-1.0.tar.gz"]
     predicted = TOTAL.search(dry.out)
     assert predicted, dry.out
     real = mirror(run_morgan, graph, index, GRAPH_REQUIREMENTS)
