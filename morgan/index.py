@@ -8,6 +8,7 @@ belong to, and every URL this module lets out for printing is redacted.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import netrc
 import re
@@ -27,7 +28,7 @@ from urllib3.util import Retry, Timeout
 from morgan import __version__
 from morgan.errors import PageError, ProjectNotFoundError, UpstreamError
 from morgan.models import ProjectPage
-from morgan.simple import ACCEPT, parse_project_page
+from morgan.simple import ACCEPT, KeepFile, parse_project_page
 from morgan.state import CachedPage, page_digest
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,18 @@ class PageFetch:
         """The parsed page (MorganError if the kept copy cannot be read again)."""
         with self._lock:
             if self._page is None:
-                assert self._load is not None
+                if self._load is None:
+                    raise RuntimeError("the page was released: read its files where they are kept")
                 self._page = self._load()
                 self._load = None
             return self._page
+
+    def release_page(self) -> None:
+        """Let go of the parsed page once what is needed of it is kept elsewhere: a real
+        page lists thousands of files, most of them for no environment of the mirror."""
+        with self._lock:
+            self._page = None
+            self._load = None
 
 
 class RangesNotServed(UpstreamError):
@@ -181,8 +190,10 @@ class IndexClient:
     def project_url(self, project: str) -> str:
         return urllib.parse.urljoin(self.index_url, f"{project}/")
 
-    def get_project_page(self, project: str, cached: CachedPage | None = None) -> PageFetch:
-        """The parsed page of a (normalized) project name.
+    def get_project_page(
+        self, project: str, cached: CachedPage | None = None, keep: KeepFile | None = None
+    ) -> PageFetch:
+        """The parsed page of a (normalized) project name (of the files ``keep`` keeps).
 
         With a ``cached`` copy the request is conditional, and a ``304 Not
         Modified`` answer is served from the copy.
@@ -193,36 +204,46 @@ class IndexClient:
             headers.update(cached.conditional_headers())
         else:
             cached = None
-        return self._attempts(url, lambda: self._fetch_page(project, url, headers, cached))
+        return self._attempts(url, lambda: self._fetch_page(project, url, headers, cached, keep))
 
     def _fetch_page(
-        self, project: str, url: str, headers: dict[str, str], cached: CachedPage | None
+        self,
+        project: str,
+        url: str,
+        headers: dict[str, str],
+        cached: CachedPage | None,
+        keep: KeepFile | None,
     ) -> PageFetch:
         response = self._request(url, headers=headers)
-        try:
-            if response.status != 200:
-                response.drain_conn()
-            if response.status == 304 and cached is not None:
-                return self._not_modified(project, url, cached)
-            if response.status == 404:
-                raise ProjectNotFoundError(project, redact(url))
-            if response.status != 200:
-                raise _status_error(url, response)
-            body = _read_limited(response, MAX_PAGE_BYTES, url)
-            final_url = urllib.parse.urljoin(url, response.geturl() or url)
-        finally:
-            response.release_conn()
-        content_type = response.headers.get("Content-Type", "")
-        page = parse_project_page(body, content_type, final_url, project)
-        etag = response.headers.get("ETag")
-        last_modified = response.headers.get("Last-Modified")
-        digest = page_digest(final_url, content_type, body)
-        fresh = None
-        if (etag or last_modified) and final_url == url:
-            fresh = CachedPage(url, content_type, etag, last_modified, digest, body)
+        with contextlib.ExitStack() as held:
+            try:
+                if response.status != 200:
+                    response.drain_conn()
+                if response.status == 304 and cached is not None:
+                    return self._not_modified(project, url, cached, keep)
+                if response.status == 404:
+                    raise ProjectNotFoundError(project, redact(url))
+                if response.status != 200:
+                    raise _status_error(url, response)
+                if _length(response) >= LARGE_PAGE_BYTES:  # read and parse, few at a time
+                    held.enter_context(_LARGE_PAGES)
+                body = _read_limited(response, MAX_PAGE_BYTES, url)
+                final_url = urllib.parse.urljoin(url, response.geturl() or url)
+            finally:
+                response.release_conn()
+            content_type = response.headers.get("Content-Type", "")
+            etag = response.headers.get("ETag")
+            last_modified = response.headers.get("Last-Modified")
+            digest = page_digest(final_url, content_type, body)
+            fresh = None
+            if (etag or last_modified) and final_url == url:
+                fresh = CachedPage.holding(url, content_type, etag, last_modified, digest, body)
+            page = _parse(body, content_type, final_url, project, keep)
         return PageFetch(fresh, not_modified=False, digest=digest, page=page)
 
-    def _not_modified(self, project: str, url: str, cached: CachedPage) -> PageFetch:
+    def _not_modified(
+        self, project: str, url: str, cached: CachedPage, keep: KeepFile | None
+    ) -> PageFetch:
         """The kept copy stands; it is read and parsed when first asked for, and if it
         is lost by then (or damaged), the page is fetched again in full."""
 
@@ -230,15 +251,12 @@ class IndexClient:
             body = cached.read_body()
             if body is None:
                 log.info("%s: the kept copy of its page is gone; fetching it again", project)
-                fetched = self.get_project_page(project)
-                if (
-                    self.repair_kept_pages
-                    and fetched.cache is not None
-                    and fetched.cache.body is not None
-                ):
-                    cached.repair(fetched.cache.body)
+                fetched = self.get_project_page(project, keep=keep)
+                body = fetched.cache.body if fetched.cache is not None else None
+                if self.repair_kept_pages and body is not None:
+                    cached.repair(body)
                 return fetched.page
-            return parse_project_page(body, cached.content_type, url, project)
+            return _parse(body, cached.content_type, url, project, keep)
 
         digest = cached.digest
         if not digest:  # kept by a version without digests
@@ -448,6 +466,31 @@ def _read_limited(response: urllib3.BaseHTTPResponse, limit: int, url: str) -> b
     except Urllib3Error as error:
         raise UpstreamError(redact(url), describe_transport_error(error)) from None
     return b"".join(chunks)
+
+
+#: Pages at least this large are read two at a time and parsed one at a time: the
+#: largest real pages (megabytes of JSON) all arrive at once otherwise, each held whole
+#: while it waits. Parsing holds the GIL anyway, and two transfers keep the link busy.
+LARGE_PAGE_BYTES = 512 * 1024
+_LARGE_PAGES = threading.BoundedSemaphore(2)
+_LARGE_PAGE_PARSES = threading.Lock()
+
+
+def _length(response: urllib3.BaseHTTPResponse) -> int:
+    """The Content-Length a response announces (0 if it announces none)."""
+    try:
+        return int(response.headers.get("Content-Length") or 0)
+    except ValueError:
+        return 0
+
+
+def _parse(
+    body: bytes, content_type: str, url: str, project: str, keep: KeepFile | None
+) -> ProjectPage:
+    if len(body) < LARGE_PAGE_BYTES:
+        return parse_project_page(body, content_type, url, project, keep)
+    with _LARGE_PAGE_PARSES:
+        return parse_project_page(body, content_type, url, project, keep)
 
 
 def describe_transport_error(error: Exception) -> str:

@@ -171,6 +171,7 @@ class Mirrorer:
                 package_type_regex=self.options.selection.package_type_regex,
                 verify=self.options.verify,
                 scratch=scratch,
+                environments=tuple(envs),
             ),
             progress=self.progress,
             cancel=self._cancel,

@@ -112,6 +112,17 @@ def _parse_wheel_filename(filename: str) -> tuple[NormalizedName, Version, froze
     return name, version, _wheel_tags("-".join(parts[1:]))
 
 
+def wheel_filename_tags(filename: str) -> frozenset[Tag] | None:
+    """The tags a wheel's file name states, or None if it is no valid wheel name."""
+    parts = filename[: -len(".whl")].rsplit("-", 3)
+    if not filename.endswith(".whl") or len(parts) != 4:
+        return None
+    try:
+        return _wheel_tags("-".join(parts[1:]))
+    except ValueError:
+        return None
+
+
 @functools.lru_cache(maxsize=16384)
 def _wheel_name_version(prefix: str) -> tuple[NormalizedName, Version]:
     name, version, _, _ = parse_wheel_filename(f"{prefix}-py3-none-any.whl")

@@ -19,6 +19,7 @@ from resolvelib import BaseReporter, ResolutionImpossible, ResolutionTooDeep, Re
 from morgan.errors import MorganError
 from morgan.provider import Candidate, EnvironmentView, MirrorProvider, ProjectRequirement
 from morgan.selection import allowed_releases, why_nothing
+from morgan.sources import UpstreamSource
 
 #: resolvelib's budget of rounds for one resolution. pip allows 200,000, which on a
 #: set with no solution means hours; real sets resolve in a few hundred.
@@ -246,7 +247,10 @@ def _why_no_version(
     except MorganError as error:
         return str(error)
     as_text = Requirement(f"{requirement.name}{requirement.specifier}")
-    return f"{requirement}: {why_nothing(files, as_text, view.environment)}"
+    aside = (
+        view.source.set_aside(requirement.name) if isinstance(view.source, UpstreamSource) else 0
+    )
+    return f"{requirement}: {why_nothing(files, as_text, view.environment, set_aside=aside)}"
 
 
 def _refused(view: EnvironmentView, requirement: ProjectRequirement) -> str | None:

@@ -143,15 +143,31 @@ def files_to_mirror(ordered: Sequence[ReleaseFile], options: SelectionOptions) -
 
 
 def why_nothing(
-    found: Sequence[ReleaseFile], requirement: Requirement, environment: Environment
+    found: Sequence[ReleaseFile],
+    requirement: Requirement,
+    environment: Environment,
+    *,
+    set_aside: int = 0,
 ) -> str:
-    """Why no file of ``found`` can satisfy ``requirement`` in the environment."""
+    """Why no file of ``found`` can satisfy ``requirement`` in the environment.
+
+    ``set_aside`` counts the project's wheels that no environment of the mirror
+    installs, which ``found`` leaves out.
+    """
     if not found:
+        if set_aside:
+            return (
+                f"no file installs here: no sdist, and its {set_aside} wheels install in no "
+                "environment of the mirror"
+            )
         return "the index lists no usable wheel or sdist"
     matching = [c for c in found if requirement.specifier.contains(c.version, prereleases=True)]
     if not matching:
         newest = max(c.version for c in found)
-        return f"no version matches {requirement.specifier or 'any'} (newest is {newest})"
+        said = f"no version matches {requirement.specifier or 'any'} (newest is {newest})"
+        if set_aside:
+            said += f" of the files an environment installs ({set_aside} wheels install in none)"
+        return said
     if all(c.file.is_yanked for c in matching):
         return "every matching file is yanked (pin it with == to mirror it anyway)"
     python_ok = [c for c in matching if environment.allows_python(c.file.requires_python)]

@@ -13,7 +13,7 @@ import logging
 import posixpath
 import re
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from html.parser import HTMLParser
 from typing import Any
 
@@ -48,13 +48,23 @@ def _short(text: str, limit: int = 80) -> str:
     return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
-def parse_project_page(body: bytes, content_type: str, url: str, project: str) -> ProjectPage:
-    """Parse a project page in the format its Content-Type names."""
+#: Which files of a page to keep, by file name (the others are not even parsed).
+KeepFile = Callable[[str], bool]
+
+
+def parse_project_page(
+    body: bytes, content_type: str, url: str, project: str, keep: KeepFile | None = None
+) -> ProjectPage:
+    """Parse a project page in the format its Content-Type names.
+
+    ``keep`` leaves out the files it says no to: a real page lists thousands, and a
+    mirror for a few environments needs a small part of them.
+    """
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == MEDIA_JSON_V1:
-        return parse_json_page(body, url, project)
+        return parse_json_page(body, url, project, keep)
     if media_type in (MEDIA_HTML_V1, MEDIA_HTML, ""):
-        return parse_html_page(body, url, project)
+        return parse_html_page(body, url, project, keep)
     raise PageError(url, f"unexpected Content-Type {content_type!r}; is this a simple index?")
 
 
@@ -117,13 +127,33 @@ def _metadata_flag(value: Any) -> dict[str, str] | None:
     return None
 
 
-def parse_json_page(body: bytes, url: str, project: str) -> ProjectPage:
-    """Parse a PEP 691 JSON project page."""
+def parse_json_page(
+    body: bytes, url: str, project: str, keep: KeepFile | None = None
+) -> ProjectPage:
+    """Parse a PEP 691 JSON project page.
+
+    The list of files is decoded one entry at a time, and an entry ``keep`` refuses
+    is dropped at once: the largest real pages hold tens of thousands of entries,
+    and the whole list, decoded, would weigh several times the page.
+    """
+    files: list[DistributionFile] = []
+    shared: dict[str, str] = {}  # one string for the facts thousands of files repeat
+
+    def take(raw: Any) -> None:
+        if keep is not None and isinstance(raw, dict):
+            filename = raw.get("filename")
+            if isinstance(filename, str) and not keep(filename):
+                return
+        file = _json_file(raw, url, shared)
+        if file is not None:
+            files.append(file)
+
     try:
-        data = json.loads(body)
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+        data, has_files = _scan_json_page(text, take)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise PageError(url, f"invalid JSON ({str(error)[:200]})") from None
-    if not isinstance(data, dict):
+    if data is None:
         raise PageError(url, "JSON page is not an object")
     meta = data.get("meta")
     version = meta.get("api-version") if isinstance(meta, dict) else None
@@ -134,19 +164,89 @@ def parse_json_page(body: bytes, url: str, project: str) -> ProjectPage:
     if not isinstance(name, str):
         raise PageError(url, "JSON page has no project name")
     _check_name(name, project, url)
-    raw_files = data.get("files")
-    if not isinstance(raw_files, list):
+    if not has_files:
         raise PageError(url, "JSON page has no list of files")
-
-    files = []
-    shared: dict[str, str] = {}  # one string for the facts thousands of files repeat
-    for raw in raw_files:
-        file = _json_file(raw, url, shared)
-        if file is not None:
-            files.append(file)
     return ProjectPage(
         name=canonicalize_name(project), url=url, files=tuple(files), api_version=version
     )
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+_JSON_DECODER = json.JSONDecoder()
+
+
+def _scan_json_page(
+    text: str, on_file: Callable[[Any], None]
+) -> tuple[dict[str, Any] | None, bool]:
+    """A JSON document decoded as ``json.loads`` would, except that the entries of a
+    top-level ``"files"`` list go to ``on_file`` one by one instead of into the result.
+
+    Returns the other top-level members (None if the document is no object) and
+    whether a list of files was met. ValueError where the text is not JSON.
+    """
+    decode, space = _JSON_DECODER.raw_decode, _space_end
+    index = space(text, 0)
+    if text[index : index + 1] != "{":
+        _, index = decode(text, index)  # any other JSON value is read (and checked), then refused
+        if space(text, index) != len(text):
+            raise ValueError("extra data after the JSON value")
+        return None, False
+    members: dict[str, Any] = {}
+    has_files = False
+    index = space(text, index + 1)
+    if text[index : index + 1] == "}":
+        index += 1
+    else:
+        while True:
+            key, index = decode(text, index)
+            if not isinstance(key, str):
+                raise ValueError(f"a key that is not a string at {index}")
+            index = space(text, index)
+            if text[index : index + 1] != ":":
+                raise ValueError(f"expecting ':' at {index}")
+            index = space(text, index + 1)
+            if key == "files" and text[index : index + 1] == "[":
+                index = _scan_json_list(text, index, on_file)
+                has_files = True
+                members.pop(key, None)
+            else:
+                members[key], index = decode(text, index)
+                has_files = has_files and key != "files"
+            index = space(text, index)
+            separator = text[index : index + 1]
+            index = space(text, index + 1)
+            if separator == "}":
+                break
+            if separator != ",":
+                raise ValueError(f"expecting ',' or '}}' at {index}")
+    if space(text, index) != len(text):
+        raise ValueError("extra data after the JSON object")
+    return members, has_files
+
+
+def _scan_json_list(text: str, index: int, on_item: Callable[[Any], None]) -> int:
+    """Decode the list at ``index`` item by item; the index just after it."""
+    decode, space = _JSON_DECODER.raw_decode, _space_end
+    index = space(text, index + 1)
+    if text[index : index + 1] == "]":
+        return index + 1
+    while True:
+        item, index = decode(text, index)
+        on_item(item)
+        index = space(text, index)
+        separator = text[index : index + 1]
+        index += 1
+        if separator == "]":
+            return index
+        if separator != ",":
+            raise ValueError(f"expecting ',' or ']' at {index - 1}")
+        index = space(text, index)
+
+
+def _space_end(text: str, index: int) -> int:
+    """Where the JSON whitespace at ``index`` ends."""
+    match = _JSON_SPACE.match(text, index)
+    return match.end() if match else index
 
 
 def _json_file(raw: Any, page_url: str, shared: dict[str, str]) -> DistributionFile | None:
@@ -265,7 +365,9 @@ def _html_metadata(attributes: Mapping[str, str | None]) -> dict[str, str] | Non
     return None
 
 
-def parse_html_page(body: bytes, url: str, project: str) -> ProjectPage:
+def parse_html_page(
+    body: bytes, url: str, project: str, keep: KeepFile | None = None
+) -> ProjectPage:
     """Parse a PEP 503 HTML project page (with PEP 592/629/658/714 attributes)."""
     try:
         text = body.decode("utf-8")
@@ -291,7 +393,7 @@ def parse_html_page(body: bytes, url: str, project: str) -> ProjectPage:
     files = []
     for attributes in collector.anchors:
         file = _html_file(attributes, base, url)
-        if file is not None:
+        if file is not None and (keep is None or keep(file.filename)):
             files.append(file)
     return ProjectPage(
         name=canonicalize_name(project),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
@@ -21,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from packaging.tags import Tag
 from packaging.utils import NormalizedName, canonicalize_name
 
 from morgan.download import DownloadResult, download, part_path
+from morgan.environments import Environment
 from morgan.errors import DistributionError, MorganError, ProjectNotFoundError, UpstreamError
 from morgan.index import IndexClient, PageFetch
 from morgan.layout import (
@@ -42,7 +45,7 @@ from morgan.metadata import (
     read_sdist_dependencies,
     read_wheel_metadata,
 )
-from morgan.models import PREFERRED_HASH, DistributionFile, ReleaseFile
+from morgan.models import PREFERRED_HASH, DistributionFile, ReleaseFile, wheel_filename_tags
 from morgan.pool import LanePool
 from morgan.progress import Progress
 from morgan.selection import release_files
@@ -131,6 +134,9 @@ class FetchOptions:
     #: A dry run: what must be downloaded to read its metadata lands here, and nothing
     #: is written to the tree (files already there are read in place).
     scratch: Path | None = None
+    #: The client environments: a wheel none of them installs is set aside as soon as its
+    #: page is read (none of them will ever consider it). None keeps every file.
+    environments: tuple[Environment, ...] | None = None
 
 
 class UpstreamSource:
@@ -152,6 +158,11 @@ class UpstreamSource:
         self._pool = pool
         self._pages: Memo[NormalizedName, PageFetch] = Memo()
         self._files: dict[NormalizedName, list[ReleaseFile]] = {}
+        self._file_locks: dict[NormalizedName, threading.Lock] = {}
+        #: How many wheels of each project no environment installs (set aside, not kept).
+        self._set_aside: dict[NormalizedName, int] = {}
+        self._installs_anywhere: dict[frozenset[Tag], bool] = {}
+        self._type_pattern = re.compile(rf"\.{options.package_type_regex}$")
         self._metadata: Memo[str, Dependencies] = Memo()
         self._downloads: Memo[str, Fetched] = Memo()
         self._states: dict[NormalizedName, ProjectState] = {}
@@ -186,7 +197,7 @@ class UpstreamSource:
         def start() -> Future[PageFetch]:
             project_dir(self.options.index_path, name)  # refuses a name that is a path
             state = self.state(name)
-            future = self._pool.submit(self.client.get_project_page, name, state.page)
+            future = self._pool.submit(self.client.get_project_page, name, state.page, self._keeps)
             future.add_done_callback(lambda f: self._page_done(name, f))
             return future
 
@@ -217,18 +228,53 @@ class UpstreamSource:
             log.debug("%s: looking ahead failed", name, exc_info=True)
 
     def files(self, name: NormalizedName) -> Sequence[ReleaseFile]:
+        """The project's files that some environment may install (its page is read once,
+        then released: only these are kept)."""
         with self._lock:
             found = self._files.get(name)
+            lock = self._file_locks.setdefault(name, threading.Lock())
         if found is not None:
             return found
-        page = self.page(name).result().page
-        found = release_files(page, self.options.package_type_regex)
-        with self._lock:
-            if name in self._files:
-                return self._files[name]
-            self._files[name] = found
+        with lock:
+            with self._lock:
+                found = self._files.get(name)
+            if found is not None:
+                return found
+            fetched = self.page(name).result()
+            every = release_files(fetched.page, self.options.package_type_regex)
+            found = [file for file in every if self._installs_somewhere(file)]
+            with self._lock:
+                self._files[name] = found
+                self._set_aside[name] = len(every) - len(found)
+            fetched.release_page()
         self.progress.project_resolved()
         return found
+
+    def set_aside(self, name: NormalizedName) -> int:
+        """How many wheels of the project no environment installs (for messages)."""
+        with self._lock:
+            return self._set_aside.get(name, 0)
+
+    def _installs_somewhere(self, file: ReleaseFile) -> bool:
+        return not file.is_wheel or self._tags_install_somewhere(file.tags)
+
+    def _keeps(self, filename: str) -> bool:
+        """Whether a page's file is worth parsing: a distribution of the mirrored types
+        that is an sdist, or a wheel some environment installs."""
+        if not self._type_pattern.search(filename):
+            return False
+        tags = wheel_filename_tags(filename) if filename.endswith(".whl") else None
+        return tags is None or self._tags_install_somewhere(tags)
+
+    def _tags_install_somewhere(self, tags: frozenset[Tag]) -> bool:
+        environments = self.options.environments
+        if environments is None:
+            return True
+        known = self._installs_anywhere.get(tags)  # a page repeats a few tag sets
+        if known is None:
+            known = any(env.wheel_rank(tags) is not None for env in environments)
+            self._installs_anywhere[tags] = known
+        return known
 
     def page_unchanged(self, name: NormalizedName) -> bool:
         """True when the index answered 304 for the project's page this run."""
@@ -253,14 +299,16 @@ class UpstreamSource:
         return digests
 
     def known_files(self, name: NormalizedName) -> dict[str, DistributionFile]:
-        """What the index said this run of the project's files, for the pages."""
+        """What the index said this run of the project's files, for the pages (of the
+        files some environment installs: others are in the tree only from an earlier
+        configuration, and their page keeps what the index said of them then)."""
         if name not in self._pages:
             return {}
         future = self.page(name)
         if not future.done() or future.exception() is not None:
             return {}
         try:
-            return {f.filename: f for f in future.result().page.files}
+            return {f.file.filename: f.file for f in self.files(name)}
         except MorganError as error:  # the kept copy of a 304 page, unreadable after all
             log.info("%s: %s", name, error)
             return {}

@@ -24,6 +24,8 @@ import hashlib
 import json
 import logging
 import os
+import threading
+import zlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,9 @@ class VerifiedFile:
         return info.st_size == self.size and info.st_mtime_ns == self.mtime_ns
 
 
+_BODY_WRITES = threading.Lock()
+
+
 @dataclass(frozen=True)
 class CachedPage:
     """A project page as the index last sent it: its validators, and where its body is."""
@@ -80,10 +85,31 @@ class CachedPage:
     last_modified: str | None = None
     #: ``index.page_digest`` of the body: the page, whether it comes in full or by 304.
     digest: str = ""
-    #: The body, while it is not yet saved (a page that just came in full).
-    body: bytes | None = field(default=None, compare=False, repr=False)
+    #: The body, while it is not yet saved (a page that just came in full), compressed:
+    #: every page read waits in memory for the end of the run, and the largest real pages
+    #: are megabytes of JSON that compress tenfold.
+    packed: bytes | None = field(default=None, compare=False, repr=False)
     #: Where the saved body is (``.morgan-page`` in the project's folder).
     body_path: Path | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def holding(  # noqa: PLR0917 - the fields, in their order
+        cls,
+        url: str,
+        content_type: str,
+        etag: str | None,
+        last_modified: str | None,
+        digest: str,
+        body: bytes,
+    ) -> CachedPage:
+        """A page that just came in full, its body kept (compressed) until it is saved."""
+        packed = zlib.compress(body, 1)
+        return cls(url, content_type, etag, last_modified, digest, packed=packed)
+
+    @property
+    def body(self) -> bytes | None:
+        """The body held in memory, if it is not saved yet."""
+        return None if self.packed is None else zlib.decompress(self.packed)
 
     def repair(self, body: bytes) -> None:
         """Keep ``body`` where the lost copy was, if it is the page the digest names."""
@@ -96,7 +122,7 @@ class CachedPage:
 
     def read_body(self) -> bytes | None:
         """The body, or None if it is lost or no longer the one the digest names."""
-        if self.body is not None:
+        if self.packed is not None:
             return self.body
         if self.body_path is None:
             return None
@@ -194,15 +220,16 @@ class ProjectState:
 
     def save(self, folder: Path) -> bool:
         """Write the state if it changed (and the folder exists); True if written."""
-        unsaved_body = self.page is not None and self.page.body is not None
+        unsaved_body = self.page is not None and self.page.packed is not None
         if (self._saved == self._key() and not unsaved_body) or not folder.is_dir():
             return False
         known = {name: record for name, record in self.verified.items() if (folder / name).exists()}
         if self.page is None:
             (folder / PAGE_BODY_FILE).unlink(missing_ok=True)
-        elif self.page.body is not None:
-            atomic_write(folder / PAGE_BODY_FILE, self.page.body)
-            self.page = replace(self.page, body=None, body_path=folder / PAGE_BODY_FILE)
+        elif self.page.packed is not None:
+            with _BODY_WRITES:  # projects are saved side by side; large bodies one by one
+                atomic_write(folder / PAGE_BODY_FILE, zlib.decompress(self.page.packed))
+            self.page = replace(self.page, packed=None, body_path=folder / PAGE_BODY_FILE)
         document: dict[str, Any] = {
             "version": STATE_VERSION,
             "verified": {name: asdict(known[name]) for name in sorted(known)},
@@ -236,7 +263,7 @@ def _load_page(record: Any, folder: Path) -> tuple[CachedPage | None, bool]:
     if "body" in record:
         body = str(record["body"]).encode("utf-8")
         digest = page_digest(url, content_type, body)
-        return CachedPage(url, content_type, etag, last_modified, digest, body), True
+        return CachedPage.holding(url, content_type, etag, last_modified, digest, body), True
     digest = str(record["digest"])
     page = CachedPage(url, content_type, etag, last_modified, digest)
     return replace(page, body_path=folder / PAGE_BODY_FILE), False

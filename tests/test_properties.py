@@ -698,3 +698,57 @@ def test_file_urls_join_exactly_as_urljoin_joins_them(page_url: str, parts: Any)
     except ValueError:
         found = "ValueError"
     assert found == expected
+
+
+# -- JSON pages decoded entry by entry ------------------------------------------------
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.text(), _JSON_VALUES, max_size=5),
+    st.lists(_JSON_VALUES, max_size=6),
+    st.integers(min_value=0, max_value=6),
+    st.sampled_from([None, 0, 2]),
+)
+def test_a_page_decoded_entry_by_entry_is_what_json_loads_reads(
+    others: dict[str, Any], files: list[Any], at: int, indent: int | None
+) -> None:
+    """The members and the entries of "files" are exactly json.loads's, in any layout."""
+    from morgan.simple import _scan_json_page  # noqa: PLC0415 - private, tested as it is
+
+    items = [(k, v) for k, v in others.items() if k != "files"]
+    items.insert(min(at, len(items)), ("files", files))
+    text = json.dumps(dict(items), indent=indent)
+    seen: list[Any] = []
+    members, has_files = _scan_json_page(text, seen.append)
+    expected = json.loads(text)
+    assert has_files
+    assert seen == expected.pop("files")
+    assert members == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet='{}[]:,"\\ 0123456789.-eEtrufalsn\n', max_size=40))
+def test_a_page_that_is_not_json_is_refused_as_json_loads_refuses_it(text: str) -> None:
+    from morgan.simple import _scan_json_page  # noqa: PLC0415 - private, tested as it is
+
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        with pytest.raises((ValueError, RecursionError)):
+            _scan_json_page(text, lambda _: None)
+        return
+    members, has_files = _scan_json_page(text, lambda _: None)
+    if isinstance(expected, dict):
+        assert has_files == isinstance(expected.get("files"), list)
+        if has_files:
+            del expected["files"]
+        assert members == expected
+    else:
+        assert members is None
