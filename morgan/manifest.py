@@ -184,6 +184,19 @@ def config_sha256(config: MirrorConfig) -> str:
         return ""
 
 
+def written_for(index: Path) -> tuple[bool, str] | None:
+    """Whether the index's manifest is complete, and its config's digest (None if there
+    is no readable manifest): enough to tell whether a run must write it again."""
+    try:
+        document = json.loads((index / MANIFEST).read_bytes())
+        complete, config = document["complete"], document["config-sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(complete, bool) or not isinstance(config, str):
+        return None
+    return complete, config
+
+
 def manifest_sha256(index: Path) -> str | None:
     """The digest of ``INDEX/manifest.json`` (what names a bundle's base), None if absent."""
     try:

@@ -182,6 +182,7 @@ class Mirrorer:
         for message in covered_environments(self.options.locks, envs):
             self._error(message)
         try:
+            tree_stands = False
             self._prefetch_known_pages(source)
             reused = self._reuse_plans(source, inputs)
             if reused is not None:
@@ -213,14 +214,15 @@ class Mirrorer:
                 index = self.options.index_path
                 if reused is not None and reused.tree == saved_plans.tree_digest(index):
                     log.info("the tree is as it was when proven: its lock files and proof stand")
+                    tree_stands = True
                 else:
                     self._write_locks(plans)
                     self._prove(plans, source)
                     tree = saved_plans.tree_digest(index)  # with the lock files
                     self._keep_plans(source, inputs, tree, plans, findings)
-            if self.options.copy_server:
-                copy_server(self.options.index_path)
-            self._write_manifest(plans)
+            server_changed = self.options.copy_server and _copy_server(self.options.index_path)
+            if not (tree_stands and not server_changed and self._manifest_stands()):
+                self._write_manifest(plans)
         except BaseException:
             self._cancel.set()  # interrupted: downloads stop, their parts stay for the next run
             raise
@@ -538,6 +540,12 @@ class Mirrorer:
         for path in written:
             log.debug("%s: written", path.name)
 
+    def _manifest_stands(self) -> bool:
+        """Whether the manifest on disk is the one this run would write: the plans and the
+        tree it describes stand, and it was written by a run without errors for this config."""
+        written = manifest.written_for(self.options.index_path)
+        return written == (True, manifest.config_sha256(self.config))
+
     def _write_manifest(self, plans: list[EnvironmentPlan]) -> None:
         """Last: the manifest names the tree as it is now, every file and why it is there."""
         index = self.options.index_path
@@ -622,7 +630,13 @@ def _remove_leftovers(folder: Path, keep: set[Path]) -> None:
 
 def copy_server(index_path: Path) -> Path:
     """Put a copy of the standalone server into the tree."""
-    target = index_path / "server.py"
+    _copy_server(index_path)
+    return index_path / "server.py"
+
+
+def _copy_server(index_path: Path) -> bool:
+    """Copy the server into the tree; True if that changed it."""
     index_path.mkdir(parents=True, exist_ok=True)
-    atomic_write(target, Path(__file__).with_name("server.py").read_bytes())
-    return target
+    return atomic_write(
+        index_path / "server.py", Path(__file__).with_name("server.py").read_bytes()
+    )

@@ -528,3 +528,29 @@ def test_verify_names_a_flipped_byte_a_missing_file_and_an_extra_one(
         "missing: speedy/speedy-1.0-py3-none-any.whl",
     ]
     assert wheel.exists()  # verify never deletes
+
+
+def test_a_warm_run_lists_a_server_copied_since(
+    run_morgan, graph: FixtureIndex, tmp_path: Path
+) -> None:
+    index = tmp_path / "index"
+    assert mirror(run_morgan, graph, index, "lib =").code == 0
+    assert "server.py" not in json.loads((index / "manifest.json").read_bytes())["index-files"]
+    config = str(index / "morgan.ini")
+    said = run_morgan("-i", str(index), "-c", config, "-I", graph.url, "mirror")
+    assert said.code == 0, said
+    assert "server.py" in json.loads((index / "manifest.json").read_bytes())["index-files"]
+    assert run_morgan("-i", str(index), "verify").code == 0
+
+
+def test_a_clean_run_after_a_failed_one_writes_a_complete_manifest(
+    run_morgan, graph: FixtureIndex, tmp_path: Path
+) -> None:
+    index = tmp_path / "index"
+    assert mirror(run_morgan, graph, index, "lib =\ncyc-a =").code == 0
+    graph.faults = Faults(always={"/simple/cyc-a/": "503"})
+    assert mirror(run_morgan, graph, index, "lib =\ncyc-a =", "--timeout", "0.5").code == 1
+    assert json.loads((index / "manifest.json").read_bytes())["complete"] is False
+    graph.faults = Faults()
+    assert mirror(run_morgan, graph, index, "lib =\ncyc-a =").code == 0
+    assert json.loads((index / "manifest.json").read_bytes())["complete"] is True

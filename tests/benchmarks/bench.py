@@ -42,9 +42,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scale",
-        choices=("quick", "full", "real"),
-        help="the workload: full (default), quick (as --quick), or real: the page shapes of "
-        "the largest projects (thousands of files over hundreds of versions), 3 environments",
+        choices=("quick", "full", "real", "real300"),
+        help="the workload: full (default), quick (as --quick), real: the page shapes of "
+        "the largest projects (thousands of files over hundreds of versions), 3 environments, "
+        "or real300: those shapes in a closure of 300 projects, 2 environments",
     )
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument(

@@ -181,6 +181,15 @@ class Scale:
             environments=("linux312", "linux39arm", "win311"),
         )  # fmt: skip
 
+    @classmethod
+    def real300(cls) -> Scale:
+        """Real page shapes at the size of a site's mirror: 300 projects, 24 of them giants
+        (each shape of GIANTS three times), 2 environments."""
+        return cls(
+            "real300", 300, 45, 7, 10, False, 2 * MB, giants=3 * len(GIANTS),
+            environments=("linux312", "win311"),
+        )  # fmt: skip
+
 
 @dataclass
 class Release:
@@ -545,7 +554,8 @@ def _pick_giants(
     """Which projects of the graph get a giant's shape: some on every level."""
     candidates = [p for row in by_level for p in row if p.kind == "pure"]
     rng.shuffle(candidates)
-    return {project.key: shape for project, shape in zip(candidates, GIANTS[:count])}
+    shapes = [GIANTS[index % len(GIANTS)] for index in range(count)]
+    return {project.key: shape for project, shape in zip(candidates, shapes)}
 
 
 def _giant_releases(rng: random.Random, shape: GiantShape) -> list[Release]:
