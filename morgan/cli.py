@@ -18,7 +18,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from morgan import __version__
-from morgan.arenas import limit_malloc_arenas
+from morgan.allocator import tune_allocator
 from morgan.bundle import export_bundle
 from morgan.config import MirrorConfig
 from morgan.errors import MorganError, UsageError
@@ -230,7 +230,7 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
 
 
 def _mirror(args: argparse.Namespace) -> int:
-    limit_malloc_arenas()  # before the pool's threads exist
+    tune_allocator()  # before the pool's threads exist
     index_path = Path(args.index_path).resolve()
     config = MirrorConfig.from_file(args.config or str(index_path / "morgan.ini"))
     client = IndexClient(

@@ -303,13 +303,25 @@ def parse_pyproject(
     )
 
 
+#: How much of an archive member is read at a time: one ``read(MAX_MEMBER_BYTES + 1)``
+#: makes a buffered reader set aside the whole limit first, and sdists are read on
+#: many threads at once.
+_MEMBER_CHUNK = 64 * 1024
+
+
 def _read_member(stream: IO[bytes], name: str, source: str) -> bytes:
-    data = stream.read(MAX_MEMBER_BYTES + 1)
-    if len(data) > MAX_MEMBER_BYTES:
-        raise DistributionError(
-            source, f"{_short(name)} is larger than {MAX_MEMBER_BYTES} bytes; not read"
-        )
-    return data
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = stream.read(_MEMBER_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_MEMBER_BYTES:
+            raise DistributionError(
+                source, f"{_short(name)} is larger than {MAX_MEMBER_BYTES} bytes; not read"
+            )
+        chunks.append(chunk)
 
 
 #: What reading a hostile or broken archive can raise from the standard library.

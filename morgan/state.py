@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 import os
-import threading
+import tempfile
 import zlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -32,7 +32,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from morgan.layout import atomic_write, is_distribution
+from morgan.layout import PART_SUFFIX, atomic_write, is_distribution
 from morgan.metadata import Dependencies, parse_requirement
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,29 @@ class VerifiedFile:
         return info.st_size == self.size and info.st_mtime_ns == self.mtime_ns
 
 
-_BODY_WRITES = threading.Lock()
+#: How much of a kept page is unpacked at a time when it is written.
+_UNPACK_CHUNK = 1 << 20
+
+
+def _write_unpacked(path: Path, packed: bytes) -> None:
+    """Write a compressed body out whole, atomically, a megabyte at a time (the largest
+    real pages are tens of megabytes, and projects are saved side by side)."""
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PART_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            unpacker = zlib.decompressobj()
+            pending = packed
+            while pending:
+                stream.write(unpacker.decompress(pending, _UNPACK_CHUNK))
+                pending = unpacker.unconsumed_tail
+            stream.write(unpacker.flush())
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)
@@ -227,8 +249,7 @@ class ProjectState:
         if self.page is None:
             (folder / PAGE_BODY_FILE).unlink(missing_ok=True)
         elif self.page.packed is not None:
-            with _BODY_WRITES:  # projects are saved side by side; large bodies one by one
-                atomic_write(folder / PAGE_BODY_FILE, zlib.decompress(self.page.packed))
+            _write_unpacked(folder / PAGE_BODY_FILE, self.page.packed)
             self.page = replace(self.page, packed=None, body_path=folder / PAGE_BODY_FILE)
         document: dict[str, Any] = {
             "version": STATE_VERSION,

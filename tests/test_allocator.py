@@ -1,4 +1,4 @@
-"""The malloc arena limit a mirror run asks glibc for."""
+"""What a mirror run asks of glibc's allocator."""
 
 from __future__ import annotations
 
@@ -8,16 +8,16 @@ import sys
 
 import pytest
 
-from morgan.arenas import limit_malloc_arenas
+from morgan.allocator import tune_allocator
 
 
 @pytest.mark.skipif(
     not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc",
-    reason="glibc only: other allocators keep no per-thread arenas to limit",
+    reason="glibc only: other allocators keep memory otherwise",
 )
-def test_glibc_agrees_to_two_arenas() -> None:
-    # in a fresh interpreter: the limit is meant for a process whose threads are yet to come
-    code = "from morgan.arenas import limit_malloc_arenas; print(limit_malloc_arenas())"
+def test_glibc_agrees() -> None:
+    # in a fresh interpreter: the settings are meant for a process whose threads are yet to come
+    code = "from morgan.allocator import tune_allocator; print(tune_allocator())"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
@@ -26,4 +26,4 @@ def test_glibc_agrees_to_two_arenas() -> None:
 
 def test_elsewhere_nothing_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
-    assert limit_malloc_arenas() is False
+    assert tune_allocator() is False

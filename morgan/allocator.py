@@ -1,0 +1,48 @@
+"""glibc's allocator, told how a mirror run uses memory.
+
+A run reads pages of megabytes on 32 pool threads, parses them, and keeps a small
+part. glibc's defaults then hold on to what was freed: each thread that allocates
+under contention gets an arena of its own (up to eight per core), and after the
+first large block is freed the threshold above which blocks are mapped (and
+unmapped when freed) rises to 32 MiB, so later large blocks come from the heap
+and leave holes it cannot give back. The process's peak grows with its threads
+and its history, not with what it uses. Two arenas and a fixed 256 KiB mapping
+threshold keep it to what is used: on real page shapes peak RSS went from 107-130
+MiB to 65-75 MiB (56 projects) and from 145-152 to 123 MiB (300 projects), for a
+few per cent of time.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import sys
+
+log = logging.getLogger(__name__)
+
+#: ``mallopt`` parameters (glibc's malloc.h).
+_M_ARENA_MAX = -8
+_M_MMAP_THRESHOLD = -3
+ARENAS = 2
+MMAP_THRESHOLD = 256 * 1024
+
+
+def tune_allocator() -> bool:
+    """Set the arena limit and the mapping threshold; True if glibc agreed to both.
+
+    Call it before the threads start. Elsewhere (macOS, Windows, musl) nothing is
+    done: their allocators do not keep memory this way.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    agreed = bool(mallopt(_M_ARENA_MAX, ARENAS)) and bool(
+        mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    )
+    log.debug("malloc: %d arenas, blocks over %d bytes mapped: %s", ARENAS, MMAP_THRESHOLD, agreed)
+    return agreed
