@@ -142,8 +142,10 @@ def parse_json_page(
     def take(raw: Any) -> None:
         if keep is not None and isinstance(raw, dict):
             filename = raw.get("filename")
-            if isinstance(filename, str) and not keep(filename):
-                return
+            if isinstance(filename, str):
+                _check_filename(filename, url)  # a hostile name refuses the page, kept or not
+                if not keep(filename):
+                    return
         file = _json_file(raw, url, shared)
         if file is not None:
             files.append(file)
@@ -151,6 +153,8 @@ def parse_json_page(
     try:
         text = body.decode(json.detect_encoding(body), "surrogatepass")
         data, has_files = _scan_json_page(text, take)
+    except PageError:
+        raise  # what an entry says, not the JSON
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise PageError(url, f"invalid JSON ({str(error)[:200]})") from None
     if data is None:
