@@ -19,13 +19,12 @@ import json
 import os
 import stat
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, cast
 
 from morgan.errors import MorganError, UsageError
-from morgan.layout import PART_SUFFIX, is_distribution
+from morgan.layout import is_distribution, replacing
 from morgan.manifest import MANIFEST, SERVER, Manifest, changed_paths, removed_paths
 
 BUNDLE_MANIFEST = "morgan-bundle.json"
@@ -102,23 +101,14 @@ def export_bundle(index: Path, output: Path, *, since: Path | None = None) -> Wr
     header = (json.dumps(document, indent=1) + "\n").encode("utf-8")
     mtime = int(manifest_path.stat().st_mtime)
     output.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=PART_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            stream = _HashingWriter(raw)
-            fileobj = cast(Any, stream)  # tarfile needs only write() and tell()
-            with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                tar.addfile(_info(BUNDLE_MANIFEST, len(header), mtime), io.BytesIO(header))
-                for member in members[:-1]:
-                    _add_file(tar, index, member)
-                tar.addfile(_info(MANIFEST, len(manifest_bytes), mtime), io.BytesIO(manifest_bytes))
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, output)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with replacing(output) as raw:
+        stream = _HashingWriter(raw)
+        fileobj = cast(Any, stream)  # tarfile needs only write() and tell()
+        with tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tar.addfile(_info(BUNDLE_MANIFEST, len(header), mtime), io.BytesIO(header))
+            for member in members[:-1]:
+                _add_file(tar, index, member)
+            tar.addfile(_info(MANIFEST, len(manifest_bytes), mtime), io.BytesIO(manifest_bytes))
     return WrittenBundle(
         path=output,
         sha256=stream.digest.hexdigest(),

@@ -29,6 +29,7 @@ content changes, and always atomically.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import json
@@ -38,10 +39,10 @@ import re
 import tempfile
 import unicodedata
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from packaging.utils import canonicalize_name, parse_sdist_filename, parse_wheel_filename
 
@@ -136,10 +137,19 @@ def atomic_write(path: Path, data: bytes) -> bool:
             return False
     except OSError:
         pass
+    with replacing(path) as stream:
+        stream.write(data)
+    return True
+
+
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[BinaryIO]:
+    """A stream whose bytes replace ``path`` in one step when the block ends (synced to
+    disk first); if the block fails, ``path`` is left as it was and nothing remains."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PART_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as stream:
-            stream.write(data)
+            yield stream
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(temp, 0o644)
@@ -147,7 +157,6 @@ def atomic_write(path: Path, data: bytes) -> bool:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
-    return True
 
 
 def read_hash_sidecar(path: Path) -> tuple[str, str] | None:

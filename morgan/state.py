@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import zlib
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 
 from packaging.utils import canonicalize_name
 
-from morgan.layout import PART_SUFFIX, atomic_write, is_distribution
+from morgan.layout import atomic_write, is_distribution, replacing
 from morgan.metadata import Dependencies, parse_requirement
 
 log = logging.getLogger(__name__)
@@ -79,22 +78,13 @@ _UNPACK_CHUNK = 1 << 20
 def _write_unpacked(path: Path, packed: bytes) -> None:
     """Write a compressed body out whole, atomically, a megabyte at a time (the largest
     real pages are tens of megabytes, and projects are saved side by side)."""
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PART_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            unpacker = zlib.decompressobj()
-            pending = packed
-            while pending:
-                stream.write(unpacker.decompress(pending, _UNPACK_CHUNK))
-                pending = unpacker.unconsumed_tail
-            stream.write(unpacker.flush())
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with replacing(path) as stream:
+        unpacker = zlib.decompressobj()
+        pending = packed
+        while pending:
+            stream.write(unpacker.decompress(pending, _UNPACK_CHUNK))
+            pending = unpacker.unconsumed_tail
+        stream.write(unpacker.flush())
 
 
 @dataclass(frozen=True)
