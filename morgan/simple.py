@@ -345,6 +345,11 @@ class _AnchorCollector(HTMLParser):
         self.base: str | None = None
         self.api_version: str | None = None
 
+    def error(self, message: str) -> None:
+        """Python 3.9's html.parser calls this on a marked section it cannot read
+        (``<![foo[``); without it, NotImplementedError (later versions raise ValueError)."""
+        raise ValueError(message)
+
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
         if tag == "a" and attributes.get("href"):

@@ -558,3 +558,10 @@ def test_html_non_decimal_digit_size_does_not_escape() -> None:
 
 def test_html_marked_section_does_not_escape() -> None:
     _only_morgan_errors(parse_html_page, b"<html><![foo[ x ]]><a href='demo-1.0.tar.gz'>x</a>")
+
+
+@pytest.mark.parametrize("body", [b"<![foo[", b'<a href="a-1.0.tar.gz">a</a><![foo[ bar ]]>'])
+def test_a_marked_section_html_parser_cannot_read_is_a_page_error(body: bytes) -> None:
+    """Python 3.9's html.parser asks its subclass to raise; later ones raise ValueError."""
+    with pytest.raises(PageError, match="unparsable HTML"):
+        parse_html_page(body, "https://example.org/simple/a/", "a")
