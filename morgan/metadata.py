@@ -555,17 +555,29 @@ def _sdist_role(name: str) -> str | None:
     return None
 
 
-def read_sdist_dependencies(path: Path) -> Dependencies:
-    """Run and build requirements of an sdist, from every metadata file it carries."""
+def _read_sdist_files(path: Path) -> dict[str, bytes]:
+    """``_sdist_files``, with every archive error as a DistributionError."""
     source = path.name
     try:
-        found = _sdist_files(path, source)
+        return _sdist_files(path, source)
     except DistributionError:
         raise
     except _TarRefusedError as error:
         raise DistributionError(source, f"has {error}; not read") from None
     except _ARCHIVE_ERRORS as error:
         raise _archive_error(source, "sdist", error) from None
+
+
+def read_sdist_pkg_info(path: Path) -> bytes | None:
+    """The exact bytes of an sdist's top-level ``PKG-INFO`` (None if it has none): the core
+    metadata an upload form is filled from, read with the same bounds as dependencies."""
+    return _read_sdist_files(path).get("PKG-INFO")
+
+
+def read_sdist_dependencies(path: Path) -> Dependencies:
+    """Run and build requirements of an sdist, from every metadata file it carries."""
+    source = path.name
+    found = _read_sdist_files(path)
 
     requires: list[Requirement] = []
     extras: set[NormalizedName] = set()
