@@ -22,9 +22,14 @@ from pathlib import Path
 
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from morgan.errors import DownloadCancelled, HashMismatchError, UpstreamError
-from morgan.index import BACKOFF_MAX, IndexClient, describe_transport_error, redact
-from morgan.layout import PART_SUFFIX, read_hash_sidecar, write_hash_sidecar
+from morgan.errors import (
+    DownloadCancelled,
+    HashMismatchError,
+    UploadConflictError,
+    UpstreamError,
+)
+from morgan.index import BACKOFF_MAX, Upstream, describe_transport_error, redact
+from morgan.layout import PART_SUFFIX, is_upload, read_hash_sidecar, write_hash_sidecar
 from morgan.models import PREFERRED_HASH, DistributionFile, parse_upload_time
 from morgan.state import VerifiedFile, trusted_sha256
 
@@ -104,7 +109,7 @@ def _reusable(
 
 
 def download(
-    client: IndexClient,
+    client: Upstream,
     file: DistributionFile,
     dest: Path,
     *,
@@ -120,6 +125,8 @@ def download(
     reused = _reusable(dest, file, record, verify)
     if reused is not None:
         return reused
+    if is_upload(dest):  # an upload is never replaced: not even by a file of its own name
+        raise UploadConflictError(file.filename, redact(file.url))
     expected = expected_digest(file)
     if expected is None:
         log.warning(
@@ -169,7 +176,7 @@ class _Transfer:
 
     def __init__(
         self,
-        client: IndexClient,
+        client: Upstream,
         file: DistributionFile,
         dest: Path,
         expected: tuple[str, str] | None,

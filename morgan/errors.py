@@ -112,6 +112,22 @@ class DistributionError(MorganError, ValueError):
         return f"{self.filename}: {self.reason}"
 
 
+class UploadConflictError(MorganError):
+    """An index offers a file under the name of one uploaded to the mirror, with other bytes."""
+
+    def __init__(self, filename: str, index_url: str) -> None:
+        super().__init__(filename, index_url)
+        self.filename = filename
+        self.index_url = index_url
+
+    def __str__(self) -> str:
+        return (
+            f"{self.filename} was uploaded to this mirror, and {self.index_url} offers other "
+            "bytes under that name; the upload is kept (rename or remove it by hand, or pin "
+            "the project to the index it should come from)"
+        )
+
+
 class UnsafeNameError(MorganError, ValueError):
     """A project or file name that cannot safely become a path in the index."""
 

@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -30,6 +30,7 @@ from morgan.errors import PageError, ProjectNotFoundError, UpstreamError
 from morgan.models import ProjectPage
 from morgan.simple import ACCEPT, KeepFile, parse_project_page
 from morgan.state import CachedPage, page_digest
+from morgan.tls import TLSSettings, describe_certificate_error, is_certificate_error
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,18 @@ DEFAULT_BACKOFF = 0.5
 BACKOFF_MAX = 10.0
 
 T = TypeVar("T")
+
+
+class _Retry(Retry):
+    """urllib3's retries, except that a certificate refused is final: the next handshake
+    would be refused the same way, after a backoff that only hides the cause."""
+
+    def increment(self, *args: Any, **kwargs: Any) -> Retry:  # type: ignore[override]
+        error = kwargs.get("error")
+        if error is not None and is_certificate_error(error):
+            pool = kwargs.get("_pool")
+            raise MaxRetryError(pool, kwargs.get("url") or "", error) from error  # type: ignore[arg-type]
+        return super().increment(*args, **kwargs)
 
 
 class PageFetch:
@@ -90,6 +103,33 @@ class PageFetch:
         with self._lock:
             self._page = None
             self._load = None
+
+
+class Upstream(Protocol):
+    """What the mirrorer reads an upstream through: one ``IndexClient``, or
+    ``upstreams.Upstreams`` (several indexes and the tree's uploads)."""
+
+    @property
+    def index_url(self) -> str: ...
+
+    @property
+    def backoff(self) -> float: ...
+
+    repair_kept_pages: bool
+
+    def get_project_page(
+        self, project: str, cached: CachedPage | None = None, keep: KeepFile | None = None
+    ) -> PageFetch: ...
+
+    def get_range(self, url: str, first: int, last: int) -> tuple[bytes, int]: ...
+
+    def get_bytes(self, url: str, limit: int) -> bytes: ...
+
+    def stream(
+        self, url: str, *, headers: dict[str, str] | None = None, accept_partial: bool = False
+    ) -> contextlib.AbstractContextManager[urllib3.BaseHTTPResponse]: ...
+
+    def close(self) -> None: ...
 
 
 class RangesNotServed(UpstreamError):
@@ -145,6 +185,7 @@ class IndexClient:
         retries: int = 5,
         backoff: float | None = None,
         attempts: int = 4,
+        tls: TLSSettings | None = None,
     ) -> None:
         url = normalize_index_url(index_url)
         parts = urllib.parse.urlsplit(url)
@@ -162,7 +203,8 @@ class IndexClient:
         #: Whole-transfer attempts for pages and metadata (see ``_attempts``).
         self.attempts = attempts
         self.backoff = DEFAULT_BACKOFF if backoff is None else backoff
-        self._retry = Retry(
+        self.tls = tls or TLSSettings()
+        self._retry = _Retry(
             total=None,  # each kind has its own budget: redirects must not eat retries
             connect=retries,
             read=retries,
@@ -178,7 +220,10 @@ class IndexClient:
         self._timeout = Timeout(connect=connect_timeout, read=read_timeout)
         self._maxsize = max(connections, 1)
         self._direct = urllib3.PoolManager(
-            num_pools=16, maxsize=self._maxsize, headers={"User-Agent": USER_AGENT}
+            num_pools=16,
+            maxsize=self._maxsize,
+            headers={"User-Agent": USER_AGENT},
+            **self.tls.pool_arguments(),
         )
         self._proxies: dict[str, urllib3.ProxyManager] = {}
         # Read once: the environment does not change during a run.
@@ -375,6 +420,9 @@ class IndexClient:
                 decode_content=True,
             )
         except MaxRetryError as error:
+            if error.reason is not None and is_certificate_error(error.reason):
+                reason = describe_certificate_error(_host_port(parts), error.reason, self.tls)
+                raise UpstreamError(redact(url), reason, transient=False) from None
             # retries ran out: on a redirect loop or error answers, asking again will not help
             transient = not isinstance(error.reason, ResponseError)
             raise UpstreamError(
@@ -403,6 +451,7 @@ class IndexClient:
                     maxsize=self._maxsize,
                     headers={"User-Agent": USER_AGENT},
                     proxy_headers=proxy_headers,
+                    **self.tls.pool_arguments(),  # type: ignore[arg-type]
                 )
                 self._proxies[proxy] = manager
             return manager

@@ -14,6 +14,9 @@
         <file>                        a wheel or sdist; mtime = upstream upload time
         <file>.hash                   "sha256=<hex>" (Morgan's sidecar)
         <file>.metadata               the wheel's own METADATA bytes (PEP 658)
+        <file>.uploaded               marks an upload to ``server.py --upload`` (JSON: who,
+                                      when, sha256, size); never served, and the file is
+                                      never replaced or removed by mirror, prune or import
         index.html                    the project page with relative links
         index.json                    its PEP 691 twin; also the store of the facts the
                                       index gave (requires-python, yanked, upload-time)
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 HASH_SUFFIX = ".hash"
 METADATA_SUFFIX = ".metadata"
 PART_SUFFIX = ".part"
+UPLOADED_SUFFIX = ".uploaded"
 PAGE_HTML = "index.html"
 PAGE_JSON = "index.json"
 API_VERSION = "1.1"
@@ -128,6 +132,34 @@ def check_filename(filename: str) -> str:
 
 def is_distribution(filename: str) -> bool:
     return filename.endswith(DISTRIBUTION_SUFFIXES) and not filename.startswith(".")
+
+
+def is_upload(path: Path) -> bool:
+    """Whether a distribution of the tree was uploaded here (it has an ``.uploaded``
+    sidecar): such a file belongs to whoever uploaded it, never to the mirrorer."""
+    return os.path.lexists(f"{path}{UPLOADED_SUFFIX}")
+
+
+def upload_record(path: Path) -> dict[str, Any]:
+    """What the ``.uploaded`` sidecar of a distribution says ({} if unreadable)."""
+    try:
+        record = json.loads(Path(f"{path}{UPLOADED_SUFFIX}").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def uploaded_projects(index: Path) -> set[str]:
+    """The project folders of the tree that hold at least one upload."""
+    found = set()
+    for folder in project_folders(index) if index.is_dir() else []:
+        try:
+            with os.scandir(folder) as entries:
+                if any(entry.name.endswith(UPLOADED_SUFFIX) for entry in entries):
+                    found.add(folder.name)
+        except OSError:
+            continue
+    return found
 
 
 def atomic_write(path: Path, data: bytes) -> bool:

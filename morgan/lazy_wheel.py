@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 
 from morgan.errors import UpstreamError
-from morgan.index import IndexClient, RangesNotServed
+from morgan.index import RangesNotServed, Upstream
 from morgan.metadata import MAX_MEMBER_BYTES, MAX_ZIP_DIRECTORY_BYTES, read_wheel_metadata_stream
 
 #: Bytes fetched at a time, aligned: the end records and a small directory come in one.
@@ -32,7 +32,7 @@ class TooMuchToRead(UpstreamError):
 class RemoteFile(io.RawIOBase):
     """A file on an HTTP server, read and seeked as a local one, a block at a time."""
 
-    def __init__(self, client: IndexClient, url: str, size: int | None) -> None:
+    def __init__(self, client: Upstream, url: str, size: int | None) -> None:
         super().__init__()
         self._client = client
         self._url = url
@@ -98,7 +98,7 @@ class RemoteFile(io.RawIOBase):
 
 
 def read_metadata_by_ranges(
-    client: IndexClient, url: str, size: int | None, filename: str, project: str
+    client: Upstream, url: str, size: int | None, filename: str, project: str
 ) -> bytes:
     """The wheel's METADATA, read by ranges (RangesNotServed, TooMuchToRead, or
     DistributionError as for a wheel on disk)."""

@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,9 @@ from morgan.layout import (
     atomic_write,
     file_sha256,
     is_distribution,
+    is_upload,
     project_dir,
+    upload_record,
 )
 from morgan.models import PREFERRED_HASH
 from morgan.plan import EnvironmentPlan
@@ -63,6 +65,9 @@ LOCK_PREFIX, LOCK_SUFFIX = "pylock.", ".toml"
 #: Why a file is there (the ``reason`` of each entry of its ``why``).
 REQUIREMENT, DEPENDENCY, BUILD, WHEELS_ONLY = "requirement", "dependency", "build", "wheels-only"
 LOCK = "lock"
+#: The reason of an upload (``server.py --upload``): for every environment, whatever the
+#: configuration says; its ``environment`` is ``ANY_ENVIRONMENT``.
+UPLOAD, ANY_ENVIRONMENT = "upload", "*"
 
 
 class ManifestError(MorganError):
@@ -88,6 +93,8 @@ class ListedFile:
     version: str = ""
     environments: tuple[str, ...] = ()
     why: tuple[Mapping[str, Any], ...] = ()
+    #: The upstream index the project came from, where the mirror has several.
+    index: str = ""
 
     @property
     def needed(self) -> bool:
@@ -107,6 +114,12 @@ class Manifest:
     files: Mapping[str, ListedFile]
     #: Pages, sidecars, lock files and ``server.py``, by path.
     index_files: Mapping[str, ListedFile]
+    #: The upstream indexes by name, where the mirror has several.
+    indexes: Mapping[str, str] = field(default_factory=dict)
+
+    def origins(self) -> dict[str, str]:
+        """Which index each project came from (where the manifest says)."""
+        return {f.project: f.index for f in self.files.values() if f.index}
 
     def all_files(self) -> dict[str, ListedFile]:
         return {**self.files, **self.index_files}
@@ -152,6 +165,7 @@ class Manifest:
                 version=str(entry["version"]),
                 environments=tuple(map(str, entry["environments"])),
                 why=tuple(_reason(reason) for reason in entry["why"]),
+                index=str(entry.get("index", "")),
             )
             for path, entry in document["files"].items()
         }
@@ -166,6 +180,7 @@ class Manifest:
             environments=tuple(map(str, document["environments"])),
             files=files,
             index_files=index_files,
+            indexes={str(k): str(v) for k, v in dict(document.get("indexes") or {}).items()},
         )
 
 
@@ -292,6 +307,8 @@ def render(
     index_url: str,
     why: Mapping[str, Sequence[Mapping[str, Any]]],
     complete: bool,
+    indexes: Mapping[str, str] | None = None,
+    origins: Mapping[str, str] | None = None,
 ) -> bytes:
     """The manifest of the tree as it is now (its pages must be written: they give the
     distributions' digests, which are not computed again).
@@ -299,21 +316,31 @@ def render(
     ``complete`` says the run behind ``why`` ended without an error; after one that
     did not (a page that could not be read, say), a file without a reason may still
     be needed, and ``prune`` waits for a complete manifest.
+
+    With several upstream indexes, ``indexes`` names them (name → URL, redacted) and
+    ``origins`` says which one each project came from. An uploaded file is always
+    needed: its reason is the upload.
     """
     files: dict[str, Any] = {}
     index_files: dict[str, Any] = {}
     for folder in _project_folders(index):
         for filename, entry in _page_files(folder).items():
             path = f"{folder.name}/{filename}"
-            given = list(why.get(path, ()))
+            given = [r for r in why.get(path, ()) if r.get("reason") != UPLOAD]
+            if is_upload(folder / filename):
+                given.insert(0, _upload_reason(folder / filename))
             files[path] = {
                 "sha256": entry["sha256"],
                 "size": entry["size"],
                 "project": folder.name,
                 "version": entry["version"],
-                "environments": sorted({str(reason["environment"]) for reason in given}),
+                "environments": sorted(
+                    {str(reason["environment"]) for reason in given} - {ANY_ENVIRONMENT}
+                ),
                 "why": given,
             }
+            if origins and folder.name in origins:
+                files[path]["index"] = origins[folder.name]
             for suffix in (METADATA_SUFFIX, HASH_SUFFIX):
                 _add_plain(index_files, index, f"{path}{suffix}")
         for page in (PAGE_HTML, PAGE_JSON):
@@ -327,10 +354,20 @@ def render(
         "config-sha256": config_sha256(config),
         "index-url": index_url,
         "environments": [env.name for env in config.environments],
+        **({"indexes": dict(indexes)} if indexes else {}),
         "files": dict(sorted(files.items())),
         "index-files": dict(sorted(index_files.items())),
     }
     return (json.dumps(document, indent=1, sort_keys=False) + "\n").encode("utf-8")
+
+
+def _upload_reason(path: Path) -> dict[str, Any]:
+    record = upload_record(path)
+    reason: dict[str, Any] = {"environment": ANY_ENVIRONMENT, "reason": UPLOAD}
+    for key in ("uploader", "upload-time"):
+        if isinstance(record.get(key), str):
+            reason[key] = record[key]
+    return reason
 
 
 def write(index: Path, body: bytes) -> bool:
@@ -456,6 +493,11 @@ def _walk(
             step = ""
         elif kind == LOCK:
             yield [here, f"{reason.get('lock')} ({asked})"]
+            continue
+        elif kind == UPLOAD:
+            by, when = reason.get("uploader"), reason.get("upload-time")
+            said = ["uploaded", *([f"by {by}"] if by else []), *([f"at {when}"] if when else [])]
+            yield [here, " ".join(said)]
             continue
         else:
             line = reason.get("line")

@@ -26,7 +26,7 @@ from morgan import manifest, saved_plans
 from morgan.config import MirrorConfig
 from morgan.environments import Environment
 from morgan.errors import DistributionError, MorganError, UpstreamError
-from morgan.index import IndexClient, redact
+from morgan.index import Upstream, redact
 from morgan.layout import (
     PAGE_JSON,
     PART_SUFFIX,
@@ -57,6 +57,7 @@ from morgan.sources import (
     describe_failure,
 )
 from morgan.state import folder_listing
+from morgan.upstreams import Upstreams
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class _Reused:
 class Mirrorer:
     """One run of ``morgan mirror`` over a configuration."""
 
-    def __init__(self, config: MirrorConfig, client: IndexClient, options: MirrorOptions) -> None:
+    def __init__(self, config: MirrorConfig, client: Upstream, options: MirrorOptions) -> None:
         self.config = config
         self.client = client
         self.options = options
@@ -177,7 +178,7 @@ class Mirrorer:
             cancel=self._cancel,
         )
         inputs = saved_plans.inputs_digest(
-            self.config, self.options.selection, self.client.index_url, self.options.locks
+            self.config, self.options.selection, self._upstream_identity(), self.options.locks
         )
         for message in covered_environments(self.options.locks, envs):
             self._error(message)
@@ -230,6 +231,12 @@ class Mirrorer:
             pool.shutdown(wait=True, cancel_futures=True)
             planners.shutdown(wait=True, cancel_futures=True)
         return self._sorted_report()
+
+    def _upstream_identity(self) -> str:
+        """What decides where projects come from: the index, or the indexes and uploads."""
+        if isinstance(self.client, Upstreams):
+            return self.client.identity()
+        return self.client.index_url
 
     def _sorted_report(self) -> MirrorReport:
         self.report.errors.sort()
@@ -551,12 +558,17 @@ class Mirrorer:
         index = self.options.index_path
         try:
             why = manifest.reasons(plans, self.config, self.options.selection)
+            indexes = origins = None
+            if isinstance(self.client, Upstreams) and self.client.several:
+                indexes, origins = self.client.names(), self.client.origins()
             body = manifest.render(
                 index,
                 config=self.config,
                 index_url=redact(self.client.index_url),
                 why=why,
                 complete=not self.report.errors,
+                indexes=indexes,
+                origins=origins,
             )
             manifest.write(index, body)
         except (MorganError, OSError) as error:

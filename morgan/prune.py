@@ -21,6 +21,7 @@ from morgan.layout import (
     METADATA_SUFFIX,
     check_filename,
     is_distribution,
+    is_upload,
     project_dir,
     write_project_pages,
     write_root_pages,
@@ -55,7 +56,10 @@ def prune(index: Path, config: MirrorConfig, *, dry_run: bool) -> list[ListedFil
             "run `morgan mirror` first, then prune"
         )
     locks = {pylock_filename(env.name) for env in config.environments}
-    gone = sorted(unneeded(listed), key=lambda f: f.path)
+    # an upload is never the mirror's to remove, whatever a manifest says
+    gone = sorted(
+        (f for f in unneeded(listed) if not is_upload(index / f.path)), key=lambda f: f.path
+    )
     gone += [
         listed.index_files[path]
         for path in sorted(listed.index_files)
@@ -78,7 +82,16 @@ def prune(index: Path, config: MirrorConfig, *, dry_run: bool) -> list[ListedFil
             shutil.rmtree(folder)  # a fresh mirror would not have the project at all
     write_root_pages(index)
     why = {f.path: list(f.why) for f in listed.files.values() if f.needed}
-    write(index, render(index, config=config, index_url=listed.index_url, why=why, complete=True))
+    body = render(
+        index,
+        config=config,
+        index_url=listed.index_url,
+        why=why,
+        complete=True,
+        indexes=listed.indexes,
+        origins=listed.origins(),
+    )
+    write(index, body)
     return gone
 
 

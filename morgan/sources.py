@@ -28,7 +28,7 @@ from packaging.utils import NormalizedName, canonicalize_name
 from morgan.download import DownloadResult, download, part_path
 from morgan.environments import Environment
 from morgan.errors import DistributionError, MorganError, ProjectNotFoundError, UpstreamError
-from morgan.index import IndexClient, PageFetch
+from morgan.index import PageFetch, Upstream
 from morgan.layout import (
     HASH_SUFFIX,
     METADATA_SUFFIX,
@@ -144,7 +144,7 @@ class UpstreamSource:
 
     def __init__(
         self,
-        client: IndexClient,
+        client: Upstream,
         pool: Executor,
         options: FetchOptions,
         *,

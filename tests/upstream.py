@@ -9,12 +9,14 @@ the way real links and proxies do.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import json
 import random
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -109,9 +111,20 @@ class UpstreamFile:
 class FixtureIndex:
     """A simple index serving ``/simple/<project>/`` and ``/files/<filename>``."""
 
-    def __init__(self, mode: str = "json", faults: Faults | None = None) -> None:
+    def __init__(
+        self,
+        mode: str = "json",
+        faults: Faults | None = None,
+        *,
+        tls: ssl.SSLContext | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         assert mode in ("json", "html")
         self.mode = mode
+        #: Serve HTTPS with this server-side context (a test CA's certificate).
+        self.tls = tls
+        #: Answer 401 unless the request carries these basic-auth credentials.
+        self.auth = auth
         self.faults = faults or Faults()
         self.projects: dict[str, list[UpstreamFile]] = {}
         self.requests: list[str] = []
@@ -140,7 +153,7 @@ class FixtureIndex:
     def url(self) -> str:
         assert self._server is not None
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/simple/"
+        return f"{'https' if self.tls else 'http'}://{host}:{port}/simple/"
 
     def __enter__(self) -> FixtureIndex:
         index = self
@@ -152,6 +165,12 @@ class FixtureIndex:
             def do_GET(self) -> None:
                 index.requests.append(self.path)
                 index.request_headers.append(dict(self.headers.items()))
+                if index.auth is not None and not index._authorized(self):
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="fixture"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if index.latency:
                     time.sleep(index.latency)
                 fault = index.faults.pick(self.path.split("?", 1)[0])
@@ -162,6 +181,8 @@ class FixtureIndex:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
@@ -169,6 +190,11 @@ class FixtureIndex:
         assert self._server is not None
         self._server.shutdown()
         self._server.server_close()
+
+    def _authorized(self, handler: BaseHTTPRequestHandler) -> bool:
+        assert self.auth is not None
+        token = base64.b64encode(":".join(self.auth).encode()).decode()
+        return handler.headers.get("Authorization") == f"Basic {token}"
 
     def _find(self, filename: str) -> UpstreamFile | None:
         for files in self.projects.values():
