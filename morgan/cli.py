@@ -24,7 +24,7 @@ from morgan.bundle import export_bundle
 from morgan.config import MirrorConfig
 from morgan.errors import MorganError, UsageError
 from morgan.generate import MODES, environment_block, requirements_block
-from morgan.index import DEFAULT_INDEX_URL, IndexClient, normalize_index_url
+from morgan.index import DEFAULT_INDEX_URL, normalize_index_url, redact
 from morgan.lock import IndexLock
 from morgan.lockinput import read_lock
 from morgan.manifest import MANIFEST, Manifest, chains
@@ -32,6 +32,19 @@ from morgan.mirror import Mirrorer, MirrorOptions, MirrorReport, Tally, copy_ser
 from morgan.progress import LiveLine, Progress, format_size
 from morgan.prune import prune
 from morgan.selection import DEFAULT_PACKAGE_TYPE_REGEX, SelectionOptions
+from morgan.tls import tls_settings
+from morgan.upload import (
+    FAILED,
+    SKIPPED,
+    UPLOADED,
+    Outcome,
+    Registry,
+    files_to_upload,
+    missing,
+    resolve_credentials,
+    upload_files,
+)
+from morgan.upstreams import TREE_ORIGIN, Upstreams, make_upstreams
 
 COMMANDS = (
     "mirror",
@@ -44,6 +57,7 @@ COMMANDS = (
     "why",
     "export",
     "prune",
+    "upload",
 )
 EXIT_OK, EXIT_INCOMPLETE, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_JOBS = 32
@@ -70,6 +84,15 @@ def _seconds(value: str) -> float:
     if not 0 < seconds <= 3600:
         raise argparse.ArgumentTypeError("must be a number of seconds from 0 to 3600")
     return seconds
+
+
+def _port(value: str) -> int:
+    # never echoes the value: twine users type `upload -p TOKEN`, and -p is the port here
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(
+            "must be a port number (upload takes its password as --password)"
+        )
+    return int(value)
 
 
 def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -132,7 +155,7 @@ def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         "--dry-run",
         action="store_true",
         default=default(False),
-        help="mirror, prune: say what would change, and change nothing",
+        help="mirror, prune, upload: say what would change, and change nothing",
     )
     add(
         "--lock",
@@ -146,7 +169,7 @@ def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         "--since",
         default=default(None),
         metavar="OLD_MANIFEST",
-        help="export: only what changed since this manifest (default: everything)",
+        help="export, upload: only what changed since this manifest (default: everything)",
     )
     add("-o", "--output", default=default(None), help="export: the bundle to write (a .tar)")
     add(
@@ -155,14 +178,45 @@ def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
         metavar="DIR",
         help="verify: move corrupt and unlisted files into DIR (outside the index)",
     )
+    add(
+        "--repository-url",
+        default=default(None),
+        metavar="URL",
+        help="upload: the registry's upload address (twine's --repository-url)",
+    )
+    add("-u", "--username", default=default(None), help="upload: the registry user")
+    add(
+        "--password",
+        default=default(None),
+        help="upload: the password or token (default: $MORGAN_UPLOAD_PASSWORD, the URL, ~/.netrc)",
+    )
+    add(
+        "--skip-existing",
+        action="store_true",
+        default=default(False),
+        help="upload: a file the registry already has counts as done, not as an error",
+    )
     add("-v", "--verbose", action="store_true", default=default(False), help="say more")
     add("-q", "--quiet", action="store_true", default=default(False), help="errors only")
+    add(
+        "--cert",
+        default=default(None),
+        metavar="CA_BUNDLE",
+        help="PEM bundle of the CAs to trust for upstream HTTPS (default: $PIP_CERT, "
+        "$REQUESTS_CA_BUNDLE, $CURL_CA_BUNDLE, $SSL_CERT_FILE, else the system's)",
+    )
+    add(
+        "--client-cert",
+        default=default(None),
+        metavar="PEM",
+        help="client certificate and its key, in one PEM file, for upstream HTTPS",
+    )
     add("-e", "--env", default=default("local"), help="generate_env: the environment's name")
     add(
         "-m", "--mode", choices=MODES, default=default(">="), help="generate_reqs: version operator"
     )
     add("-H", "--host", default=default("0.0.0.0"), help="serve: address to listen on")  # noqa: S104
-    add("-p", "--port", type=int, default=default(8080), help="serve: port (default: 8080)")
+    add("-p", "--port", type=_port, default=default(8080), help="serve: port (default: 8080)")
     add("--no-metadata", action="store_true", default=default(False), help="serve: no PEP 658")
     add("--certfile", default=default(None), help="serve: TLS certificate (PEM)")
     add("--keyfile", default=default(None), help="serve: TLS private key (PEM)")
@@ -204,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         "why": "print the chains that pulled a project into the mirror",
         "export": "write a bundle (tar) of the index, or of what changed since a manifest",
         "prune": "remove the distributions the configuration no longer needs",
+        "upload": "push the index's distributions into a package registry (as twine does)",
     }
     for command in COMMANDS:
         sub = commands.add_parser(command, help=helps[command])
@@ -234,11 +289,16 @@ def _mirror(args: argparse.Namespace) -> int:
     tune_allocator()  # before the pool's threads exist
     index_path = Path(args.index_path).resolve()
     config = MirrorConfig.from_file(args.config or str(index_path / "morgan.ini"))
-    client = IndexClient(
+    client = make_upstreams(
+        config,
+        index_path,
         args.index_url,
-        connections=args.jobs,
-        connect_timeout=min(args.timeout, 10.0),
-        read_timeout=args.timeout,
+        tls=tls_settings(args.cert, args.client_cert),
+        client_options={
+            "connections": args.jobs,
+            "connect_timeout": min(args.timeout, 10.0),
+            "read_timeout": args.timeout,
+        },
     )
     progress = Progress()
     live = LiveLine(progress, sys.stderr) if sys.stderr.isatty() and not args.quiet else None
@@ -283,11 +343,26 @@ def _mirror(args: argparse.Namespace) -> int:
         + (":" if report.errors or report.warnings else "")
     )
     # said as they happened, in whatever order the work finished; here sorted, for diffs
+    if client.several:
+        _print_origins(client, report)
     for message in sorted(report.errors):
         print(f"  error: {message}")
     for message in sorted(report.warnings):
         print(f"  warning: {message}")
     return EXIT_OK if report.ok else EXIT_INCOMPLETE
+
+
+def _print_origins(upstreams: Upstreams, report: MirrorReport) -> None:
+    """Where each mirrored project came from, when there is more than one place."""
+    by_origin: dict[str, list[str]] = {}
+    for project, origin in upstreams.origins().items():
+        if project in report.projects:
+            by_origin.setdefault(origin, []).append(project)
+    urls = upstreams.names()
+    for origin in [*urls, TREE_ORIGIN]:
+        if origin in by_origin:
+            where = f"{origin} ({urls[origin]})" if origin in urls else "the tree's uploads"
+            print(f"  from {where}: {', '.join(sorted(by_origin[origin]))}")
 
 
 def _tally(tally: Tally) -> str:
@@ -358,6 +433,58 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _upload(args: argparse.Namespace) -> int:
+    if not args.repository_url:
+        raise UsageError("upload needs --repository-url URL (the registry's upload address)")
+    if args.since and not Path(args.since).is_file():
+        raise UsageError(f"--since {args.since}: no such manifest file")
+    index_path = Path(args.index_path).resolve()
+    files = files_to_upload(index_path, Path(args.since) if args.since else None)
+    url, credentials = resolve_credentials(args.repository_url, args.username, args.password)
+    size = format_size(sum(listed.size for listed in files))
+    if args.dry_run:
+        print(f"dry run: nothing sent to {redact(url)}")
+        problems = [(listed.path, missing(index_path, listed)) for listed in files]
+        for listed in files:
+            print(f"  would upload {listed.path} ({format_size(listed.size)})")
+        print(f"would upload {len(files)} files ({size})")
+        for path, problem in problems:
+            if problem:
+                print(f"  error: {path}: {problem}")
+        return EXIT_INCOMPLETE if any(problem for _, problem in problems) else EXIT_OK
+
+    def said(outcome: Outcome) -> None:
+        path, detail = outcome.file.path, f": {outcome.detail}" if outcome.detail else ""
+        if outcome.result == FAILED:
+            print(f"morgan: {path}{detail}", file=sys.stderr)
+        elif not args.quiet:
+            print(f"{outcome.result} {path} ({format_size(outcome.file.size)}){detail}")
+
+    registry = Registry(
+        url,
+        credentials,
+        tls=tls_settings(args.cert, args.client_cert),
+        timeout=args.timeout,
+    )
+    try:
+        outcomes = upload_files(
+            index_path, registry, files, skip_existing=args.skip_existing, report=said
+        )
+    finally:
+        registry.close()
+    done = [o for o in outcomes if o.result == UPLOADED]
+    failed = sorted(f"{o.file.path}: {o.detail}" for o in outcomes if o.result == FAILED)
+    skipped = sum(o.result == SKIPPED for o in outcomes)
+    print(
+        f"uploaded {len(done)} files ({format_size(sum(o.file.size for o in done))}) to "
+        f"{redact(url)}; skipped {skipped} (already there); failed {len(failed)}"
+        + (":" if failed else "")
+    )
+    for message in failed:
+        print(f"  error: {message}")
+    return EXIT_INCOMPLETE if failed else EXIT_OK
+
+
 def _prune(args: argparse.Namespace) -> int:
     index_path = Path(args.index_path).resolve()
     config = MirrorConfig.from_file(args.config or str(index_path / "morgan.ini"))
@@ -418,6 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         elif args.command == "prune":
             return _prune(args)
+        elif args.command == "upload":
+            return _upload(args)
         else:
             return _mirror(args)
     except MorganError as error:

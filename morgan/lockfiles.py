@@ -45,10 +45,12 @@ def write_lock_files(
     plans: Sequence[EnvironmentPlan],
     options: SelectionOptions,
     index_url: str,
+    origins: Mapping[str, str | None] | None = None,
 ) -> list[Path]:
     """Write one lock file per environment that has a joint resolution; their paths.
 
-    With alternatives, the first joint resolution is locked.
+    With alternatives, the first joint resolution is locked. ``origins`` gives the
+    index of projects that came from another than ``index_url`` (None: uploaded).
     """
     names = {plan.environment.name: pylock_filename(plan.environment.name) for plan in plans}
     clashes = {n for n in names.values() if list(names.values()).count(n) > 1}
@@ -97,6 +99,7 @@ def write_lock_files(
             environment_marker=environment_marker(env) or None,
             requires_python=None,
             index_url=redact(index_url),
+            origins={name: redact(url) if url else None for name, url in (origins or {}).items()},
         )
         path = index_path / names[env.name]
         atomic_write(path, body)

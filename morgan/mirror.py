@@ -538,8 +538,15 @@ class Mirrorer:
 
     def _write_locks(self, plans: list[EnvironmentPlan]) -> None:
         try:
+            origins = None
+            if isinstance(self.client, Upstreams) and self.client.several:
+                origins = self.client.origin_urls()
             written = write_lock_files(
-                self.options.index_path, plans, self.options.selection, self.client.index_url
+                self.options.index_path,
+                plans,
+                self.options.selection,
+                self.client.index_url,
+                origins,
             )
         except (MorganError, OSError, ValueError) as error:
             self._error(f"cannot write the lock files: {describe_failure(error)}")

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,7 +145,7 @@ def _check_wheel(package: LockedPackage, wheel: LockedFile) -> None:
         raise ValueError(f"{wheel.filename} is not a wheel of {package.name} {package.version}")
 
 
-def _package_table(package: LockedPackage, index_url: str) -> dict[str, Any]:
+def _package_table(package: LockedPackage, index_url: str | None) -> dict[str, Any]:
     if canonicalize_name(package.name) != package.name:
         raise ValueError(f"package name {package.name!r} is not normalized")
     if not package.wheels and package.sdist is None:
@@ -153,7 +153,8 @@ def _package_table(package: LockedPackage, index_url: str) -> dict[str, Any]:
     table: dict[str, Any] = {"name": package.name, "version": package.version}
     if package.requires_python:
         table["requires-python"] = package.requires_python
-    table["index"] = index_url
+    if index_url is not None:
+        table["index"] = index_url
     if package.sdist is not None:
         table["sdist"] = _file_table(package.sdist, package.name)
     if package.wheels:
@@ -174,6 +175,7 @@ def render_pylock(
     requires_python: str | None,
     index_url: str,
     created_by: str = "morgan",
+    origins: Mapping[str, str | None] | None = None,
 ) -> bytes:
     """The bytes of ``pylock.<env>.toml`` for the packages one environment installs.
 
@@ -183,12 +185,16 @@ def render_pylock(
     index the files come from, recorded for audits and SBOMs; uv needs it to be a
     URL. Each package must appear once: with no markers to tell entries apart, two
     versions of a project would be ambiguous, which PEP 751 makes an error at
-    install time, so it is refused here instead.
+    install time, so it is refused here instead. With several indexes, ``origins``
+    gives each project's own index URL, or None for a project uploaded to the
+    mirror (then its package names no index: it was found in none).
     """
-    parts = urllib.parse.urlsplit(index_url)
-    if parts.scheme not in ("http", "https", "file") or not (parts.netloc or parts.path):
-        # uv refuses the whole lock file when ``index`` is a plain path
-        raise ValueError(f"index URL {index_url!r} is not an http(s) or file URL")
+    origins = origins or {}
+    for url in {index_url, *origins.values()} - {None}:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https", "file") or not (parts.netloc or parts.path):
+            # uv refuses the whole lock file when ``index`` is a plain path
+            raise ValueError(f"index URL {url!r} is not an http(s) or file URL")
     ordered = sorted(packages, key=lambda package: package.name)
     for before, after in zip(ordered, ordered[1:]):
         if before.name == after.name:
@@ -199,5 +205,7 @@ def render_pylock(
     if requires_python:
         document["requires-python"] = requires_python
     document["created-by"] = created_by
-    document["packages"] = [_package_table(package, index_url) for package in ordered]
+    document["packages"] = [
+        _package_table(package, origins.get(package.name, index_url)) for package in ordered
+    ]
     return tomli_w.dumps(document).encode("utf-8")

@@ -187,6 +187,11 @@ class Upstreams:
         with self._lock:
             return dict(self._origins)
 
+    def origin_urls(self) -> dict[str, str | None]:
+        """Each project's index URL (None for the tree's uploads), for lock files."""
+        urls = {section.name: client.index_url for section, client in self.indexes}
+        return {project: urls.get(origin) for project, origin in self.origins().items()}
+
     def names(self) -> dict[str, str]:
         """Every index by name, with its URL fit to print."""
         return {section.name: redact(client.index_url) for section, client in self.indexes}
