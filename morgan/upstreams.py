@@ -98,8 +98,8 @@ class Upstreams:
 
     @property
     def index_url(self) -> str:
-        """The first index's URL (as morgan's single-index trees always said)."""
-        return self.indexes[0][1].index_url
+        """The command line's index (``-I``), as morgan's single-index trees always said."""
+        return self._fallback.index_url
 
     @property
     def backoff(self) -> float:

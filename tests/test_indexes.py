@@ -500,3 +500,32 @@ def test_the_environment_variables_are_honoured_in_pips_order(tmp_path: Path) ->
     settings = tls_settings(str(second), None, environ={"PIP_CERT": str(first)})
     assert (settings.ca_bundle, settings.ca_bundle_from) == (str(second), "--cert")
     assert tls_settings(None, None, environ={}).ca_bundle is None
+
+
+# -- the router on its own -------------------------------------------------------------------
+
+
+def test_tree_urls_never_reach_outside_the_tree(tmp_path: Path, dists: Path) -> None:
+    from morgan.config import IndexSection  # noqa: PLC0415
+    from morgan.errors import UpstreamError  # noqa: PLC0415
+    from morgan.index import IndexClient  # noqa: PLC0415
+    from morgan.upstreams import Upstreams  # noqa: PLC0415
+
+    index = tmp_path / "index"
+    uploaded = upload(index, build_wheel(dists / "mine", "corp-utils", "1.5"))
+    Path(f"{uploaded}.metadata").unlink()  # dropped by hand: read from the wheel itself
+    (tmp_path / "secret").write_text("no")
+    default = IndexSection(name="default", url="http://127.0.0.1:9/simple/")
+    upstreams = Upstreams([(default, IndexClient(default.url))], index)
+    assert upstreams.local == {"corp-utils"}
+    page = upstreams.get_project_page("corp-utils").page
+    (file,) = page.files
+    assert file.url == uploaded.as_uri()
+    assert upstreams.get_bytes(f"{file.url}.metadata", 10_000).startswith(b"Metadata-Version")
+    assert upstreams.get_range(file.url, 0, 3) == (b"PK\x03\x04", uploaded.stat().st_size)
+    for url in ((tmp_path / "secret").as_uri(), f"{index.as_uri()}/../secret"):
+        with pytest.raises(UpstreamError, match="outside the tree"):
+            upstreams.get_bytes(url, 100)
+    with pytest.raises(UpstreamError, match="never downloaded"), upstreams.stream(file.url):
+        pass
+    assert upstreams.origins() == {"corp-utils": "uploads"}
