@@ -141,7 +141,7 @@ class Upstreams:
         raise ProjectNotFoundError(project, where)
 
     def get_range(self, url: str, first: int, last: int) -> tuple[bytes, int]:
-        if _is_file_url(url):
+        if self._is_tree_url(url):
             path = self._tree_file(url)
             size = path.stat().st_size
             with path.open("rb") as stream:
@@ -150,7 +150,7 @@ class Upstreams:
         return self._client_for(url).get_range(url, first, last)
 
     def get_bytes(self, url: str, limit: int) -> bytes:
-        if _is_file_url(url):
+        if self._is_tree_url(url):
             path = self._tree_file(url)
             if path.name.endswith(METADATA_SUFFIX) and not path.is_file():
                 wheel = path.with_name(path.name[: -len(METADATA_SUFFIX)])
@@ -164,7 +164,7 @@ class Upstreams:
     def stream(
         self, url: str, *, headers: dict[str, str] | None = None, accept_partial: bool = False
     ) -> Iterator[urllib3.BaseHTTPResponse]:
-        if _is_file_url(url):
+        if self._is_tree_url(url):
             raise UpstreamError(
                 url,
                 "is in the tree, uploaded, and differs from its .hash sidecar; "
@@ -233,6 +233,15 @@ class Upstreams:
         digest = page_digest(url, MEDIA_JSON_V1, body)
         return PageFetch(None, not_modified=False, digest=digest, page=page)
 
+    def _is_tree_url(self, url: str) -> bool:
+        """Whether a URL is one of the tree pages' own: a file of a project read from the
+        tree. Any other ``file:`` URL (an upstream page may offer one) goes to the index
+        client, which refuses it."""
+        prefix = self.index_path.as_uri() + "/"
+        if not url.startswith(prefix):
+            return False
+        return url[len(prefix) :].split("/", 1)[0] in self.local
+
     def _tree_file(self, url: str) -> Path:
         """The tree's file a ``file:`` URL of a tree page names; never one outside it."""
         path = _file_path(url)
@@ -272,10 +281,6 @@ class Upstreams:
             if _host_key(client.index_url) == host:
                 return client
         return self._fallback
-
-
-def _is_file_url(url: str) -> bool:
-    return url.startswith("file:")
 
 
 def _file_path(url: str) -> Path:

@@ -523,9 +523,12 @@ def test_tree_urls_never_reach_outside_the_tree(tmp_path: Path, dists: Path) -> 
     assert file.url == uploaded.as_uri()
     assert upstreams.get_bytes(f"{file.url}.metadata", 10_000).startswith(b"Metadata-Version")
     assert upstreams.get_range(file.url, 0, 3) == (b"PK\x03\x04", uploaded.stat().st_size)
-    for url in ((tmp_path / "secret").as_uri(), f"{index.as_uri()}/../secret"):
-        with pytest.raises(UpstreamError, match="outside the tree"):
+    (index / "other").mkdir()
+    for url in ((tmp_path / "secret").as_uri(), (index / "other" / "x.whl").as_uri()):
+        with pytest.raises(UpstreamError, match="refusing 'file' URL"):  # not the tree's own
             upstreams.get_bytes(url, 100)
+    with pytest.raises(UpstreamError, match="outside the tree"):
+        upstreams.get_bytes(f"{index.as_uri()}/corp-utils/../../secret", 100)
     with pytest.raises(UpstreamError, match="never downloaded"), upstreams.stream(file.url):
         pass
     assert upstreams.origins() == {"corp-utils": "uploads"}
