@@ -35,8 +35,8 @@ from typing import Any, BinaryIO
 
 import urllib3
 from packaging.version import InvalidVersion, Version
+from urllib3.exceptions import ConnectTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.exceptions import NewConnectionError
 from urllib3.util import Timeout
 
 from morgan import index as upstream
@@ -190,14 +190,20 @@ def resolve_credentials(
     login than the one given is not used). A password alone goes with ``__token__``.
     """
     environ = os.environ if environ is None else environ
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--repository-url {redact(url)!r} is not an http(s) URL")
-    bare = urllib.parse.urlunsplit(parts._replace(netloc=_host_port(parts)))
-    password = password if password is not None else environ.get(PASSWORD_VARIABLE) or None
+    try:
+        parts = urllib.parse.urlsplit(url.strip())
+        host = _host_port(parts)  # reads the port: ValueError if it is no number
+    except ValueError:
+        host = ""
+    if not host or parts.scheme not in ("http", "https"):
+        raise UsageError(f"--repository-url {_shown(url)!r} is not an http(s) URL")
+    bare = urllib.parse.urlunsplit(parts._replace(netloc=host))
     sources = []
     if username is not None or password is not None:
         sources.append("-u/--password")
+    if password is None and environ.get(PASSWORD_VARIABLE):
+        password = environ[PASSWORD_VARIABLE]
+        sources.append(PASSWORD_VARIABLE)
     if parts.username is not None and (username is None or password is None):
         if username is None:
             username = urllib.parse.unquote(parts.username)
@@ -205,7 +211,7 @@ def resolve_credentials(
             password = urllib.parse.unquote(parts.password)
         sources.append("the URL")
     if password is None:
-        entry = _netrc_entry(parts.hostname, environ, netrc_file)
+        entry = _netrc_entry(parts.hostname or "", environ, netrc_file)
         if entry is not None and (username is None or username == entry[0]):
             username, password = entry
             sources.append("~/.netrc")
@@ -229,6 +235,14 @@ def _netrc_entry(
         return None
     login, _, password = found
     return login or "", password or ""
+
+
+def _shown(url: str) -> str:
+    """``index.redact``, also for a URL whose port is out of range (which it reads)."""
+    try:
+        return redact(url)
+    except ValueError:
+        return "<unparsable URL>"
 
 
 def _host_port(parts: urllib.parse.SplitResult) -> str:
@@ -297,6 +311,11 @@ class Registry:
         arguments.update(self.tls.pool_arguments())
         self._manager: urllib3.PoolManager
         if proxy and not bypass(parts.hostname or ""):
+            proxy_parts = urllib.parse.urlsplit(proxy)
+            if proxy_parts.username:  # urllib3 does not send a proxy URL's user by itself
+                login = f"{urllib.parse.unquote(proxy_parts.username)}:"
+                login += urllib.parse.unquote(proxy_parts.password or "")
+                arguments["proxy_headers"] = urllib3.make_headers(proxy_basic_auth=login)
             self._manager = urllib3.ProxyManager(proxy, **arguments)
         else:
             self._manager = urllib3.PoolManager(**arguments)
@@ -370,7 +389,7 @@ class Registry:
             if 300 <= answer.status < 400:
                 raise UploadStopped(
                     self.host,
-                    f"{said} sends the upload to {redact(answer.location) or 'another address'}; "
+                    f"{said} sends the upload to {_shown(answer.location) or 'another address'}; "
                     "pass that address as --repository-url (an upload is never redirected)",
                 )
             if answer.status in (401, 403):  # the page that says so says nothing more
@@ -456,7 +475,8 @@ class Registry:
                 raise UploadStopped(
                     self.host, describe_certificate_error(self.host, error, self.tls)
                 ) from None
-            connected = not isinstance(error, NewConnectionError)
+            # refused, unresolved or timed out before connecting: nothing was sent
+            connected = not isinstance(error, ConnectTimeoutError)
             raise _Broken(describe_transport_error(error), connected=connected) from None
         try:
             body = response.read(MAX_ANSWER_BYTES, decode_content=True)

@@ -9,6 +9,7 @@ back with the standard library's email parser.
 from __future__ import annotations
 
 import contextlib
+import email.message
 import email.parser
 import email.policy
 import hashlib
@@ -285,7 +286,9 @@ def test_pip_installs_what_was_uploaded(
 
 @dataclass
 class Received:
-    headers: dict[str, str]
+    path: str
+    #: The request's headers, looked up by any case.
+    headers: email.message.Message
     body: bytes
     fields: list[tuple[str, str]]
     filename: str
@@ -332,7 +335,7 @@ class FakeRegistry:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 fields, filename, content = parse_form(self.headers["Content-Type"], body)
-                got = Received(dict(self.headers.items()), body, fields, filename, content)
+                got = Received(self.path, self.headers, body, fields, filename, content)
                 registry.received.append(got)
                 attempt = sum(r.filename == filename for r in registry.received)
                 status, headers, answer = registry.answer(got, attempt)
@@ -432,6 +435,24 @@ def test_basic_auth_is_sent_to_the_registry(
     assert result.code == 0, result
     expected = Credentials("netuser", PASSWORD).authorization()
     assert [r.headers["Authorization"] for r in registry.received] == [expected]
+
+
+def test_a_proxy_from_the_environment_carries_the_upload(
+    run_morgan: Any, tree: Tree, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(variable, raising=False)
+    with FakeRegistry() as proxy:
+        monkeypatch.setenv("http_proxy", f"http://puser:ppass@{proxy.host}")
+        result = run_morgan(
+            "-i", str(tree.index), "upload", "--since", str(tree.first_manifest),
+            "--repository-url", f"http://{USER}:{PASSWORD}@registry.example/legacy/",
+        )  # fmt: skip
+    assert result.code == 0, result
+    (received,) = proxy.received
+    assert received.path == "http://registry.example/legacy/"
+    assert received.headers["Proxy-Authorization"] == Credentials("puser", "ppass").authorization()
+    assert received.headers["Authorization"] == Credentials(USER, PASSWORD).authorization()
 
 
 def test_a_server_error_is_retried_and_the_file_sent_whole_again(
@@ -669,8 +690,9 @@ def test_usage_errors(run_morgan: Any, tree: Tree, tmp_path: Path) -> None:
         str(tmp_path / "nope.json"),
     )  # fmt: skip
     assert since.code == 2 and "no such manifest file" in since.err
-    scheme = run_morgan("-i", str(tree.index), "upload", "--repository-url", "ftp://u:pw@h/")
-    assert scheme.code == 2 and "is not an http(s) URL" in scheme.err and "pw" not in scheme.err
+    for url in ("ftp://u:pw@h/", "https://u:pw@h:99999/", "https://u:pw@h:x/", "http://[::1"):
+        bad = run_morgan("-i", str(tree.index), "upload", "--repository-url", url)
+        assert bad.code == 2 and "is not an http(s) URL" in bad.err and "pw" not in bad.err
 
 
 def test_a_password_given_as_twine_would_is_not_echoed(
@@ -754,7 +776,7 @@ NETRC = "machine registry.example login netuser password netpass\n"
         ("https://registry.example/up/", "me", "pw", {}, ("me", "pw", "-u/--password")),
         # the password from the environment; a password alone is a token
         ("https://registry.example/up/", "me", None, {"MORGAN_UPLOAD_PASSWORD": "env"},
-         ("me", "env", "-u/--password")),
+         ("me", "env", "-u/--password and MORGAN_UPLOAD_PASSWORD")),
         ("https://registry.example/up/", None, "tok", {}, ("__token__", "tok", "-u/--password")),
         # an entry for another login is not used; a user alone goes without a password
         ("https://registry.example/up/", "other", None, {}, ("other", "", "-u/--password")),
