@@ -18,6 +18,7 @@ import re
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 import zipfile
@@ -179,7 +180,7 @@ class FixtureIndex:
                     return
                 index._answer(self)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         if self.tls is not None:
             self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
@@ -383,6 +384,16 @@ class FixtureIndex:
             links.append(f"<a {attributes}>{entry.filename}</a><br/>")
         body = "\n".join(links)
         return f"<!DOCTYPE html><html><body>\n{body}\n</body></html>".encode()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """The fixture's server: a client that hangs up mid-answer (morgan stopping a
+    download on a full disk, say) is no error of the index, and prints nothing on the
+    stderr that tests read for morgan's tracebacks."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, content_type: str) -> None:
