@@ -28,7 +28,8 @@ names at all), so that nothing about it is revealed:
 ``--public-manifest``: then it is served at ``/manifest.json`` and
 ``/simple/manifest.json``, as the tree is at both), ``server.py``, the raw ``index.html``
 and ``index.json`` files (their content is public through the pages), the
-``.hash`` sidecars (their content is public in the pages), ``.part`` downloads
+``.hash`` sidecars (their content is public in the pages), the ``.uploaded``
+records (who uploaded a file), ``.part`` downloads
 in progress, dotfiles and hidden folders, folders that are not normalized
 project names or hold no distribution, any path that does not decode to plain
 names (``..``, encoded slashes, backslashes, NUL and other control characters,
@@ -37,6 +38,19 @@ lies outside the index folder.
 
 Options: TLS (``--certfile``, ``--keyfile``) and HTTP basic auth
 (``--auth-file``; make its lines with ``python3 server.py hash-password USER``).
+
+Uploads (``--upload``, which needs ``--auth-file``): twine's legacy upload API, a
+multipart/form-data POST to ``/`` or ``/legacy/`` (``twine upload --repository-url
+http://HOST:PORT/``), from the users of the auth file only. The form is checked as
+PyPI checks it (``:action``, name, version, filetype, digests, a wheel or sdist file
+name of that project and version, a wheel's own METADATA); the body is read as it
+comes into a hidden temporary file in the project's folder (the index folder's for
+a new project), never held in memory, and is at most ``--max-upload-size``. It lands so that no page ever lists half of
+it: the sidecars first (``.hash``, ``.metadata`` for a wheel, and ``.uploaded``,
+the record of who uploaded what and when), the file renamed into place last and
+never over an existing one (``400 File already exists``, as PyPI says it), then
+the static pages. ``import`` refuses a bundle that would change a project holding
+uploads and never deletes one; ``verify`` checks uploads against their records.
 
 Offline commands, for trees carried into the closed network:
 
@@ -62,6 +76,7 @@ import binascii
 import collections
 import contextlib
 import datetime
+import email.errors
 import email.utils
 import errno
 import getpass
@@ -193,6 +208,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--certfile", help="serve HTTPS with this PEM certificate (chain)")
     parser.add_argument("--keyfile", help="the certificate's private key, if not in --certfile")
     parser.add_argument("--auth-file", help="require HTTP basic auth from the users in this file")
+    parser.add_argument(
+        "--upload",
+        action="store_true",
+        help=(
+            "take uploads from the users of --auth-file (twine upload --repository-url "
+            "http://HOST:PORT/): POST to / or /legacy/, as to PyPI's legacy API"
+        ),
+    )
+    parser.add_argument(
+        "--max-upload-size",
+        type=parse_size,
+        metavar="BYTES",
+        help=(
+            "the largest upload taken, form fields included (default: 1G; K, M, G and T "
+            "are powers of 1024)"
+        ),
+    )
     parser.add_argument("--quiet", action="store_true", help="do not log requests")
     parser.add_argument(
         "--public-manifest",
@@ -239,8 +271,9 @@ def build_verify_parser() -> argparse.ArgumentParser:
         description=(
             "Check the mirror against its manifest.json: each listed file is there, a "
             "regular file of the listed size and sha256, and nothing else is (hidden files, "
-            "manifest.json and morgan.ini aside). Exit status: 0 when the tree matches, 1 "
-            "when it does not, 2 when it cannot be checked."
+            "manifest.json and morgan.ini aside). Files uploaded to server.py --upload are "
+            "checked against their .uploaded records instead. Exit status: 0 when the tree "
+            "matches, 1 when it does not, 2 when it cannot be checked."
         ),
     )
     parser.add_argument(
@@ -259,9 +292,10 @@ def build_import_parser() -> argparse.ArgumentParser:
         prog="server.py import",
         description=(
             "Land a bundle made by morgan export into the mirror, then verify it. A bundle "
-            "that is damaged, unsafe or made against another state of the mirror is refused "
-            "(exit 1) and nothing is written. An interrupted import is finished by running it "
-            "again. Exit status once landed: verify's."
+            "that is damaged, unsafe, made against another state of the mirror or that "
+            "changes a project holding uploads is refused (exit 1) and nothing is written. "
+            "An interrupted import is finished by running it again. Exit status once "
+            "landed: verify's."
         ),
     )
     parser.add_argument("bundle", metavar="BUNDLE.tar", help="the bundle (an uncompressed tar)")
@@ -641,11 +675,14 @@ def _unlzma(raw: bytes) -> bytes:
         raise ValueError(str(error)) from None
 
 
-def read_wheel_metadata(path: str, members: Optional["LRUCache"] = None) -> Optional[bytes]:
+def read_wheel_metadata(
+    path: str, members: Optional["LRUCache"] = None, name: Optional[str] = None
+) -> Optional[bytes]:
     """A wheel's own ``.dist-info/METADATA``, read with bounds; None if unreadable.
 
     ``members`` remembers where the member lies in each version of a file, so
     that the directory of a large wheel is scanned once, not on every request.
+    ``name`` is the wheel's file name, when the file is not (yet) named so.
     """
     stream = open_regular_file(path)
     if stream is None:
@@ -656,7 +693,8 @@ def read_wheel_metadata(path: str, members: Optional["LRUCache"] = None) -> Opti
             key = stat_key(path, st)
             member = members.get(key) if members is not None else None
             if member is None:
-                member = find_metadata_member(stream, st.st_size, os.path.basename(path))
+                wheel_name = name or os.path.basename(path)
+                member = find_metadata_member(stream, st.st_size, wheel_name)
                 if members is not None:
                     members.put(key, member or False)
             return read_zip_member(stream, member) if member else None
@@ -765,6 +803,12 @@ class Tree:
             found = any(True for _ in self._distributions(folder, first_only=True))
             self._has_distribution.put(key, found)
         return folder if found else None
+
+    def landed(self, folder: str) -> None:
+        """A distribution was just renamed into ``folder``: remember that it holds one (its
+        mtime may not have moved, if it was written within the file system's tick)."""
+        with contextlib.suppress(OSError):
+            self._has_distribution.put(stat_key(folder, os.stat(folder)), True)
 
     def projects(self) -> List[str]:
         names = []
@@ -1440,6 +1484,844 @@ def make_ssl_context(certfile: str, keyfile: Optional[str]) -> ssl.SSLContext:
 
 
 # ---------------------------------------------------------------------------
+# Uploads (--upload): twine's legacy upload API, landed atomically into the tree
+# ---------------------------------------------------------------------------
+
+UPLOADED_SUFFIX = ".uploaded"
+DEFAULT_MAX_UPLOAD_BYTES = 1024**3
+MAX_PART_HEAD_BYTES = 16 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+MAX_PARTS = 10000
+MAX_UPLOAD_RECORD_BYTES = 64 * 1024
+MAX_UPLOAD_NAME_BYTES = 200
+BODY_CHUNK_BYTES = 256 * 1024
+_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+#: The form fields an upload is checked against; twine's others (the description...)
+#: are read and dropped, so that none of them is held in memory.
+UPLOAD_FIELDS = (
+    ":action",
+    "name",
+    "version",
+    "filetype",
+    "sha256_digest",
+    "md5_digest",
+    "blake2_256_digest",
+    "requires_python",
+)
+_SIZE_SUFFIXES = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\Z")
+_BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]\Z")
+_WHEEL_NAME = re.compile(
+    r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?)-(?P<version>[A-Za-z0-9_.!+]+)"
+    r"(?:-[0-9][A-Za-z0-9_.]*)?-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl\Z"
+)
+#: PEP 440's grammar (its appendix), for telling a valid version and its canonical form.
+_VERSION = re.compile(
+    r"""v?
+    (?:(?P<epoch>[0-9]+)!)?
+    (?P<release>[0-9]+(?:\.[0-9]+)*)
+    (?:[-_.]?(?P<pre>alpha|beta|preview|pre|rc|a|b|c)[-_.]?(?P<pre_n>[0-9]+)?)?
+    (?:-(?P<post_implicit>[0-9]+)|[-_.]?(?P<post>post|rev|r)[-_.]?(?P<post_n>[0-9]+)?)?
+    (?:[-_.]?(?P<dev>dev)[-_.]?(?P<dev_n>[0-9]+)?)?
+    (?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?\Z""",
+    re.VERBOSE | re.IGNORECASE,
+)
+_PRE_RELEASE = {"alpha": "a", "beta": "b", "c": "rc", "pre": "rc", "preview": "rc"}
+
+
+def parse_size(text: str) -> int:
+    """A byte count for --max-upload-size: digits, then K, M, G or T (powers of 1024)."""
+    match = re.match(r"\s*([0-9]{1,15})\s*([KMGT]?)(?:i?B)?\s*\Z", text, re.IGNORECASE)
+    if match is None or int(match.group(1)) == 0:
+        raise argparse.ArgumentTypeError(
+            "%r is not a size: a positive number of bytes, or one with K, M, G or T" % text
+        )
+    return int(match.group(1)) * _SIZE_SUFFIXES[match.group(2).upper()]
+
+
+def canonical_version(version: str) -> Optional[str]:
+    """The PEP 440 canonical form of a version, trailing ".0"s dropped (so 1.0 == 1.0.0);
+    None when it is not a PEP 440 version."""
+    match = _VERSION.match(version.strip())
+    if match is None:
+        return None
+    release = [int(part) for part in match.group("release").split(".")]
+    while len(release) > 1 and release[-1] == 0:
+        release.pop()
+    text = ".".join(str(part) for part in release)
+    epoch = int(match.group("epoch") or 0)
+    if epoch:
+        text = "%d!%s" % (epoch, text)
+    if match.group("pre"):
+        kind = match.group("pre").lower()
+        text += "%s%d" % (_PRE_RELEASE.get(kind, kind), int(match.group("pre_n") or 0))
+    if match.group("post_implicit") is not None:
+        text += ".post%d" % int(match.group("post_implicit"))
+    elif match.group("post"):
+        text += ".post%d" % int(match.group("post_n") or 0)
+    if match.group("dev"):
+        text += ".dev%d" % int(match.group("dev_n") or 0)
+    if match.group("local"):
+        parts = re.split(r"[-_.]", match.group("local").lower())
+        text += "+" + ".".join(str(int(p)) if p.isdigit() else p for p in parts)
+    return text
+
+
+def split_distribution_name(filename: str, project: str) -> Optional[Tuple[str, str]]:
+    """(normalized project, version) that a wheel's or sdist's file name gives, or None
+    when it is not one. An sdist's name part may hold dashes: it is split where its left
+    side is ``project``, if it can be."""
+    match = _WHEEL_NAME.match(filename)
+    if match is not None:
+        return normalize(match.group("name")), match.group("version")
+    for suffix in SDIST_SUFFIXES:
+        if filename.endswith(suffix):
+            stem = filename[: -len(suffix)]
+            break
+    else:
+        return None
+    dashes = [index for index, char in enumerate(stem) if char == "-" and index > 0]
+    if not dashes:
+        return None
+    split = next((at for at in dashes if normalize(stem[:at]) == project), dashes[-1])
+    name, version = stem[:split], stem[split + 1 :]
+    if not _PROJECT_NAME.match(name) or not re.match(r"[A-Za-z0-9_.!+-]+\Z", version):
+        return None
+    return normalize(name), version
+
+
+def parse_parameters(value: str) -> Tuple[str, Dict[str, str]]:
+    """A header value's main part and its parameters (``; name=value`` or quoted);
+    ValueError when malformed or a parameter is repeated."""
+    main, _, rest = value.partition(";")
+    parameters: Dict[str, str] = {}
+    position = 0
+    while position < len(rest):
+        if rest[position] in " \t;":
+            position += 1
+            continue
+        equals = rest.find("=", position)
+        if equals < 0:
+            raise ValueError("a parameter without a value")
+        name = rest[position:equals].strip().lower()
+        position = equals + 1
+        while position < len(rest) and rest[position] in " \t":
+            position += 1
+        if position < len(rest) and rest[position] == '"':
+            chars = []
+            position += 1
+            while True:
+                if position >= len(rest):
+                    raise ValueError("an unterminated quoted string")
+                char = rest[position]
+                if char == "\\" and position + 1 < len(rest):
+                    chars.append(rest[position + 1])
+                    position += 2
+                    continue
+                position += 1
+                if char == '"':
+                    break
+                chars.append(char)
+            text = "".join(chars)
+        else:
+            end = rest.find(";", position)
+            end = len(rest) if end < 0 else end
+            text, position = rest[position:end].strip(), end
+        if not name or name in parameters:
+            raise ValueError("an empty or repeated parameter")
+        parameters[name] = text
+    return main.strip(), parameters
+
+
+class UploadRefused(Exception):
+    """An upload answered with ``status`` and a one-line ``message``; nothing stays written."""
+
+    def __init__(self, status: int, message: str, headers: Optional[List[Tuple[str, str]]] = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or []
+
+
+class MultipartParser:
+    """multipart/form-data (RFC 7578) parsed as it arrives, with a bounded buffer.
+
+    ``start_part(name, filename)`` is called at each part's head and returns where
+    that part's bytes go; a part of any size passes through without being held.
+    """
+
+    def __init__(
+        self, boundary: str, start_part: Callable[[str, Optional[str]], Callable[[bytes], None]]
+    ) -> None:
+        self._delimiter = b"\r\n--" + boundary.encode("ascii")
+        self._buffer = bytearray(b"\r\n")  # so that a first delimiter needs no CRLF before it
+        self._state = "preamble"
+        self._start_part = start_part
+        self._sink: Callable[[bytes], None] = _discard
+        self.parts = 0
+
+    def feed(self, data: bytes) -> None:
+        if self._state == "done":
+            return  # the epilogue is dropped
+        self._buffer += data
+        while self._step():
+            pass
+
+    def finish(self) -> None:
+        """The body has ended: it must have ended with the closing delimiter."""
+        if self._state != "done":
+            raise UploadRefused(
+                400, "the multipart body is cut short: it ends before its closing boundary"
+            )
+
+    def _step(self) -> bool:
+        """Take what the buffer allows; False when more bytes are needed."""
+        buffer, delimiter = self._buffer, self._delimiter
+        if self._state in ("preamble", "body"):
+            found = buffer.find(delimiter)
+            end = found if found >= 0 else max(0, len(buffer) - len(delimiter) + 1)
+            if self._state == "body" and end:
+                self._sink(bytes(buffer[:end]))
+            if found < 0:
+                del buffer[:end]
+                return False
+            del buffer[: found + len(delimiter)]
+            self._state = "delimiter"
+            return True
+        if self._state == "delimiter":
+            if len(buffer) < 2:
+                return False
+            if buffer[:2] == b"--":
+                self._state = "done"
+                return False
+            line_end = buffer.find(b"\r\n")
+            if line_end < 0 or buffer[:line_end].strip(b" \t"):
+                if line_end < 0 and len(buffer) < 256:
+                    return False
+                raise UploadRefused(
+                    400, "malformed multipart body: a boundary line is followed by text"
+                )
+            del buffer[: line_end + 2]
+            self._state = "head"
+            return True
+        if self._state == "head":
+            end = 0 if buffer[:2] == b"\r\n" else buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_PART_HEAD_BYTES:
+                    raise UploadRefused(
+                        400, "malformed multipart body: a part's headers are too long"
+                    )
+                return False
+            head = bytes(buffer[:end])
+            del buffer[: end + (2 if end == 0 else 4)]
+            self.parts += 1
+            if self.parts > MAX_PARTS:
+                raise UploadRefused(400, "malformed multipart body: more than %d parts" % MAX_PARTS)
+            name, filename = self._part_head(head)
+            self._sink = self._start_part(name, filename)
+            self._state = "body"
+            return True
+        del buffer[:]  # done: the epilogue is dropped
+        return False
+
+    @staticmethod
+    def _part_head(head: bytes) -> Tuple[str, Optional[str]]:
+        """The name and the filename (if any) of a part, from its Content-Disposition."""
+        try:
+            text = head.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UploadRefused(
+                400, "malformed multipart body: a part's headers are not UTF-8"
+            ) from None
+        disposition = None
+        for line in text.split("\r\n"):
+            name, sep, value = line.partition(":")
+            if not sep or not name.strip() or name[:1] in " \t":
+                raise UploadRefused(400, "malformed multipart body: a part's header is malformed")
+            if name.strip().lower() == "content-disposition":
+                if disposition is not None:
+                    raise UploadRefused(
+                        400, "malformed multipart body: a part has two Content-Dispositions"
+                    )
+                disposition = value
+        if disposition is None:
+            raise UploadRefused(400, "malformed multipart body: a part has no Content-Disposition")
+        try:
+            kind, parameters = parse_parameters(disposition)
+        except ValueError as error:
+            raise UploadRefused(
+                400, "malformed multipart body: Content-Disposition has %s" % error
+            ) from None
+        if kind.lower() != "form-data" or "name" not in parameters:
+            raise UploadRefused(
+                400, "malformed multipart body: a part is not form-data with a name"
+            )
+        filename = parameters.get("filename")
+        extended = parameters.get("filename*")
+        if extended is not None:  # RFC 5987: charset'language'percent-encoded
+            charset, _, encoded = extended.partition("'")
+            _, _, encoded = encoded.partition("'")
+            try:
+                filename = urllib.parse.unquote_to_bytes(encoded).decode(charset or "utf-8")
+            except (LookupError, UnicodeDecodeError):
+                raise UploadRefused(
+                    400, "malformed multipart body: an unreadable filename*"
+                ) from None
+        return parameters["name"], filename
+
+
+def _discard(data: bytes) -> None:
+    """Where the bytes of a form field that is not checked go."""
+
+
+class BodyReader:
+    """A request's body, read by the worker that answers it: first what the loop read
+    along with the head, then the socket, waiting at most ``timeout`` for each piece
+    (a slow upload may take long, a stalled one may not)."""
+
+    def __init__(self, connection: "Connection", length: int, timeout: float) -> None:
+        self.connection = connection
+        self.remaining = length
+        self.timeout = timeout
+        self._selector: Optional[selectors.BaseSelector] = None
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (b"" at the end); UploadRefused when it stalls or stops short."""
+        if self.remaining <= 0:
+            return b""
+        size = min(size, self.remaining)
+        buffer = self.connection.buffer
+        if buffer:
+            data = bytes(buffer[:size])
+            del buffer[:size]
+        else:
+            data = self._call(lambda: self.connection.sock.recv(size))
+            if not data:
+                raise UploadRefused(
+                    400, "the body ended %d bytes before its Content-Length" % self.remaining
+                )
+        self.remaining -= len(data)
+        return data
+
+    def send(self, data: bytes) -> None:
+        """Send an interim answer (100 Continue) before the body is read."""
+        sock, sent = self.connection.sock, 0
+        while sent < len(data):
+            rest = data[sent:]
+            sent += self._call(lambda: sock.send(rest))  # noqa: B023 - called at once
+
+    def _call(self, action: Callable[[], Any]) -> Any:
+        """``action()`` on the non-blocking socket, waiting while it would block."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return action()
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                events = selectors.EVENT_READ
+            except ssl.SSLWantWriteError:
+                events = selectors.EVENT_WRITE
+            except (OSError, ValueError) as error:
+                raise UploadRefused(400, "the connection failed: %s" % describe(error)) from None
+            if self._selector is None:
+                self._selector = selectors.DefaultSelector()
+                self._selector.register(self.connection.sock, events)
+            else:
+                self._selector.modify(self.connection.sock, events)
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._selector.select(left):
+                raise UploadRefused(
+                    408, "Request Timeout: the body stalled for %g seconds" % self.timeout
+                )
+
+    def close(self) -> None:
+        if self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(self.connection.sock)
+            self._selector.close()
+            self._selector = None
+
+
+class Uploads:
+    """What --upload needs across requests: the size limit, the lock that lands one upload
+    at a time, and a bound on uploads in progress (each holds a thread while it reads)."""
+
+    def __init__(self, max_size: int, slots: int) -> None:
+        self.max_size = max_size
+        self.lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max(1, slots))
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        if not self._slots.acquire(blocking=False):
+            raise UploadRefused(
+                503, "Service Unavailable: too many uploads at once", [("Retry-After", "5")]
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+class Received:
+    """One upload as it arrives: the checked fields in memory, the file streamed into a
+    hidden temporary file in the tree (removed by ``discard`` unless it has landed)."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self._raw: Dict[str, bytearray] = {}
+        self.filename: Optional[str] = None
+        self.temp: Optional[str] = None
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+        self.blake2_256 = hashlib.blake2b(digest_size=32)
+        try:
+            # compared with what the client says it sent, not used for security
+            self.md5: Optional[Any] = hashlib.new("md5")  # noqa: S324
+        except ValueError:  # a FIPS build
+            self.md5 = None
+        self._stream: Optional[BinaryIO] = None
+
+    def fields(self) -> Dict[str, str]:
+        """The checked fields of the form, as text."""
+        fields = {}
+        for name, raw in self._raw.items():
+            try:
+                fields[name] = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise UploadRefused(400, "the form field %s is not UTF-8" % quoted(name)) from None
+        return fields
+
+    def start_part(self, name: str, filename: Optional[str]) -> Callable[[bytes], None]:
+        if filename is not None and name == "content":
+            return self._start_file(filename)
+        if filename is not None or name not in UPLOAD_FIELDS:
+            return _discard  # twine's other fields, and any other file (a signature)
+        if name in self._raw:
+            raise UploadRefused(400, "the form gives the field %s twice" % quoted(name))
+        raw = self._raw[name] = bytearray()
+
+        def collect(data: bytes) -> None:
+            raw.extend(data)
+            if len(raw) > MAX_FIELD_BYTES:
+                raise UploadRefused(400, "the form field %s is too long" % quoted(name))
+
+        return collect
+
+    def _start_file(self, filename: str) -> Callable[[bytes], None]:
+        if self.filename is not None:
+            raise UploadRefused(400, "the form holds two files in content")
+        check_upload_filename(filename)
+        self.filename = filename
+        folder = self.root
+        name = bytes(self._raw.get("name", b"")).decode("utf-8", "replace").strip()
+        if _PROJECT_NAME.match(name) and _is_real_folder(os.path.join(self.root, normalize(name))):
+            folder = os.path.join(self.root, normalize(name))
+        descriptor, self.temp = tempfile.mkstemp(
+            prefix=".%s." % filename, suffix=".part", dir=folder
+        )
+        self._stream = os.fdopen(descriptor, "wb")
+        return self._write
+
+    def _write(self, data: bytes) -> None:
+        assert self._stream is not None
+        self._stream.write(data)
+        self.size += len(data)
+        self.sha256.update(data)
+        self.blake2_256.update(data)
+        if self.md5 is not None:
+            self.md5.update(data)
+
+    def close_file(self) -> None:
+        """Flush the file to disk (it is complete), keeping it."""
+        if self._stream is not None:
+            self._stream.flush()
+            os.fsync(self._stream.fileno())
+            self._stream.close()
+            self._stream = None
+
+    def discard(self) -> None:
+        if self._stream is not None:
+            with contextlib.suppress(OSError):
+                self._stream.close()
+            self._stream = None
+        if self.temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp)
+            self.temp = None
+
+
+def check_upload_filename(filename: str) -> None:
+    """Refuse a file name that could not safely be a distribution of the tree, before
+    anything is written (the project and version are checked once the form is read)."""
+    if not is_distribution_name(filename) or len(filename.encode("utf-8")) > MAX_UPLOAD_NAME_BYTES:
+        raise UploadRefused(
+            400, "the file name %s is not a wheel or sdist file name" % quoted(filename)
+        )
+    if split_distribution_name(filename, "") is None:
+        raise UploadRefused(
+            400, "the file name %s is not a valid wheel or sdist file name" % quoted(filename)
+        )
+
+
+class CheckedUpload(NamedTuple):
+    """An upload whose form and file agree, ready to land."""
+
+    project: str
+    filename: str
+    name: str
+    version: str
+    sha256: str
+    size: int
+    metadata: Optional[bytes]
+    requires_python: Optional[str]
+
+
+def check_upload(received: Received) -> CheckedUpload:
+    """The checks PyPI makes of an upload: the fields, and that the file matches them."""
+    fields = received.fields()
+    for field in (":action", "name", "version"):
+        if not fields.get(field, "").strip():
+            raise UploadRefused(400, "the form has no %s field" % field)
+    if fields[":action"] != "file_upload":
+        raise UploadRefused(
+            400, "this server takes :action=file_upload only, not %s" % quoted(fields[":action"])
+        )
+    if received.filename is None or received.temp is None:
+        raise UploadRefused(400, "the form has no file (a content part with a filename)")
+    name, version, filename = fields["name"].strip(), fields["version"].strip(), received.filename
+    if not _PROJECT_NAME.match(name) or len(name) > MAX_UPLOAD_NAME_BYTES:
+        raise UploadRefused(400, "the name %s is not a valid project name" % quoted(name))
+    canonical = canonical_version(version)
+    if canonical is None:
+        raise UploadRefused(
+            400, "the version %s is not a valid (PEP 440) version" % quoted(version)
+        )
+    project = normalize(name)
+    is_wheel = filename.endswith(WHEEL_SUFFIX)
+    filetype = fields.get("filetype", "").strip()
+    if filetype and filetype != ("bdist_wheel" if is_wheel else "sdist"):
+        raise UploadRefused(
+            400, "the filetype %s does not match the file %s" % (quoted(filetype), quoted(filename))
+        )
+    split = split_distribution_name(filename, project)
+    if split is None or split[0] != project:
+        raise UploadRefused(
+            400, "the file %s is not of the project %s (the form's name)" % (quoted(filename), name)
+        )
+    if canonical_version(split[1]) != canonical:
+        raise UploadRefused(
+            400,
+            "the file %s is not of version %s (the form's version)" % (quoted(filename), version),
+        )
+    if received.size == 0:
+        raise UploadRefused(400, "the file %s is empty" % quoted(filename))
+    digests: List[Tuple[str, Any]] = [("sha256_digest", received.sha256)]
+    digests.append(("blake2_256_digest", received.blake2_256))
+    digests.append(("md5_digest", received.md5))
+    for field, digest in digests:
+        given = fields.get(field, "").strip().lower()
+        if given and digest is not None and not hmac.compare_digest(given, digest.hexdigest()):
+            raise UploadRefused(400, "%s does not match the file received" % field)
+    metadata = None
+    requires_python = fields.get("requires_python", "").strip() or None
+    if is_wheel:
+        metadata = read_wheel_metadata(received.temp, name=filename)
+        if metadata is None:
+            raise UploadRefused(400, "the wheel %s has no readable METADATA" % quoted(filename))
+        said = metadata_fields(metadata)
+        if (
+            normalize(said.get("name", "")) != project
+            or canonical_version(said.get("version", "")) != canonical
+        ):
+            raise UploadRefused(
+                400,
+                "the wheel's METADATA says %s %s, the form %s %s"
+                % (said.get("name", "?"), said.get("version", "?"), name, version),
+            )
+        requires_python = requires_python_of(metadata)
+    if requires_python is not None and (len(requires_python) > 1000 or "\n" in requires_python):
+        requires_python = None
+    return CheckedUpload(
+        project,
+        filename,
+        name,
+        version,
+        received.sha256.hexdigest(),
+        received.size,
+        metadata,
+        requires_python,
+    )
+
+
+def metadata_fields(metadata: bytes) -> Dict[str, str]:
+    """The first Name and Version of core metadata's headers (lower-case keys)."""
+    found: Dict[str, str] = {}
+    for raw_line in metadata.decode("utf-8", "replace").split("\n"):
+        line = raw_line.rstrip("\r")
+        if not line:
+            break
+        key, sep, value = line.partition(":")
+        key = key.strip().lower()
+        if sep and key in ("name", "version") and key not in found:
+            found[key] = value.strip()
+    return found
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Replace ``path`` with ``data`` in one step (a hidden temporary file, synced, renamed)."""
+    folder, name = os.path.split(path)
+    descriptor, temp = tempfile.mkstemp(prefix=".%s." % name, suffix=".part", dir=folder)
+    try:
+        with os.fdopen(descriptor, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temp, 0o644)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def upload_time_now() -> str:
+    """Now, as PyPI writes upload times: ISO 8601, UTC, with a Z."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def upload_record(uploader: str, upload: CheckedUpload, upload_time: str) -> bytes:
+    """The ``<file>.uploaded`` sidecar: who uploaded the file, when, and what it is."""
+    record = {
+        "uploader": uploader,
+        "upload-time": upload_time,
+        "sha256": upload.sha256,
+        "size": upload.size,
+        "name": upload.name,
+        "version": upload.version,
+    }
+    return (json.dumps(record, indent=1, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+@contextlib.contextmanager
+def tree_lock(root: str, busy: Callable[[], Exception]) -> Iterator[None]:
+    """The lock that an import holds on the index folder, held while an upload lands (so
+    that an import never lands over an upload in progress); ``busy()`` is raised while an
+    import runs. Where the system has no locks, nothing is locked."""
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only
+    except ImportError:
+        yield
+        return
+    descriptor = os.open(root, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy() from None
+        except OSError:
+            pass  # a file system without locks
+        yield
+    finally:
+        os.close(descriptor)
+
+
+def land_upload(tree: Tree, uploader: str, received: Received, upload: CheckedUpload) -> None:
+    """Move a checked upload into INDEX/<project>/ so that no listing ever shows half of
+    it: sidecars first, the file renamed into place last (never over an existing one),
+    then the static pages. UploadRefused, and nothing left behind, if it may not land."""
+    root = tree.root
+    folder = os.path.join(root, upload.project)
+    target = os.path.join(folder, upload.filename)
+    created = False
+    written: List[str] = []
+    if os.path.lexists(folder) and not _is_real_folder(folder):
+        raise UploadRefused(
+            409, "%s is not a plain folder (a file or a symbolic link)" % upload.project
+        )
+    if os.path.lexists(target):
+        raise UploadRefused(
+            400,
+            "File already exists: %s/%s (a file name is never reused: upload a new version)"
+            % (upload.project, upload.filename),
+        )
+    assert received.temp is not None
+    when = upload_time_now()
+    landed = False
+    try:
+        if not os.path.isdir(folder):
+            os.mkdir(folder, 0o755)
+            created = True
+        staged = received.temp
+        if os.path.dirname(staged) != folder:  # staged at the root: the folder was new
+            staged = os.path.join(folder, os.path.basename(received.temp))
+            os.replace(received.temp, staged)
+            received.temp = staged
+        os.chmod(staged, 0o644)
+        sidecars = [(HASH_SUFFIX, ("sha256=%s" % upload.sha256).encode("ascii"))]
+        if upload.metadata is not None:
+            sidecars.append((METADATA_SUFFIX, upload.metadata))
+        sidecars.append((UPLOADED_SUFFIX, upload_record(uploader, upload, when)))
+        for suffix, data in sidecars:
+            write_atomically(target + suffix, data)
+            written.append(target + suffix)
+        moment = parse_upload_time(when)
+        os.utime(staged, (moment, moment))
+        try:
+            os.link(staged, target)  # fails if a file took the name meanwhile
+            os.unlink(staged)
+        except FileExistsError:
+            raise UploadRefused(
+                400, "File already exists: %s/%s" % (upload.project, upload.filename)
+            ) from None
+        except OSError:
+            if os.path.lexists(target):
+                raise
+            os.replace(staged, target)  # a file system without hard links
+        received.temp = None
+        landed = True
+        sync_folders(root, [upload.project + "/" + upload.filename])
+    finally:
+        if not landed:
+            for path in written:
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
+            received.discard()
+            if created:
+                with contextlib.suppress(OSError):
+                    os.rmdir(folder)
+    tree.landed(folder)
+    entry = _file_json(
+        FileFacts(
+            filename=upload.filename,
+            sha256=upload.sha256,
+            size=upload.size,
+            requires_python=upload.requires_python,
+            yanked=False,
+            upload_time=when,
+            metadata_sha256=hashlib.sha256(upload.metadata).hexdigest()
+            if upload.metadata is not None
+            else None,
+        )
+    )
+    try:
+        update_project_pages(tree, upload.project, folder, entry)
+        list_in_root_pages(tree, upload.project)
+    except Exception as error:  # the file has landed; the live pages list it already
+        log_line(
+            "server.py: %s landed, but its static pages could not be updated: %s"
+            % (target, describe(error))
+        )
+
+
+def parse_upload_time(text: str) -> float:
+    moment = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def read_page_document(path: str) -> Optional[Dict[str, Any]]:
+    """A page's JSON document, None when absent or not a JSON object."""
+    try:
+        document = json.loads(read_limited(path, MAX_PAGE_JSON_BYTES).decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _entry_facts(item: Any) -> Optional[FileFacts]:
+    """The facts of an index.json entry, for its HTML twin; None if it lacks them."""
+    listed = Tree._listed_entry(item)
+    if listed is None or listed.sha256 is None or not is_distribution_name(item["filename"]):
+        return None
+    metadata = item.get("core-metadata")
+    digest = metadata.get("sha256") if isinstance(metadata, dict) else None
+    return FileFacts(
+        filename=item["filename"],
+        sha256=listed.sha256,
+        size=listed.size or 0,
+        requires_python=listed.requires_python,
+        yanked=listed.yanked,
+        upload_time=listed.upload_time,
+        metadata_sha256=digest.lower()
+        if isinstance(digest, str) and _SHA256_HEX.match(digest.lower())
+        else None,
+    )
+
+
+def update_project_pages(tree: Tree, project: str, folder: str, entry: Dict[str, Any]) -> None:
+    """Add an upload to the project's static index.json and index.html, keeping every
+    entry and field the mirrorer wrote; files of the folder that the page did not list
+    (a new project, a folder of Morgan 0.15, a file dropped in by hand) are added too."""
+    document = read_page_document(os.path.join(folder, PAGE_JSON))
+    if document is None or not isinstance(document.get("files"), list):
+        document = {"meta": {"api-version": API_VERSION}, "name": project, "versions": []}
+        document["files"] = []
+    filename = entry["filename"]
+    files = [
+        item
+        for item in document["files"]
+        if not (isinstance(item, dict) and item.get("filename") == filename)
+    ]
+    listed = {item.get("filename") for item in files if isinstance(item, dict)}
+    for facts in tree.files(project, folder):
+        if facts.filename not in listed and facts.filename != filename:
+            files.append(_file_json(facts))
+    files.append(entry)
+
+    def order(item: Any) -> Tuple[int, str]:
+        name = item.get("filename") if isinstance(item, dict) else None
+        return (0, name) if isinstance(name, str) else (1, "")
+
+    files.sort(key=order)
+    versions = document.get("versions")
+    known = {v for v in versions if isinstance(v, str)} if isinstance(versions, list) else set()
+    for item in files:
+        if isinstance(item, dict) and isinstance(item.get("filename"), str):
+            version = file_version(project, item["filename"])
+            if version:
+                known.add(version)
+    document["versions"] = sorted(known, key=version_sort_key)
+    document["files"] = files
+    document.setdefault("meta", {"api-version": API_VERSION})
+    document.setdefault("name", project)
+    links = [_file_html(facts) for facts in map(_entry_facts, files) if facts is not None]
+    write_atomically(os.path.join(folder, PAGE_JSON), _json_document(document))
+    write_atomically(
+        os.path.join(folder, "index.html"), _html_document("Links for %s" % project, links)
+    )
+
+
+def list_in_root_pages(tree: Tree, project: str) -> None:
+    """Add a project to the root's static index.json and index.html if they lack it."""
+    path = os.path.join(tree.root, PAGE_JSON)
+    document = read_page_document(path)
+    if document is None or not isinstance(document.get("projects"), list):
+        document = {"meta": {"api-version": API_VERSION}}
+        document["projects"] = [{"name": name} for name in tree.projects()]
+    projects = document["projects"]
+    names = [item.get("name") for item in projects if isinstance(item, dict)]
+    if project in names and os.path.exists(os.path.join(tree.root, "index.html")):
+        return
+    if project not in names:
+        projects.append({"name": project})
+
+    def order(item: Any) -> Tuple[int, str]:
+        name = item.get("name") if isinstance(item, dict) else None
+        return (0, name) if isinstance(name, str) else (1, "")
+
+    projects.sort(key=order)
+    document.setdefault("meta", {"api-version": API_VERSION})
+    listed = [item["name"] for item in projects if isinstance(item, dict) and _listable(item)]
+    write_atomically(path, _json_document(document))
+    write_atomically(os.path.join(tree.root, "index.html"), render_root(listed, TEXT_HTML))
+
+
+def _listable(item: Dict[str, Any]) -> bool:
+    name = item.get("name")
+    return isinstance(name, str) and is_project_name(name)
+
+
+# ---------------------------------------------------------------------------
 # HTTP handling
 # ---------------------------------------------------------------------------
 
@@ -1450,8 +2332,17 @@ class Settings(NamedTuple):
     quiet: bool
     timeout: float
     public_manifest: bool = False
+    uploads: Optional[Uploads] = None  # --upload
 
 
+#: What the email parser says of a multipart Content-Type when the body is not there (it
+#: never is: the head is parsed alone), and so not a fault of the headers.
+_BODY_DEFECTS = (
+    email.errors.NoBoundaryInMultipartDefect,
+    email.errors.StartBoundaryNotFoundDefect,
+    email.errors.CloseBoundaryNotFoundDefect,
+    email.errors.MultipartInvariantViolationDefect,
+)
 _STANDARD_METHODS = ("POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT")
 _LOG_ESCAPES = {code: "\\x%02x" % code for code in list(range(0x20)) + [0x7F]}
 
@@ -1494,6 +2385,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.user: Optional[str] = None
         self.headers_sent = False
         self.response_size: Union[int, str] = "-"
+        #: The connection the request came on (set by the Server): an upload's body is
+        #: read from it.
+        self.source: Optional["Connection"] = None
 
     # -- request line and headers --------------------------------------------
 
@@ -1538,7 +2432,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if len(headers) > MAX_HEADERS:
             self.send_error(431, "Too many headers")
             return False
-        if headers.defects or any("\n" in value for value in headers.values()):
+        defects = [d for d in headers.defects if not isinstance(d, _BODY_DEFECTS)]
+        if defects or any("\n" in value for value in headers.values()):
             self.send_error(400, "Malformed header")
             return False
         hosts = headers.get_all("Host") or []
@@ -1564,10 +2459,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 else:
                     log_line("error answering %r:\n%s" % (self.requestline, traceback.format_exc()))
                     self.send_plain(500, "Internal Server Error")
+        elif self.command == "POST" and self.settings.uploads is not None:
+            self.close_connection = True  # what is left of a refused body is never read
+            self.answer_upload(self.settings.uploads)
         elif self.command in _STANDARD_METHODS:
-            self.send_plain(405, "Method Not Allowed", [("Allow", "GET, HEAD")], close=True)
+            self.send_plain(405, "Method Not Allowed", [("Allow", self.allowed())], close=True)
         else:
-            self.send_plain(501, "Not Implemented", [("Allow", "GET, HEAD")], close=True)
+            self.send_plain(501, "Not Implemented", [("Allow", self.allowed())], close=True)
+
+    def allowed(self) -> str:
+        return "GET, HEAD, POST" if self.settings.uploads is not None else "GET, HEAD"
 
     # -- responses -----------------------------------------------------------
 
@@ -1580,10 +2481,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.body[0].close()
             self.body = None
 
-    def start(self, status: int, headers: List[Tuple[str, str]], length: Optional[int]) -> None:
+    def start(
+        self,
+        status: int,
+        headers: List[Tuple[str, str]],
+        length: Optional[int],
+        reason: Optional[str] = None,
+    ) -> None:
         """Send a status line and headers (the access log line is written here)."""
         self.response_size = length if length is not None else "-"
-        self.send_response(status)
+        self.send_response(status, reason)
         for name, value in headers:
             self.send_header(name, value)
         if length is not None:
@@ -1640,27 +2547,41 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     # -- routing -------------------------------------------------------------
 
-    def answer(self, head: bool) -> None:
-        """Route a GET or HEAD request; see the module docstring for what is public."""
-        settings = self.settings
-        if settings.authenticator is not None:
-            try:
-                self.user = settings.authenticator.user(self.headers.get("Authorization"))
-            except AuthBusy:
-                busy = [("Retry-After", "1")]
-                self.send_plain(503, "Service Unavailable: too many logins at once", busy)
-                return
-            if self.user is None:
-                self.send_plain(
-                    401,
-                    "Unauthorized",
-                    [("WWW-Authenticate", 'Basic realm="morgan", charset="UTF-8"')],
-                )
-                return
+    def authenticate(self) -> bool:
+        """Whether the request may go on: with --auth-file, its credentials name a user
+        (``self.user``); else a 401 (or a 503 when too many logins are checked) is sent."""
+        authenticator = self.settings.authenticator
+        if authenticator is None:
+            return True
+        try:
+            self.user = authenticator.user(self.headers.get("Authorization"))
+        except AuthBusy:
+            busy = [("Retry-After", "1")]
+            self.send_plain(503, "Service Unavailable: too many logins at once", busy)
+            return False
+        if self.user is None:
+            self.send_plain(
+                401,
+                "Unauthorized",
+                [("WWW-Authenticate", 'Basic realm="morgan", charset="UTF-8"')],
+            )
+            return False
+        return True
+
+    def target(self) -> str:
+        """The request target in origin form (an absolute-form one is reduced to it)."""
         target = self.path
         if not target.startswith("/") and re.match(r"https?://", target, re.IGNORECASE):
             parts = urllib.parse.urlsplit(target)  # absolute form (RFC 9112, 3.2.2)
             target = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        return target
+
+    def answer(self, head: bool) -> None:
+        """Route a GET or HEAD request; see the module docstring for what is public."""
+        settings = self.settings
+        if not self.authenticate():
+            return
+        target = self.target()
         segments = decode_path(target)
         if segments is None:
             self.send_plain(400, "Bad Request")
@@ -1718,6 +2639,125 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.not_found()
             return
         self.send_resource(resource, head)
+
+    def answer_upload(self, uploads: Uploads) -> None:
+        """A POST with --upload: twine's legacy upload, taken from authenticated users only.
+
+        Every refusal is one status and a one-line message (in the reason phrase too,
+        where twine shows it), and leaves nothing written.
+        """
+        if self.settings.authenticator is None or not self.authenticate():
+            if not self.headers_sent:  # --upload is never on without --auth-file
+                self.send_plain(401, "Unauthorized")
+            return
+        try:
+            with uploads.slot():
+                filename = self.receive_upload(uploads)
+        except UploadRefused as refusal:
+            self.send_message(refusal.status, refusal.message, refusal.headers)
+            return
+        except Exception as error:
+            self.discard_answer()
+            if isinstance(error, OSError) and error.errno in _NO_SPACE:
+                self.send_message(507, "Insufficient Storage: %s" % describe(error))
+                return
+            log_line(
+                "error receiving an upload %r:\n%s" % (self.requestline, traceback.format_exc())
+            )
+            self.send_message(500, "Internal Server Error: the upload could not be written")
+            return
+        self.send_message(200, "OK", body="uploaded %s\n" % filename)
+
+    def receive_upload(self, uploads: Uploads) -> str:
+        """Check the request's head, read the body as it comes, check the upload and land
+        it; the file's path in the tree. UploadRefused says why not."""
+        segments = decode_path(self.target())
+        if segments is not None and segments[:1] == ["simple"]:
+            segments = segments[1:]
+        if segments not in ([], [""], ["legacy"], ["legacy", ""]):
+            raise UploadRefused(
+                405, "Method Not Allowed: uploads go to / or /legacy/", [("Allow", "GET, HEAD")]
+            )
+        headers = self.headers
+        if headers.get("Transfer-Encoding") is not None:
+            raise UploadRefused(
+                411, "Length Required: send the upload with a Content-Length, not chunked"
+            )
+        lengths = {value.strip() for value in headers.get_all("Content-Length") or []}
+        if not lengths:
+            raise UploadRefused(411, "Length Required: send the upload with a Content-Length")
+        length_text = lengths.pop()
+        if lengths or not re.match(r"[0-9]{1,19}\Z", length_text):
+            raise UploadRefused(400, "the Content-Length is not one number")
+        length = int(length_text)
+        if length > uploads.max_size:
+            raise UploadRefused(
+                413,
+                "Content Too Large: the upload is %d bytes, the limit is %d (--max-upload-size)"
+                % (length, uploads.max_size),
+            )
+        try:
+            kind, parameters = parse_parameters(headers.get("Content-Type", ""))
+        except ValueError as error:
+            raise UploadRefused(400, "the Content-Type is malformed: %s" % error) from None
+        if kind.lower() != "multipart/form-data":
+            raise UploadRefused(
+                415, "Unsupported Media Type: an upload is multipart/form-data, as twine sends it"
+            )
+        boundary = parameters.get("boundary", "")
+        if not _BOUNDARY.match(boundary):
+            raise UploadRefused(400, "the multipart/form-data Content-Type has no valid boundary")
+        assert self.source is not None, "a Server sets the source of every request"
+        tree = self.settings.tree
+        body = BodyReader(self.source, length, self.settings.timeout)
+        received = Received(tree.root)
+        try:
+            expect = headers.get("Expect", "").strip().lower()
+            if expect == "100-continue" and self.request_version == "HTTP/1.1":
+                body.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+            parser = MultipartParser(boundary, received.start_part)
+            while True:
+                data = body.read(BODY_CHUNK_BYTES)
+                if not data:
+                    break
+                parser.feed(data)
+            parser.finish()
+            received.close_file()
+            upload = check_upload(received)
+            busy = UploadRefused(
+                503, "Service Unavailable: an import is landing files", [("Retry-After", "10")]
+            )
+            user = self.user or ""
+            with uploads.lock, tree_lock(tree.root, lambda: busy):
+                land_upload(tree, user, received, upload)
+        finally:
+            received.discard()
+            body.close()
+        path = "%s/%s" % (upload.project, upload.filename)
+        if not self.settings.quiet:
+            log_line(
+                "server.py: %s uploaded %s (%d bytes, sha256 %s)"
+                % (user, path, upload.size, upload.sha256)
+            )
+        return path
+
+    def send_message(
+        self,
+        status: int,
+        message: str,
+        headers: Optional[List[Tuple[str, str]]] = None,
+        body: Optional[str] = None,
+    ) -> None:
+        """A plain-text answer whose reason phrase is the message itself (as PyPI does:
+        twine shows the reason phrase), made ASCII, one line and bounded."""
+        reason = message.encode("ascii", "backslashreplace").decode("ascii")
+        reason = _CONTROL_CHARACTERS.sub("?", reason)[:300]
+        data = (body if body is not None else "%d %s\n" % (status, message)).encode("utf-8")
+        extra = list(headers or [])
+        self.start(
+            status, [("Content-Type", "text/plain; charset=utf-8")] + extra, len(data), reason
+        )
+        self.wfile.write(data)
 
     def not_found(self) -> None:
         self.send_plain(404, "Not Found")
@@ -2376,6 +3416,7 @@ class Server:
             head = bytes(connection.buffer[:end])
             del connection.buffer[: end if end else len(connection.buffer)]
             handler = Handler(connection.address, self.settings)
+            handler.source = connection
             handler.handle_head(head, error)
             connection.close = handler.close_connection or bool(error)
             connection.pending, connection.pending_at = memoryview(handler.wfile.getvalue()), 0
@@ -2766,30 +3807,84 @@ def read_manifest(root: str) -> Manifest:
 # -- verify -------------------------------------------------------------------
 
 
+def read_upload_record(path: str) -> Optional[Entry]:
+    """The sha256 and size in ``<path>.uploaded``; None when absent or not a valid record."""
+    try:
+        data = read_limited(path + UPLOADED_SUFFIX, MAX_UPLOAD_RECORD_BYTES)
+        document = json.loads(data.decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return entry_of(document) if isinstance(document, dict) else None
+
+
+def folder_uploads(folder: str) -> Optional[str]:
+    """The name of one ``.uploaded`` sidecar in a folder, if it holds any."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.endswith(UPLOADED_SUFFIX) and not entry.name.startswith("."):
+                    return entry.name
+    except OSError:
+        pass
+    return None
+
+
+class Verified(NamedTuple):
+    """What verify found: the problems, the files the manifest lists, the sound uploads."""
+
+    problems: List[Problem]
+    files: int
+    uploads: int
+
+
 def verify_tree(index: PathArg, quarantine: Optional[PathArg] = None) -> Tuple[List[Problem], int]:
     """The tree's problems against its manifest.json (sorted by path), and how many
-    files the manifest lists.
+    files the manifest lists (``verify_index`` counts the uploads too).
 
     With ``quarantine``, corrupt and unlisted files are moved into that folder
     (never deleted: they may be all there is of a file). UserError, before
     anything is moved, when the manifest is missing or invalid or the folder
     lies inside the index.
     """
+    verified = verify_index(index, quarantine)
+    return verified.problems, verified.files
+
+
+def verify_index(index: PathArg, quarantine: Optional[PathArg] = None) -> Verified:
+    """verify_tree, with the uploads (``server.py --upload``) counted.
+
+    An upload is not in the manifest: it is checked against its ``.uploaded`` record
+    instead (a mismatch is "corrupt"), and neither it nor its sidecars are unlisted.
+    Uploads rewrite pages, so a page that differs from the manifest is no problem in
+    a project folder that holds uploads, nor at the root of a tree that holds any.
+    """
     root = os.fspath(index)
     if not os.path.isdir(root):
         raise UserError("index folder not found: %s" % os.path.abspath(root))
     target = quarantine_folder(root, os.fspath(quarantine)) if quarantine is not None else None
     listed = read_manifest(root).entries()
-    problems = [check_listed(root, path, entry) for path, entry in sorted(listed.items())]
-    found = [problem for problem in problems if problem is not None]
-    found.extend(unlisted_entries(root, listed))
+    found, uploads, uploaded = scan_unlisted(root, listed)
+    for path, entry in sorted(listed.items()):
+        problem = check_listed(root, path, entry)
+        if problem is not None and not rewritten_by_uploads(problem, uploaded):
+            found.append(problem)
     found.sort(key=lambda problem: problem.path)
     if target is not None:
         found = [quarantine_problem(root, target, problem) for problem in found]
-    return found, len(listed)
+    return Verified(found, len(listed), uploads)
 
 
-def verify_lines(problems: List[Problem], count: int) -> List[str]:
+def rewritten_by_uploads(problem: Problem, uploaded: "set[str]") -> bool:
+    """Whether a problem is a page that an upload has rewritten (its content differs)."""
+    parts = problem.path.split("/")
+    if problem.kind != "corrupt" or parts[-1] not in PROJECT_PAGES:
+        return False
+    if not problem.detail.startswith(("size ", "sha256 ")):
+        return False  # not a regular file: no upload writes that
+    return bool(uploaded) if len(parts) == 1 else parts[0] in uploaded
+
+
+def verify_lines(problems: List[Problem], count: int, uploads: int = 0) -> List[str]:
     """What verify prints: a line per problem (and per quarantined file), then a summary."""
     lines = []
     for problem in problems:
@@ -2798,10 +3893,13 @@ def verify_lines(problems: List[Problem], count: int) -> List[str]:
             lines.append("quarantined: %s -> %s" % (problem.path, problem.moved_to))
         elif problem.not_moved:
             lines.append("not quarantined: %s (%s)" % (problem.path, problem.not_moved))
+    checked = "%d files" % count
+    if uploads:
+        checked += " and %d upload%s" % (uploads, "" if uploads == 1 else "s")
     if problems:
-        lines.append("verified %d files: %d problems" % (count, len(problems)))
+        lines.append("verified %s: %d problems" % (checked, len(problems)))
     else:
-        lines.append("verified %d files: the tree matches its manifest" % count)
+        lines.append("verified %s: the tree matches its manifest" % checked)
     return lines
 
 
@@ -2819,8 +3917,9 @@ def quarantine_folder(root: str, folder: str) -> str:
     return os.path.abspath(folder)
 
 
-def check_listed(root: str, path: str, entry: Entry) -> Optional[Problem]:
-    """The problem of one listed file, if any: a regular file of that size and sha256."""
+def check_listed(root: str, path: str, entry: Entry, source: str = "manifest") -> Optional[Problem]:
+    """The problem of one listed file, if any: a regular file of that size and sha256
+    (as ``source`` gives them: the manifest, or an upload's record)."""
     parts = path.split("/")
     if len(parts) == 2 and not _is_real_folder(os.path.join(root, parts[0])):
         return Problem("missing", path)  # a symlinked project folder is reported as unlisted
@@ -2836,13 +3935,13 @@ def check_listed(root: str, path: str, entry: Entry) -> Optional[Problem]:
     if not stat.S_ISREG(st.st_mode):
         return Problem("corrupt", path, "not a regular file")
     if st.st_size != entry.size:
-        return Problem("corrupt", path, "size %d, manifest says %d" % (st.st_size, entry.size))
+        return Problem("corrupt", path, "size %d, %s says %d" % (st.st_size, source, entry.size))
     try:
         digest = sha256_of_file(full)
     except OSError as error:
         return Problem("corrupt", path, "cannot read it: %s" % describe(error))
     if digest != entry.sha256:
-        return Problem("corrupt", path, "sha256 differs from the manifest")
+        return Problem("corrupt", path, "sha256 differs from the %s" % source)
     return None
 
 
@@ -2855,13 +3954,21 @@ def _is_real_folder(path: str) -> bool:
 
 
 def unlisted_entries(root: str, listed: Dict[str, Entry]) -> List[Problem]:
-    """What the tree holds and the manifest does not account for.
+    """What the tree holds and the manifest does not account for."""
+    return scan_unlisted(root, listed)[0]
+
+
+def scan_unlisted(root: str, listed: Dict[str, Entry]) -> Tuple[List[Problem], int, "set[str]"]:
+    """What the tree holds and the manifest does not account for; how many uploads are
+    sound; the project folders that hold uploads.
 
     Hidden names (the mirrorer's caches, imports in progress) are skipped with
-    all they hold, and so are the root's manifest.json and morgan.ini.
-    Symlinks are reported, never followed.
+    all they hold, and so are the root's manifest.json and morgan.ini. Uploads are
+    checked against their records (see check_uploads). Symlinks are reported, never
+    followed.
     """
     problems = []
+    uploads, uploaded = 0, set()
     pending = [""]
     while pending:
         folder = pending.pop()
@@ -2871,11 +3978,18 @@ def unlisted_entries(root: str, listed: Dict[str, Entry]) -> List[Problem]:
         except OSError as error:
             problems.append(Problem("unreadable", folder, describe(error)))
             continue
+        accounted: "set[str]" = set()
+        if folder and "/" not in folder:
+            found, accounted, sound, holds = check_uploads(root, folder, entries, listed)
+            problems.extend(found)
+            uploads += sound
+            if holds:
+                uploaded.add(folder)
         for entry in entries:
             path = folder + "/" + entry.name if folder else entry.name
             if entry.name.startswith(".") or path in (MANIFEST_NAME, CONFIG_NAME):
                 continue
-            if path in listed:
+            if path in listed or entry.name in accounted:
                 continue  # checked already, whatever it is
             try:
                 if entry.is_dir(follow_symlinks=False):
@@ -2884,7 +3998,54 @@ def unlisted_entries(root: str, listed: Dict[str, Entry]) -> List[Problem]:
             except OSError:
                 pass
             problems.append(Problem("unlisted", path))
-    return problems
+    return problems, uploads, uploaded
+
+
+def check_uploads(
+    root: str, folder: str, entries: List["os.DirEntry[str]"], listed: Dict[str, Entry]
+) -> Tuple[List[Problem], "set[str]", int, bool]:
+    """The uploads of a project folder: (problems, the names they account for, how many
+    are sound, whether it holds any).
+
+    An upload is a distribution with a ``.uploaded`` record; it is sound when it is a
+    regular file of the record's size and sha256 (and its ``.hash``, if any, agrees).
+    It, its sidecars and its folder's pages are never unlisted; a record without its
+    file is.
+    """
+    names = {entry.name for entry in entries}
+    problems: List[Problem] = []
+    accounted: "set[str]" = set()
+    sound, holds = 0, False
+    for name in sorted(names):
+        distribution = name[: -len(UPLOADED_SUFFIX)]
+        if not name.endswith(UPLOADED_SUFFIX) or distribution not in names:
+            continue
+        if not is_distribution_name(distribution):
+            continue
+        path = folder + "/" + distribution
+        full = os.path.join(root, folder, distribution)
+        accounted.update(
+            (name, distribution, distribution + HASH_SUFFIX, distribution + METADATA_SUFFIX)
+        )
+        holds = True
+        record = read_upload_record(full)
+        if record is None:
+            problems.append(Problem("corrupt", path + UPLOADED_SUFFIX, "not a valid upload record"))
+            continue
+        if path in listed:
+            continue  # the manifest's own check applies
+        problem = check_listed(root, path, record, ".uploaded record")
+        if problem is not None:
+            problems.append(problem)
+            continue
+        sound += 1
+        if distribution + HASH_SUFFIX in names and read_hash_sidecar(full) != record.sha256:
+            problems.append(
+                Problem("corrupt", path + HASH_SUFFIX, "not the sha256 of the .uploaded record")
+            )
+    if holds:
+        accounted.update(PROJECT_PAGES)  # written by the uploads, if by nothing else
+    return problems, accounted, sound, holds
 
 
 def quarantine_problem(root: str, target: str, problem: Problem) -> Problem:
@@ -2926,7 +4087,44 @@ def import_bundle(bundle: PathArg, index: PathArg, force: bool = False) -> Impor
         stale = remove_stale_staging(root) if locked else []
         landed = land_bundle(path, root, info, manifest)
         removed = sum(1 for removed_path in info.removed if remove_file(root, removed_path))
+        relist_uploaded_projects(root)
     return ImportResult(landed, removed, stale)
+
+
+def check_uploaded_projects(root: str, info: BundleInfo) -> None:
+    """A bundle may not touch (land or remove files in) a project that holds uploads:
+    they belong to their uploaders, and the bundle's pages would drop them."""
+    touched = {name.split("/")[0] for name in list(info.members) + info.removed if "/" in name}
+    for project in sorted(touched):
+        folder = os.path.join(root, project)
+        sidecar = folder_uploads(folder) if _is_real_folder(folder) else None
+        if sidecar is not None:
+            raise Refusal(
+                "the bundle changes the project %s, which holds files uploaded here (%s/%s): "
+                "list %s in [private] in morgan.ini where the bundle is made, then export "
+                "again" % (project, project, sidecar, project)
+            )
+
+
+def relist_uploaded_projects(root: str) -> None:
+    """After an import, put the projects that hold uploads back into the root's static
+    pages, if the bundle's pages dropped them."""
+    tree = Tree(root, metadata=True)
+    try:
+        for project in tree.projects():
+            if folder_uploads(os.path.join(tree.root, project)) is not None:
+                list_in_root_pages(tree, project)
+    except OSError as error:
+        log_line("server.py: the root pages could not list the uploaded projects: %s" % error)
+
+
+def is_uploaded_file(path: str) -> bool:
+    """Whether ``path`` is an upload, or one of its sidecars (never the mirror's to delete)."""
+    for suffix in (UPLOADED_SUFFIX, HASH_SUFFIX, METADATA_SUFFIX):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+            break
+    return os.path.lexists(path + UPLOADED_SUFFIX)
 
 
 @contextlib.contextmanager
@@ -2944,7 +4142,10 @@ def import_lock(root: str) -> Iterator[bool]:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
             locked = True
         except BlockingIOError:
-            raise Refusal("another import into %s is running: wait for it to end" % root) from None
+            raise Refusal(
+                "another import into %s is running (or an upload is landing): wait for it to end"
+                % root
+            ) from None
         except OSError:
             locked = False  # a file system without locks
         yield locked
@@ -2994,6 +4195,7 @@ def check_bundle(path: str, root: str, force: bool) -> Tuple[BundleInfo, Manifes
                 "removed path %s: the bundle's manifest.json still lists it" % quoted(name)
             )
     check_removals(root, info)
+    check_uploaded_projects(root, info)
     return info, manifest
 
 
@@ -3346,6 +4548,8 @@ def remove_file(root: str, name: str) -> bool:
     if len(parts) == 2 and not _is_real_folder(folder):
         return False
     target = os.path.join(root, *parts)
+    if is_uploaded_file(target):
+        return False
     try:
         if _is_real_folder(target):
             return False
@@ -3365,10 +4569,10 @@ def remove_file(root: str, name: str) -> bool:
 
 def run_verify(argv: List[str]) -> int:
     options = build_verify_parser().parse_args(argv)
-    problems, count = verify_tree(options.index_path, options.quarantine)
-    for line in verify_lines(problems, count):
+    verified = verify_index(options.index_path, options.quarantine)
+    for line in verify_lines(*verified):
         emit(line)
-    return 1 if problems else 0
+    return 1 if verified.problems else 0
 
 
 def run_import(argv: List[str]) -> int:
@@ -3380,10 +4584,10 @@ def run_import(argv: List[str]) -> int:
         "imported %d files into %s, removed %d"
         % (result.landed, os.path.abspath(options.index_path), result.removed)
     )
-    problems, count = verify_tree(options.index_path)
-    for line in verify_lines(problems, count):
+    verified = verify_index(options.index_path)
+    for line in verify_lines(*verified):
         emit(line)
-    return 1 if problems else 0
+    return 1 if verified.problems else 0
 
 
 # ---------------------------------------------------------------------------
@@ -3413,6 +4617,16 @@ def make_server(options: argparse.Namespace) -> Server:
         raise UserError("--threads and --max-connections must be at least 1")
     if options.keyfile and not options.certfile:
         raise UserError("--keyfile needs --certfile")
+    uploads = None
+    if options.max_upload_size is not None and not options.upload:
+        raise UserError("--max-upload-size needs --upload")
+    if options.upload:
+        if not options.auth_file:
+            raise UserError("--upload needs --auth-file: uploads are taken from its users only")
+        if not os.access(index, os.W_OK):
+            raise UserError("--upload needs an index folder it can write to: %s" % index)
+        max_size = options.max_upload_size or DEFAULT_MAX_UPLOAD_BYTES
+        uploads = Uploads(max_size, slots=max(1, options.threads // 2))
     authenticator = None
     if options.auth_file:  # password checks may hold at most half of the threads
         pending = max(1, min(MAX_PENDING_PASSWORD_CHECKS, options.threads // 2))
@@ -3424,6 +4638,7 @@ def make_server(options: argparse.Namespace) -> Server:
         quiet=options.quiet,
         timeout=options.timeout,
         public_manifest=options.public_manifest,
+        uploads=uploads,
     )
     try:
         info = socket.getaddrinfo(
@@ -3491,6 +4706,13 @@ def main(argv: Optional[List[str]] = None) -> int:
             % (server.settings.tree.root, url, url),
             flush=True,
         )
+        uploads = server.settings.uploads
+        if uploads is not None:
+            print(
+                "Taking uploads of up to %d bytes at %s  (twine upload --repository-url %s ...)"
+                % (uploads.max_size, url[: -len("simple/")], url[: -len("simple/")]),
+                flush=True,
+            )
         with contextlib.suppress(KeyboardInterrupt):
             server.serve_forever()
     return 0
