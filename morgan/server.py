@@ -45,12 +45,13 @@ http://HOST:PORT/``), from the users of the auth file only. The form is checked 
 PyPI checks it (``:action``, name, version, filetype, digests, a wheel or sdist file
 name of that project and version, a wheel's own METADATA); the body is read as it
 comes into a hidden temporary file in the project's folder (the index folder's for
-a new project), never held in memory, and is at most ``--max-upload-size``. It lands so that no page ever lists half of
-it: the sidecars first (``.hash``, ``.metadata`` for a wheel, and ``.uploaded``,
-the record of who uploaded what and when), the file renamed into place last and
-never over an existing one (``400 File already exists``, as PyPI says it), then
-the static pages. ``import`` refuses a bundle that would change a project holding
-uploads and never deletes one; ``verify`` checks uploads against their records.
+a new project), never held in memory, and is at most ``--max-upload-size``. It
+lands so that no page ever lists half of it: the sidecars first (``.hash``,
+``.metadata`` for a wheel, and ``.uploaded``, the record of who uploaded what and
+when), the file renamed into place last and never over an existing one (``400 File
+already exists``, as PyPI says it), then the static pages. ``import`` refuses a
+bundle that would change a project holding uploads and never deletes one;
+``verify`` checks uploads against their records.
 
 Offline commands, for trees carried into the closed network:
 
@@ -1734,7 +1735,7 @@ class MultipartParser:
                 400, "malformed multipart body: a part's headers are not UTF-8"
             ) from None
         disposition = None
-        for line in text.split("\r\n"):
+        for line in text.split("\r\n") if text else []:
             name, sep, value = line.partition(":")
             if not sep or not name.strip() or name[:1] in " \t":
                 raise UploadRefused(400, "malformed multipart body: a part's header is malformed")
@@ -2149,9 +2150,10 @@ def land_upload(tree: Tree, uploader: str, received: Received, upload: CheckedUp
     when = upload_time_now()
     landed = False
     try:
-        if not os.path.isdir(folder):
-            os.mkdir(folder, 0o755)
-            created = True
+        if not os.path.lexists(folder):
+            with contextlib.suppress(FileExistsError):  # made meanwhile by another hand
+                os.mkdir(folder, 0o755)
+                created = True
         staged = received.temp
         if os.path.dirname(staged) != folder:  # staged at the root: the folder was new
             staged = os.path.join(folder, os.path.basename(received.temp))
@@ -2167,19 +2169,20 @@ def land_upload(tree: Tree, uploader: str, received: Received, upload: CheckedUp
             written.append(target + suffix)
         moment = parse_upload_time(when)
         os.utime(staged, (moment, moment))
+        exists = UploadRefused(
+            400, "File already exists: %s/%s" % (upload.project, upload.filename)
+        )
         try:
-            os.link(staged, target)  # fails if a file took the name meanwhile
-            os.unlink(staged)
+            os.link(staged, target)  # never over a file that took the name meanwhile
         except FileExistsError:
-            raise UploadRefused(
-                400, "File already exists: %s/%s" % (upload.project, upload.filename)
-            ) from None
-        except OSError:
+            raise exists from None
+        except OSError:  # a file system without hard links
             if os.path.lexists(target):
-                raise
-            os.replace(staged, target)  # a file system without hard links
-        received.temp = None
+                raise exists from None
+            os.replace(staged, target)
+            received.temp = None
         landed = True
+        received.discard()  # the temporary name of the file, now linked into place
         sync_folders(root, [upload.project + "/" + upload.filename])
     finally:
         if not landed:

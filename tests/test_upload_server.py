@@ -33,6 +33,7 @@ from server_support import (
     Tree,
     clean_env,
     find_python,
+    make_cert,
     make_tree,
     pip_args,
     run,
@@ -796,3 +797,68 @@ def test_an_import_and_an_upload_never_land_together(tmp_path: Path) -> None:
             assert sorted(p.name for p in index.iterdir()) == []
         status, _, text, _ = post(server.port, body)
         assert status == 200, text
+
+
+# ---------------------------------------------------------------------------
+# Streaming: large bodies, TLS, and a parser fed a byte at a time
+# ---------------------------------------------------------------------------
+
+
+def test_large_upload_is_streamed(tmp_path: Path) -> None:
+    """16 MiB, full of near-boundaries, lands byte for byte while the server's memory stays
+    flat (the body is never held whole)."""
+    index = tmp_path / "index"
+    index.mkdir()
+    users = write_users(tmp_path)
+    near = f"\r\n--{BOUNDARY}"[:-1].encode()
+    chunks = [os.urandom(4095 - len(near)) + near + b"!" for _ in range(16 * 256)]
+    data = b"\x1f\x8b" + b"".join(chunks) + b"\r\n--"
+    filename = "big-1.0.tar.gz"
+    body = form(fields_for("big", "1.0", data, "sdist"), (filename, data))
+    with upload_server(index, users) as server:
+        before = server.memory_kb()["VmHWM"]
+        status, _, text, _ = post(server.port, body)
+        assert status == 200, text
+        grown = server.memory_kb()["VmHWM"] - before
+    assert (index / "big" / filename).read_bytes() == data
+    assert grown < 8 * 1024, f"peak memory grew by {grown} kB for a 16 MiB upload"
+
+
+def test_upload_over_https(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path)
+    index = tmp_path / "index"
+    index.mkdir()
+    users = write_users(tmp_path)
+    wheel = builders.build_wheel(tmp_path / "dist", "tls-only", "0.1")
+    tls = ("--certfile", str(cert), "--keyfile", str(key))
+    with upload_server(index, users, *tls) as server:
+        url = f"https://127.0.0.1:{server.port}/legacy/"
+        result = twine(
+            "--repository-url", url, "--cert", str(cert), "-u", USER, "-p", PASSWORD, str(wheel)
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    assert (index / "tls-only" / wheel.name).read_bytes() == wheel.read_bytes()
+
+
+@pytest.mark.parametrize("piece", [1, 7, 4096])
+def test_parser_takes_the_body_in_any_pieces(piece: int) -> None:
+    """The same parts, whatever way the body is cut when it arrives."""
+    content = (f"x\r\n--{BOUNDARY}"[:-1] + "\r\n-\r\n--" + "y" * 100).encode() * 50
+    body = b"preamble\r\n" + form([("name", "acme"), ("note", "é")], ("acme-1.0.tar.gz", content))
+    body += b"epilogue, dropped"
+    parts: dict[str, bytearray] = {}
+
+    def start(name: str, filename: str | None) -> Any:
+        key = f"{name}:{filename}"
+        parts[key] = bytearray()
+        return parts[key].extend
+
+    parser = server_module.MultipartParser(BOUNDARY, start)
+    for at in range(0, len(body), piece):
+        parser.feed(body[at : at + piece])
+    parser.finish()
+    assert parts == {
+        "name:None": bytearray(b"acme"),
+        "note:None": bytearray("é".encode()),
+        "content:acme-1.0.tar.gz": bytearray(content),
+    }
