@@ -43,8 +43,6 @@ from test_transfer_server import V1, bundle_members, make_mirror, write_tar
 
 from morgan import server as server_module
 
-pytestmark = pytest.mark.clients
-
 USER, PASSWORD = "alice", "s3cret!"
 BOUNDARY = "morgan-test-boundary-7f3a"
 SMALL_LIMIT = 64 * 1024
@@ -239,6 +237,7 @@ def mirror(tmp_path_factory: pytest.TempPathFactory) -> Tree:
     return make_tree(tmp_path_factory.mktemp("uploads"))
 
 
+@pytest.mark.clients
 def test_twine_uploads_and_pip_installs(mirror: Tree, tmp_path: Path) -> None:
     users = write_users(tmp_path)
     dist = tmp_path / "dist"
@@ -824,6 +823,7 @@ def test_large_upload_is_streamed(tmp_path: Path) -> None:
     assert grown < 8 * 1024, f"peak memory grew by {grown} kB for a 16 MiB upload"
 
 
+@pytest.mark.clients
 def test_upload_over_https(tmp_path: Path) -> None:
     cert, key = make_cert(tmp_path)
     index = tmp_path / "index"
