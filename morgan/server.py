@@ -1491,6 +1491,8 @@ def make_ssl_context(certfile: str, keyfile: Optional[str]) -> ssl.SSLContext:
 UPLOADED_SUFFIX = ".uploaded"
 DEFAULT_MAX_UPLOAD_BYTES = 1024**3
 MAX_PART_HEAD_BYTES = 16 * 1024
+#: The ending of an upload being received (hidden, never listed or served).
+UPLOADING_SUFFIX = ".uploading"
 MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 10000
 MAX_UPLOAD_RECORD_BYTES = 64 * 1024
@@ -1917,8 +1919,9 @@ class Received:
         name = bytes(self._raw.get("name", b"")).decode("utf-8", "replace").strip()
         if _PROJECT_NAME.match(name) and _is_real_folder(os.path.join(self.root, normalize(name))):
             folder = os.path.join(self.root, normalize(name))
+        # not ".part": a mirror run in the same tree removes those as its own leftovers
         descriptor, self.temp = tempfile.mkstemp(
-            prefix=".%s." % filename, suffix=".part", dir=folder
+            prefix=".%s." % filename, suffix=UPLOADING_SUFFIX, dir=folder
         )
         self._stream = os.fdopen(descriptor, "wb")
         return self._write

@@ -223,7 +223,9 @@ def sdist_bytes(folder: Path, name: str, version: str) -> tuple[str, bytes]:
 
 def hidden_leftovers(root: Path) -> list[str]:
     return sorted(
-        str(path.relative_to(root)) for path in root.rglob(".*") if path.name.endswith(".part")
+        str(path.relative_to(root))
+        for path in root.rglob(".*")
+        if path.name.endswith((".part", ".uploading"))
     )
 
 
