@@ -722,8 +722,12 @@ def test_the_multipart_body_parses_back_exactly(tmp_path: Path) -> None:
     ]
     form = MultipartForm.build(fields, file.name, len(data))
     with file.open("rb") as stream:
-        body = b"".join(form.body(stream, file.name))
+        chunks = list(form.body(stream, file.name))
+    body = b"".join(chunks)
     assert len(body) == form.length
+    # streamed: the file goes a megabyte at a time, never whole
+    assert chunks[0] == form.head and chunks[-1] == form.tail
+    assert max(len(chunk) for chunk in chunks[1:-1]) == 1 << 20
     parsed_fields, filename, content = parse_form(form.content_type, body)
     assert parsed_fields == fields
     assert filename == file.name
