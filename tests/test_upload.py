@@ -34,10 +34,11 @@ from typing import Any
 
 import pytest
 from builders import build_sdist, build_wheel
-from server_support import free_port, installed_versions
+from server_support import SERVER_SOURCE, ServerProcess, free_port, installed_versions
 from support import clean_client_env, skip_unless_ci
 from upstream import FixtureIndex
 
+from morgan import server as server_module
 from morgan.cli import main
 from morgan.errors import DistributionError
 from morgan.generate import environment_block
@@ -279,6 +280,27 @@ def test_pip_installs_what_was_uploaded(
     assert {"alpha": "1.0", "beta": "1.0", "gamma": "2.0"}.items() <= installed_versions(
         site
     ).items()
+
+
+def test_morgans_own_server_takes_the_upload(
+    run_morgan: Any, tree: Tree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """server.py --upload speaks the same API: one tree is loaded into another's server."""
+    users = tmp_path / "users"
+    users.write_text(f"{USER}:{server_module.hash_password(PASSWORD, 1000)}\n")
+    other = tmp_path / "other"
+    other.mkdir()
+    monkeypatch.setenv("MORGAN_UPLOAD_PASSWORD", PASSWORD)
+    upload = ("--upload", "--auth-file", str(users), "--quiet")
+    with ServerProcess(other, *upload, script=SERVER_SOURCE) as server:
+        url = f"http://127.0.0.1:{server.port}/"
+        first = _upload(run_morgan, tree, url, "-u", USER)
+        again = _upload(run_morgan, tree, url, "-u", USER, "--skip-existing")
+    assert first.code == 0, first
+    for path in ALL_FILES:
+        assert (other / path).read_bytes() == (tree.index / path).read_bytes()
+    assert again.code == 0, again
+    assert "skipped 5 (already there); failed 0" in again.out
 
 
 # -- a registry that answers as told --------------------------------------------------
