@@ -438,9 +438,9 @@ def _upload(args: argparse.Namespace) -> int:
         raise UsageError("upload needs --repository-url URL (the registry's upload address)")
     if args.since and not Path(args.since).is_file():
         raise UsageError(f"--since {args.since}: no such manifest file")
+    url, credentials = resolve_credentials(args.repository_url, args.username, args.password)
     index_path = Path(args.index_path).resolve()
     files = files_to_upload(index_path, Path(args.since) if args.since else None)
-    url, credentials = resolve_credentials(args.repository_url, args.username, args.password)
     size = format_size(sum(listed.size for listed in files))
     if args.dry_run:
         print(f"dry run: nothing sent to {redact(url)}")
