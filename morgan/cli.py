@@ -9,11 +9,14 @@ out, 130 when interrupted).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
@@ -322,12 +325,14 @@ def _mirror(args: argparse.Namespace) -> int:
         ),
     )
     try:
-        if args.dry_run:  # reads the tree, writes nothing: no lock either
-            report = Mirrorer(config, client, options).run()
-        else:
-            index_path.mkdir(parents=True, exist_ok=True)
-            with IndexLock(index_path):
+        with _interrupts_between_waits() as interrupt:
+            options = dataclasses.replace(options, interrupt=interrupt)
+            if args.dry_run:  # reads the tree, writes nothing: no lock either
                 report = Mirrorer(config, client, options).run()
+            else:
+                index_path.mkdir(parents=True, exist_ok=True)
+                with IndexLock(index_path):
+                    report = Mirrorer(config, client, options).run()
     finally:
         client.close()
         if live is not None:
@@ -350,6 +355,28 @@ def _mirror(args: argparse.Namespace) -> int:
     for message in sorted(report.warnings):
         print(f"  warning: {message}")
     return EXIT_OK if report.ok else EXIT_INCOMPLETE
+
+
+@contextlib.contextmanager
+def _interrupts_between_waits() -> Iterator[threading.Event]:
+    """Ctrl-C during a mirror run: an event the run checks where it waits, so the
+    KeyboardInterrupt is raised there rather than inside whatever lock the signal
+    happens to land in (a second Ctrl-C raises at once)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield threading.Event()  # signals reach the main thread only (tests run in-process)
+        return
+    interrupt = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        if interrupt.is_set():
+            raise KeyboardInterrupt
+        interrupt.set()
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield interrupt
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _print_origins(upstreams: Upstreams, report: MirrorReport) -> None:

@@ -78,6 +78,9 @@ class MirrorOptions:
     dry_run: bool = False
     #: Lock files whose pins are mirrored as they are (``--lock``).
     locks: tuple[LockInput, ...] = ()
+    #: Set (by a SIGINT handler) to stop the run: it raises KeyboardInterrupt where the
+    #: run's own thread waits, never inside a lock (see ``Mirrorer._await``).
+    interrupt: threading.Event | None = None
 
 
 @dataclass
@@ -205,6 +208,7 @@ class Mirrorer:
             self._account(source, chosen_names)
             self._summarize(plans, findings)
             self._write_pages(source, pool)
+            self._check_interrupt()
             missing = self._missing(source, chosen)
             if missing:
                 self._warn(
@@ -219,6 +223,7 @@ class Mirrorer:
                 else:
                     self._write_locks(plans)
                     self._prove(plans, source)
+                    self._check_interrupt()
                     tree = saved_plans.tree_digest(index)  # with the lock files
                     self._keep_plans(source, inputs, tree, plans, findings)
             server_changed = self.options.copy_server and _copy_server(self.options.index_path)
@@ -594,6 +599,11 @@ class Mirrorer:
             for message in prove(view, plan):
                 self._error(message)
 
+    def _check_interrupt(self) -> None:
+        """Raise the interrupt asked for while the run's thread was busy (not waiting)."""
+        if self.options.interrupt is not None and self.options.interrupt.is_set():
+            raise KeyboardInterrupt
+
     def _error(self, message: str) -> None:
         if message not in self.report.errors:
             log.error("error: %s", message)
@@ -610,13 +620,21 @@ class Mirrorer:
         """Wait for all ``futures``, ticking the progress line; their results, in order.
 
         With ``errors`` an exception in one is re-raised; else it is left in its future.
+        An interrupt asked for meanwhile is raised here.
         """
         pending = set(futures)
         tick = self.options.on_tick
+        interrupt = self.options.interrupt
         while pending:
             _, pending = wait(
-                pending, timeout=REDRAW_INTERVAL if tick else None, return_when=FIRST_COMPLETED
+                pending,
+                timeout=REDRAW_INTERVAL if tick or interrupt else None,
+                return_when=FIRST_COMPLETED,
             )
+            if interrupt is not None and interrupt.is_set():
+                # raised here, between waits: a KeyboardInterrupt raised by the signal inside
+                # ``wait`` can leave futures' locks held, and every thread stuck on them
+                raise KeyboardInterrupt
             if tick:
                 tick()
         if not errors:
