@@ -158,8 +158,12 @@ def _host_port(parts: urllib.parse.SplitResult) -> str:
     host = parts.hostname or ""
     if ":" in host:
         host = f"[{host}]"
-    if parts.port:
-        host += f":{parts.port}"
+    try:
+        port = str(parts.port or "")
+    except ValueError:  # out of range or not a number: kept as written, never raised over
+        port = parts.netloc.rpartition(":")[2]
+    if port:
+        host += f":{port}"
     return host
 
 

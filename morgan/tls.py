@@ -109,13 +109,16 @@ def is_certificate_error(error: BaseException) -> bool:
     )
 
 
-def describe_certificate_error(host: str, error: BaseException, settings: TLSSettings) -> str:
-    """One line: what failed, with whose certificate, and the option that fixes it."""
+def describe_certificate_error(
+    host: str, error: BaseException, settings: TLSSettings, *, sections: bool = True
+) -> str:
+    """One line: what failed, with whose certificate, and the option that fixes it
+    (``sections``: also the ``[index.NAME]`` keys, where a config file applies)."""
     text = str(error)
     if "CERTIFICATE_REQUIRED" in text or "certificate required" in text:
         return (
-            f"TLS: {host} asks for a client certificate; pass one with --client-cert PEM "
-            "(or client-cert = in its [index.NAME] section)"
+            f"TLS: {host} asks for a client certificate; pass one with --client-cert PEM"
+            + (" (or client-cert = in its [index.NAME] section)" if sections else "")
         )
     if "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text:
         return (
@@ -129,10 +132,10 @@ def describe_certificate_error(host: str, error: BaseException, settings: TLSSet
         if settings.ca_bundle
         else "the system's CA certificates"
     )
+    where = "cert = in its [index.NAME] section, or " if sections else ""
     return (
         f"TLS: the certificate of {host} is not signed by {trusted} ({_reason(text)}); "
-        "pass the CA that signs it with --cert CA_BUNDLE (or cert = in its [index.NAME] "
-        "section, or SSL_CERT_FILE)"
+        f"pass the CA that signs it with --cert CA_BUNDLE (or {where}SSL_CERT_FILE)"
     )
 
 

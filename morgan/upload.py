@@ -192,7 +192,8 @@ def resolve_credentials(
     environ = os.environ if environ is None else environ
     try:
         parts = urllib.parse.urlsplit(url.strip())
-        host = _host_port(parts)  # reads the port: ValueError if it is no number
+        parts.port  # noqa: B018 - ValueError if the port is no number or out of range
+        host = _host_port(parts)
     except ValueError:
         host = ""
     if not host or parts.scheme not in ("http", "https"):
@@ -473,7 +474,8 @@ class Registry:
         except Urllib3Error as error:
             if is_certificate_error(error):
                 raise UploadStopped(
-                    self.host, describe_certificate_error(self.host, error, self.tls)
+                    self.host,
+                    describe_certificate_error(self.host, error, self.tls, sections=False),
                 ) from None
             # refused, unresolved or timed out before connecting: nothing was sent
             connected = not isinstance(error, ConnectTimeoutError)

@@ -415,6 +415,8 @@ def test_bad_index_url_error_never_shows_credentials() -> None:
         ("https://user:@host.example:8443/s/", "https://***@host.example:8443/s/"),
         ("http://u:p%40ss@h.example/a?b=c#d", "http://***@h.example/a?b=c#d"),
         ("not a url", "not a url"),
+        ("https://u:secret@host.example:99999/", "https://***@host.example:99999/"),
+        ("https://u:secret@host.example:port/", "https://***@host.example:port/"),
     ],
 )
 def test_redact(url: str, expected: str) -> None:
