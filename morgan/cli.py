@@ -225,6 +225,18 @@ def _add_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     add("--keyfile", default=default(None), help="serve: TLS private key (PEM)")
     add("--auth-file", default=default(None), help="serve: basic-auth password file")
     add(
+        "--upload",
+        action="store_true",
+        default=default(False),
+        help="serve: take twine uploads from the users of --auth-file",
+    )
+    add(
+        "--max-upload-size",
+        default=default(None),
+        metavar="SIZE",
+        help="serve: the largest upload (default 1G; K, M, G suffixes)",
+    )
+    add(
         "--threads",
         type=int,
         default=default(8),
@@ -538,10 +550,13 @@ def _serve(args: argparse.Namespace) -> int:
         argv.append("--no-metadata")
     if args.quiet:
         argv.append("--quiet")
+    if args.upload:
+        argv.append("--upload")
     for flag, value in (
         ("--certfile", args.certfile),
         ("--keyfile", args.keyfile),
         ("--auth-file", args.auth_file),
+        ("--max-upload-size", args.max_upload_size),
     ):
         if value:
             argv += [flag, value]

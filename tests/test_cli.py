@@ -187,3 +187,13 @@ def test_environment_from_generated_block_has_no_foreign_tags(run_morgan, tmp_pa
     (env,) = MirrorConfig.from_file(str(config)).environments
     assert isinstance(env, Environment)
     assert not any(tag.platform.startswith(("win", "macosx")) for tag in env.tags)
+
+
+def test_serve_passes_upload_options_to_the_server(run_morgan, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    index = str(tmp_path)
+    result = run_morgan("serve", "-i", index, "--upload", "--max-upload-size", "10M")
+    assert result.code == 2
+    assert "--upload needs --auth-file" in result.err
+    result = run_morgan("serve", "-i", index, "--max-upload-size", "10M")
+    assert result.code == 2
+    assert "--max-upload-size" in result.err
