@@ -491,6 +491,13 @@ class Mirrorer:
             refused = dict(findings.refused)
         for (name, version), reason in sorted(refused.items()):
             log.info("%s %s: skipped (%s)", name, version, reason)
+        if isinstance(self.client, Upstreams):
+            for project, files in sorted(self.client.strays().items()):
+                self._warn(
+                    f"{project} comes from uploads only, yet its folder holds files nobody "
+                    f"uploaded ({', '.join(files)}): pip still sees them; `morgan prune` "
+                    "removes them"
+                )
         for plan in plans:
             env = plan.environment.name
             if plan.needs_compiler:

@@ -35,6 +35,7 @@ from morgan.layout import (
     PAGE_JSON,
     atomic_write,
     check_filename,
+    is_upload,
     project_dir,
 )
 from morgan.lazy_wheel import TooMuchToRead, read_metadata_by_ranges
@@ -603,9 +604,11 @@ class UpstreamSource:
                     file, result, self.options.verify, keep_sidecar=self.options.scratch is None
                 )
         except DistributionError:
-            # verified, but unreadable (a bomb, a broken archive): not fit for the mirror
-            for path in (result.path, *(Path(f"{result.path}{s}") for s in SIDECAR_SUFFIXES)):
-                path.unlink(missing_ok=True)
+            # verified, but unreadable (a bomb, a broken archive): not fit for the mirror;
+            # an upload is its uploader's to remove, never the mirror's (it is only not used)
+            if not is_upload(result.path):
+                for path in (result.path, *(Path(f"{result.path}{s}") for s in SIDECAR_SUFFIXES)):
+                    path.unlink(missing_ok=True)
             raise
         self._check_unannounced_metadata(file, result)
         if record is None or not result.reused or record.sha256 != result.sha256:

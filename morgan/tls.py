@@ -106,6 +106,7 @@ def is_certificate_error(error: BaseException) -> bool:
         or "certificate required" in text
         or "BAD_CERTIFICATE" in text
         or "UNKNOWN_CA" in text
+        or "HANDSHAKE_FAILURE" in text
     )
 
 
@@ -116,10 +117,16 @@ def describe_certificate_error(
     (``sections``: also the ``[index.NAME]`` keys, where a config file applies)."""
     text = str(error)
     if "CERTIFICATE_REQUIRED" in text or "certificate required" in text:
-        return (
-            f"TLS: {host} asks for a client certificate; pass one with --client-cert PEM"
-            + (" (or client-cert = in its [index.NAME] section)" if sections else "")
+        return f"TLS: {host} asks for a client certificate; pass one with --client-cert PEM" + (
+            " (or client-cert = in its [index.NAME] section)" if sections else ""
         )
+    if "HANDSHAKE_FAILURE" in text:  # TLS 1.2's answer to a missing client certificate, too
+        hint = (
+            f"check --client-cert ({settings.client_cert})"
+            if settings.client_cert
+            else "if it asks for a client certificate, pass one with --client-cert PEM"
+        )
+        return f"TLS: the handshake with {host} failed ({_reason(text)}); {hint}"
     if "BAD_CERTIFICATE" in text or "UNKNOWN_CA" in text:
         return (
             f"TLS: {host} refused the client certificate "
@@ -141,7 +148,7 @@ def describe_certificate_error(
 
 def _reason(text: str) -> str:
     """The last clause of an OpenSSL message ("unable to get local issuer certificate")."""
-    for marker in ("certificate verify failed: ", "doesn't match "):
+    for marker in ("certificate verify failed: ", "doesn't match ", "] "):
         if marker in text:
             text = text.split(marker, 1)[1]
             break

@@ -22,7 +22,9 @@ there are.
 from __future__ import annotations
 
 import json
+import netrc
 import os
+import posixpath
 import threading
 import urllib.parse
 import urllib.request
@@ -38,6 +40,8 @@ from morgan.errors import ProjectNotFoundError, UpstreamError, UsageError
 from morgan.index import IndexClient, PageFetch, redact
 from morgan.layout import (
     METADATA_SUFFIX,
+    is_distribution,
+    is_upload,
     project_dir,
     render_project_json,
     scan_project,
@@ -89,7 +93,9 @@ class Upstreams:
         self.local = frozenset((private | uploaded) - set(self._pins))
         self._private = private
         self._origins: dict[str, str] = {}
-        self._file_hosts: dict[str, IndexClient] = {}
+        #: Which client listed each file of the pages read (its URL).
+        self._file_clients: dict[str, IndexClient] = {}
+        self._strays: dict[str, list[str]] = {}
         self._lock = threading.Lock()
         #: The last index: the command line's (PyPI unless told); files of unknown hosts.
         self._fallback = self.indexes[-1][1]
@@ -127,16 +133,14 @@ class Upstreams:
             section, client = pinned
             fetch = client.get_project_page(project, cached, keep)
             self._set_origin(project, section.name)
-            return self._learning(client, fetch)
-        if project in self._private:  # pinned names were taken above, uploads as local
-            raise PrivateProjectError(project, self.index_path)
+            return self._remembering_files(client, fetch)
         for section, client in self._searched:
             try:
                 fetch = client.get_project_page(project, cached, keep)
             except ProjectNotFoundError:
                 continue
             self._set_origin(project, section.name)
-            return self._learning(client, fetch)
+            return self._remembering_files(client, fetch)
         where = ", ".join(redact(c.project_url(project)) for _, c in self._searched)
         raise ProjectNotFoundError(project, where)
 
@@ -167,8 +171,8 @@ class Upstreams:
         if self._is_tree_url(url):
             raise UpstreamError(
                 url,
-                "is in the tree, uploaded, and differs from its .hash sidecar; "
-                "upload it again (it is never downloaded)",
+                "is an upload that no longer matches its .hash sidecar (it is never downloaded); "
+                "run `morgan verify`, then restore or remove the file and its sidecars",
                 transient=False,
             )
         with self._client_for(url).stream(
@@ -186,6 +190,13 @@ class Upstreams:
         """Which index (by name, or ``TREE_ORIGIN``) each project's page came from."""
         with self._lock:
             return dict(self._origins)
+
+    def strays(self) -> dict[str, list[str]]:
+        """Files in the folders of projects read from the tree that nobody uploaded (taken
+        from an index before the name became private, or dropped in by hand): they are
+        never resolved from, but the pages list them until ``prune`` removes them."""
+        with self._lock:
+            return dict(self._strays)
 
     def origin_urls(self) -> dict[str, str | None]:
         """Each project's index URL (None for the tree's uploads), for lock files."""
@@ -226,7 +237,13 @@ class Upstreams:
         url = folder.as_uri() + "/"
         if not folder.is_dir():
             raise PrivateProjectError(project, self.index_path)
-        body = render_project_json(project, scan_project(folder, {}))
+        entries = scan_project(folder, {})
+        uploads = [entry for entry in entries if is_upload(folder / entry.filename)]
+        strays = sorted(entry.filename for entry in entries if entry not in uploads)
+        if strays:  # taken from an index before the name was private: never resolved from
+            with self._lock:
+                self._strays[project] = strays
+        body = render_project_json(project, uploads)
         page = parse_project_page(body, MEDIA_JSON_V1, url, project, keep)
         if not page.files:
             raise PrivateProjectError(project, self.index_path)
@@ -234,13 +251,15 @@ class Upstreams:
         return PageFetch(None, not_modified=False, digest=digest, page=page)
 
     def _is_tree_url(self, url: str) -> bool:
-        """Whether a URL is one of the tree pages' own: a file of a project read from the
-        tree. Any other ``file:`` URL (an upstream page may offer one) goes to the index
-        client, which refuses it."""
+        """Whether a URL is one the tree pages give: ``<project>/<distribution>`` (or its
+        ``.metadata``) of a project read from the tree. Any other ``file:`` URL (an index
+        may offer one) goes to the index client, which refuses it."""
         prefix = self.index_path.as_uri() + "/"
         if not url.startswith(prefix):
             return False
-        return url[len(prefix) :].split("/", 1)[0] in self.local
+        project, _, name = url[len(prefix) :].partition("/")
+        name = urllib.parse.unquote(name).removesuffix(METADATA_SUFFIX)
+        return project in self.local and "/" not in name and is_distribution(name)
 
     def _tree_file(self, url: str) -> Path:
         """The tree's file a ``file:`` URL of a tree page names; never one outside it."""
@@ -251,36 +270,48 @@ class Upstreams:
             raise UpstreamError(redact(url), "is outside the tree", transient=False)
         return Path(real)
 
-    def _learning(self, client: IndexClient, fetch: PageFetch) -> PageFetch:
-        """The fetch, teaching which client the hosts of its files belong to (for
-        credentials and certificates) once its page is read."""
+    def _remembering_files(self, client: IndexClient, fetch: PageFetch) -> PageFetch:
+        """The fetch, noting which client listed each of its files (for their credentials
+        and certificates) once its page is read."""
         if fetch.not_modified:
 
             def load() -> ProjectPage:
                 page = fetch.page
-                self._learn(client, page)
+                self._remember_files(client, page)
                 return page
 
             return PageFetch(fetch.cache, not_modified=True, digest=fetch.digest, load=load)
-        self._learn(client, fetch.page)
+        self._remember_files(client, fetch.page)
         return fetch
 
-    def _learn(self, client: IndexClient, page: ProjectPage) -> None:
-        hosts = {_host_key(file.url) for file in page.files}
+    def _remember_files(self, client: IndexClient, page: ProjectPage) -> None:
         with self._lock:
-            for host in hosts:
-                self._file_hosts.setdefault(host, client)
+            for file in page.files:
+                self._file_clients.setdefault(file.url, client)
 
     def _client_for(self, url: str) -> IndexClient:
-        host = _host_key(url)
+        """The client of the index that listed a file: known from its page, else the index
+        on the file's host whose URL shares the longest path with it (two indexes of one
+        GitLab differ by path and token), else the command line's index."""
         with self._lock:
-            learned = self._file_hosts.get(host)
-        if learned is not None:
-            return learned
-        for _, client in self.indexes:
-            if _host_key(client.index_url) == host:
-                return client
-        return self._fallback
+            known = self._file_clients.get(url.removesuffix(METADATA_SUFFIX))
+        if known is not None:
+            return known
+        host = _host_key(url)
+        path = urllib.parse.urlsplit(url).path
+        same_host = [c for _, c in self.indexes if host and _host_key(c.index_url) == host]
+        if not same_host:
+            return self._fallback
+        return max(same_host, key=lambda c: _shared_segments(c.index_url, path))
+
+
+def _shared_segments(index_url: str, path: str) -> int:
+    """How many leading path segments a file's URL path shares with an index URL's."""
+    try:
+        common = posixpath.commonpath([urllib.parse.urlsplit(index_url).path or "/", path or "/"])
+    except ValueError:
+        return 0
+    return len([segment for segment in common.split("/") if segment])
 
 
 def _file_path(url: str) -> Path:
@@ -288,8 +319,12 @@ def _file_path(url: str) -> Path:
 
 
 def _host_key(url: str) -> str:
-    parts = urllib.parse.urlsplit(url)
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
+    """scheme://host:port of a URL ("" for one that does not parse: it matches no index)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
+    except ValueError:
+        return ""
 
 
 def make_upstreams(
@@ -328,6 +363,14 @@ def make_upstreams(
     return Upstreams(indexes, index_path, private=config.private)
 
 
+def _in_netrc(url: str) -> bool:
+    """Whether ``~/.netrc`` has an entry for the URL's host (as ``IndexClient`` reads it)."""
+    try:
+        return netrc.netrc().authenticators(urllib.parse.urlsplit(url).hostname or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
 def _with_credentials(section: IndexSection, environ: Mapping[str, str], where: str) -> str:
     """The section's URL with the user and password its variables hold, if it names any."""
     user = section.username
@@ -347,6 +390,13 @@ def _with_credentials(section: IndexSection, environ: Mapping[str, str], where: 
                 "set it before running morgan"
             )
     if password is None:  # ~/.netrc has the password, and the login it goes with
+        if user and not _in_netrc(section.url):
+            # sent without a password, some registries answer 404 for a private project,
+            # and that 404 would send the name on to the next index
+            raise UsageError(
+                f"{where} names the user {user} but no password: name the variable that "
+                f"holds it with password-env, or add the host to ~/.netrc"
+            )
         return section.url
     parts = urllib.parse.urlsplit(section.url)
     user = user or (urllib.parse.unquote(parts.username) if parts.username else "")

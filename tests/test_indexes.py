@@ -371,6 +371,9 @@ def https_index(ca: trustme.CA, dists: Path, *, client_ca: trustme.CA | None = N
     if client_ca is not None:
         client_ca.configure_trust(context)
         context.verify_mode = ssl.CERT_REQUIRED
+        # TLS 1.2 refuses a missing client certificate in the handshake; TLS 1.3 only after
+        # it, so a loaded machine may see the connection reset before the alert is read
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
     index = FixtureIndex(tls=context)
     index.add(build_wheel(dists / "tls", "corp-utils", "1.0"))
     return index
@@ -527,8 +530,89 @@ def test_tree_urls_never_reach_outside_the_tree(tmp_path: Path, dists: Path) -> 
     for url in ((tmp_path / "secret").as_uri(), (index / "other" / "x.whl").as_uri()):
         with pytest.raises(UpstreamError, match="refusing 'file' URL"):  # not the tree's own
             upstreams.get_bytes(url, 100)
-    with pytest.raises(UpstreamError, match="outside the tree"):
-        upstreams.get_bytes(f"{index.as_uri()}/corp-utils/../../secret", 100)
-    with pytest.raises(UpstreamError, match="never downloaded"), upstreams.stream(file.url):
+    for url in (
+        f"{index.as_uri()}/corp-utils/../../secret",
+        f"{index.as_uri()}/corp-utils/../morgan.ini",
+        f"{index.as_uri()}/corp-utils/%2e%2e/x.whl",
+    ):
+        with pytest.raises(UpstreamError, match="refusing 'file' URL"):
+            upstreams.get_bytes(url, 100)
+    with pytest.raises(UpstreamError, match="it is never downloaded"), upstreams.stream(file.url):
         pass
     assert upstreams.origins() == {"corp-utils": "uploads"}
+
+
+def test_a_user_without_a_password_is_refused_before_any_request(
+    run_morgan,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    *,
+    public: FixtureIndex,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Sent without its password, a registry may answer 404 for a private project, which
+    would hand the name on to the next index."""
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    index = tmp_path / "index"
+    config_with(
+        index,
+        "corp-utils =",
+        "[index.corp]\nurl = https://corp.example/simple/\n" + "username = alice\n",
+    )
+    result = mirror(run_morgan, index, public)
+    assert result.code == 2, result
+    assert result.err.strip() == (
+        "morgan: [index.corp] names the user alice but no password: name the variable that "
+        "holds it with password-env, or add the host to ~/.netrc"
+    )
+    assert not public.requests
+    (tmp_path / ".netrc").write_text("machine corp.example login alice password s3cret\n")
+    (tmp_path / ".netrc").chmod(0o600)
+    assert mirror(run_morgan, index, public, "--dry-run").code == 1  # on to the (absent) host
+
+
+def test_files_nobody_uploaded_are_never_resolved_from_for_a_private_name(
+    run_morgan,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    public: FixtureIndex,
+    dists: Path,
+) -> None:
+    """corp-utils was mirrored from the public index before the name was made private:
+    from then on only the upload counts, and the run says what is left to prune."""
+    index = tmp_path / "index"
+    config_with(index, "corp-utils =")
+    assert mirror(run_morgan, index, public).code == 0
+    assert files_in(index, "corp-utils") == {"corp_utils-99.0-py3-none-any.whl"}
+    uploaded = upload(index, build_wheel(dists / "mine", "corp-utils", "1.5"))
+    config_with(index, "corp-utils =", "[private]\ncorp-utils\n")
+    result = mirror(run_morgan, index, public)
+    assert result.code == 0, result
+    assert "corp-utils comes from uploads only, yet its folder holds files nobody uploaded" in (
+        result.out
+    )
+    lock = tomllib.loads((index / "pylock.linux312.toml").read_text())
+    assert [(p["name"], p["version"]) for p in lock["packages"]] == [("corp-utils", "1.5")]
+    assert run_morgan("-i", str(index), "prune").code == 0
+    assert files_in(index, "corp-utils") == {uploaded.name}
+
+
+def test_an_upload_that_cannot_be_read_is_reported_and_kept(
+    run_morgan,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    public: FixtureIndex,
+    dists: Path,
+) -> None:
+    index = tmp_path / "index"
+    broken = dists / "corp_utils-2.0-py3-none-any.whl"
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    good = build_wheel(dists / "mine", "corp-utils", "1.5")
+    upload(index, good)
+    broken.write_bytes(good.read_bytes()[:200])  # a cut-off zip
+    target = index / "corp-utils" / broken.name
+    target.write_bytes(broken.read_bytes())
+    Path(f"{target}.hash").write_text(f"sha256={hashlib.sha256(broken.read_bytes()).hexdigest()}")
+    Path(f"{target}.uploaded").write_text(json.dumps({"uploader": "bob"}))
+    config_with(index, "corp-utils =")
+    result = mirror(run_morgan, index, public)
+    assert target.is_file() and Path(f"{target}.uploaded").is_file()
+    assert files_in(index, "corp-utils") == {good.name, broken.name}
+    assert broken.name in result.out
