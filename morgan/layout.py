@@ -59,6 +59,8 @@ HASH_SUFFIX = ".hash"
 METADATA_SUFFIX = ".metadata"
 PART_SUFFIX = ".part"
 UPLOADED_SUFFIX = ".uploaded"
+#: The ending of an upload ``server.py`` is receiving (hidden; see its UPLOADING_SUFFIX).
+UPLOADING_SUFFIX = ".uploading"
 PAGE_HTML = "index.html"
 PAGE_JSON = "index.json"
 API_VERSION = "1.1"

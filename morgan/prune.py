@@ -11,7 +11,6 @@ the configuration as it is now: after editing ``morgan.ini``, mirror first.
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 from morgan.config import MirrorConfig
@@ -19,6 +18,8 @@ from morgan.errors import MorganError, UsageError
 from morgan.layout import (
     HASH_SUFFIX,
     METADATA_SUFFIX,
+    UPLOADED_SUFFIX,
+    UPLOADING_SUFFIX,
     check_filename,
     is_distribution,
     is_upload,
@@ -76,10 +77,10 @@ def prune(index: Path, config: MirrorConfig, *, dry_run: bool) -> list[ListedFil
             folders.add(path.parent)
         log.info("%s: removed", file.path)
     for folder in sorted(folders):
-        if any(is_distribution(child.name) for child in folder.iterdir()):
+        if any(_keeps_folder(child.name) for child in folder.iterdir()):
             write_project_pages(folder, {})
         else:
-            shutil.rmtree(folder)  # a fresh mirror would not have the project at all
+            _remove_folder(folder)  # a fresh mirror would not have the project at all
     write_root_pages(index)
     why = {f.path: list(f.why) for f in listed.files.values() if f.needed}
     body = render(
@@ -93,6 +94,26 @@ def prune(index: Path, config: MirrorConfig, *, dry_run: bool) -> list[ListedFil
     )
     write(index, body)
     return gone
+
+
+def _keeps_folder(name: str) -> bool:
+    """Whether a project folder must stay: it holds a distribution, or an upload landing."""
+    return is_distribution(name) or name.endswith((UPLOADED_SUFFIX, UPLOADING_SUFFIX))
+
+
+def _remove_folder(folder: Path) -> None:
+    """Remove a project folder left with pages, sidecars and state only, file by file
+    (never a tree at once): should ``server.py --upload`` land something in it meanwhile,
+    the folder is not empty at the end and stays."""
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            continue  # nothing morgan writes; left, and so is the folder
+        if not _keeps_folder(child.name):
+            child.unlink(missing_ok=True)
+    try:
+        folder.rmdir()
+    except OSError:
+        log.info("%s: kept (something new is in it)", folder.name)
 
 
 def _tree_path(index: Path, path: str) -> Path:
