@@ -27,8 +27,10 @@ CA_BUNDLE_VARIABLES = ("PIP_CERT", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_
 
 @dataclass(frozen=True)
 class TLSSettings:
-    """The CA bundle to trust (None: the system's) and the client certificate to show."""
+    """The CAs to trust (None: the system's) and the client certificate to show."""
 
+    #: A PEM file of CA certificates, or a folder of them (hashed names, as OpenSSL's
+    #: ``c_rehash`` makes; requests takes one in ``REQUESTS_CA_BUNDLE``).
     ca_bundle: str | None = None
     #: Where ``ca_bundle`` was named (``--cert``, a variable, a config section), for messages.
     ca_bundle_from: str = ""
@@ -38,7 +40,9 @@ class TLSSettings:
     def pool_arguments(self) -> dict[str, str]:
         """The urllib3 pool manager's keyword arguments for these settings."""
         arguments = {}
-        if self.ca_bundle:
+        if self.ca_bundle and Path(self.ca_bundle).is_dir():
+            arguments["ca_cert_dir"] = self.ca_bundle
+        elif self.ca_bundle:
             arguments["ca_certs"] = self.ca_bundle
         if self.client_cert:
             arguments["cert_file"] = self.client_cert
@@ -71,7 +75,7 @@ def tls_settings(
 
 def _check_ca_bundle(path: str, source: str) -> None:
     if Path(path).is_dir():
-        raise UsageError(f"{source} names a folder ({path}); name a PEM file of CA certificates")
+        return  # a folder of hashed certificates: OpenSSL reads it when a certificate is met
     try:
         ssl.create_default_context(cafile=path)
     except FileNotFoundError:
@@ -132,6 +136,11 @@ def describe_certificate_error(
             f"TLS: {host} refused the client certificate "
             f"({settings.client_cert or 'none was sent'}); check --client-cert"
         )
+    if "certificate has expired" in text:
+        return (
+            f"TLS: the certificate of {host} has expired; the index must renew it "
+            "(or this machine's clock is wrong)"
+        )
     if "doesn't match" in text or "Hostname mismatch" in text:
         return f"TLS: the certificate of {host} is not made out for that name ({_reason(text)})"
     trusted = (
@@ -140,9 +149,10 @@ def describe_certificate_error(
         else "the system's CA certificates"
     )
     where = "cert = in its [index.NAME] section, or " if sections else ""
+    variable = settings.ca_bundle_from if settings.ca_bundle_from.isupper() else "SSL_CERT_FILE"
     return (
         f"TLS: the certificate of {host} is not signed by {trusted} ({_reason(text)}); "
-        f"pass the CA that signs it with --cert CA_BUNDLE (or {where}SSL_CERT_FILE)"
+        f"pass the CA that signs it with --cert CA_BUNDLE (or {where}{variable})"
     )
 
 

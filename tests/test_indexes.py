@@ -7,8 +7,10 @@ it must never reach the tree unless the configuration says so.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
+import shutil
 import ssl
 import subprocess
 import sys
@@ -21,7 +23,7 @@ import tomllib
 import trustme
 from builders import build_wheel
 from packaging.utils import canonicalize_name
-from support import ENVIRONMENTS, clean_client_env, write_config
+from support import ENVIRONMENTS, clean_client_env, skip_unless_ci, write_config
 from upstream import FixtureIndex
 
 from morgan.config import MirrorConfig
@@ -406,7 +408,9 @@ def test_an_untrusted_certificate_is_one_line_naming_the_host_and_the_fix(
     assert elapsed < 30  # refused at once, not after rounds of retries with backoff
 
 
-@pytest.mark.parametrize("how", ["section", "option", "SSL_CERT_FILE", "PIP_CERT"])
+@pytest.mark.parametrize(
+    "how", ["section", "option", "SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE folder"]
+)
 def test_a_private_ca_is_trusted_when_named(
     run_morgan,  # type: ignore[no-untyped-def]
     tmp_path: Path,
@@ -429,6 +433,19 @@ def test_a_private_ca_is_trusted_when_named(
             section += "cert = ../corp-ca.pem\n"  # relative to morgan.ini
         elif how == "option":
             args = ("--cert", str(bundle))
+        elif how.endswith("folder"):  # requests takes a folder of hashed certificates
+            if shutil.which("openssl") is None:
+                skip_unless_ci("openssl names the certificates of a CA folder")
+            subject_hash = subprocess.run(
+                ["openssl", "x509", "-hash", "-noout", "-in", str(bundle)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            folder = tmp_path / "cas"
+            folder.mkdir()
+            (folder / f"{subject_hash}.0").write_bytes(bundle.read_bytes())
+            monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(folder))
         else:
             monkeypatch.setenv(how, str(bundle))
         config_with(index, "corp-utils =", section)
@@ -461,6 +478,31 @@ def test_a_client_certificate_is_shown_when_asked_for(
         result = mirror(run_morgan, index, public, "--client-cert", str(identity))
     assert result.code == 0, result
     assert files_in(index, "corp-utils") == {"corp_utils-1.0-py3-none-any.whl"}
+
+
+def test_an_expired_certificate_says_so(
+    run_morgan,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    *,
+    public: FixtureIndex,
+    dists: Path,
+    ca: trustme.CA,
+    ca_bundle: Path,
+) -> None:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    long_ago = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc)
+    ca.issue_cert(
+        "127.0.0.1", not_before=long_ago, not_after=long_ago + datetime.timedelta(days=1)
+    ).configure_cert(context)
+    index = tmp_path / "index"
+    with FixtureIndex(tls=context) as expired:
+        expired.add(build_wheel(dists / "old", "corp-utils", "1.0"))
+        section = f"[index.corp]\nurl = {expired.url}\ncert = {ca_bundle}\n"
+        config_with(index, "corp-utils =", section)
+        result = mirror(run_morgan, index, public)
+    assert result.code == 1, result
+    host = expired.url.split("/")[2]
+    assert f"TLS: the certificate of {host} has expired; the index must renew it" in result.out
 
 
 @pytest.mark.parametrize(
