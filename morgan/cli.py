@@ -304,7 +304,7 @@ def _mirror(args: argparse.Namespace) -> int:
     tune_allocator()  # before the pool's threads exist
     index_path = Path(args.index_path).resolve()
     config = MirrorConfig.from_file(args.config or str(index_path / "morgan.ini"))
-    client = make_upstreams(
+    upstreams = make_upstreams(
         config,
         index_path,
         args.index_url,
@@ -340,13 +340,13 @@ def _mirror(args: argparse.Namespace) -> int:
         with _interrupts_between_waits() as interrupt:
             options = dataclasses.replace(options, interrupt=interrupt)
             if args.dry_run:  # reads the tree, writes nothing: no lock either
-                report = Mirrorer(config, client, options).run()
+                report = Mirrorer(config, upstreams, options).run()
             else:
                 index_path.mkdir(parents=True, exist_ok=True)
                 with IndexLock(index_path):
-                    report = Mirrorer(config, client, options).run()
+                    report = Mirrorer(config, upstreams, options).run()
     finally:
-        client.close()
+        upstreams.close()
         if live is not None:
             live.clear()
     if report.dry_run is not None:
@@ -360,8 +360,8 @@ def _mirror(args: argparse.Namespace) -> int:
         + (":" if report.errors or report.warnings else "")
     )
     # said as they happened, in whatever order the work finished; here sorted, for diffs
-    if client.several:
-        _print_origins(client, report)
+    if upstreams.several:
+        _print_origins(upstreams, report)
     for message in sorted(report.errors):
         print(f"  error: {message}")
     for message in sorted(report.warnings):

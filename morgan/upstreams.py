@@ -89,8 +89,8 @@ class Upstreams:
         self._pins = {p: (s, c) for s, c in self.indexes for p in s.projects}
         self._searched = [(s, c) for s, c in self.indexes if not s.explicit]
         uploaded = uploaded_projects(index_path)
-        #: Names read from the tree: private or uploaded, and pinned to no index.
-        self.local = frozenset((private | uploaded) - set(self._pins))
+        #: Names read from the tree (their uploads): private or uploaded, pinned to no index.
+        self.from_tree = frozenset((private | uploaded) - set(self._pins))
         self._private = private
         self._origins: dict[str, str] = {}
         #: Which client listed each file of the pages read (its URL).
@@ -124,7 +124,7 @@ class Upstreams:
         self, project: str, cached: CachedPage | None = None, keep: KeepFile | None = None
     ) -> PageFetch:
         """The project's page from the one place it comes from (see the module)."""
-        if project in self.local:
+        if project in self.from_tree:
             fetch = self._tree_page(project, keep)
             self._set_origin(project, TREE_ORIGIN)
             return fetch
@@ -210,7 +210,7 @@ class Upstreams:
     @property
     def several(self) -> bool:
         """Whether projects may come from more than one place (then the summary says where)."""
-        return len(self.indexes) > 1 or bool(self.local)
+        return len(self.indexes) > 1 or bool(self.from_tree)
 
     def identity(self) -> str:
         """What decides where each project comes from, for the saved plans' digest."""
@@ -219,7 +219,7 @@ class Upstreams:
                 "indexes": [
                     [s.name, c.index_url, sorted(s.projects), s.explicit] for s, c in self.indexes
                 ],
-                "tree": sorted(self.local),
+                "tree": sorted(self.from_tree),
                 "private": sorted(self._private),
             },
             sort_keys=True,
@@ -259,7 +259,7 @@ class Upstreams:
             return False
         project, _, name = url[len(prefix) :].partition("/")
         name = urllib.parse.unquote(name).removesuffix(METADATA_SUFFIX)
-        return project in self.local and "/" not in name and is_distribution(name)
+        return project in self.from_tree and "/" not in name and is_distribution(name)
 
     def _tree_file(self, url: str) -> Path:
         """The tree's file a ``file:`` URL of a tree page names; never one outside it."""

@@ -562,7 +562,7 @@ def test_tree_urls_never_reach_outside_the_tree(tmp_path: Path, dists: Path) -> 
     (tmp_path / "secret").write_text("no")
     default = IndexSection(name="default", url="http://127.0.0.1:9/simple/")
     upstreams = Upstreams([(default, IndexClient(default.url))], index)
-    assert upstreams.local == {"corp-utils"}
+    assert upstreams.from_tree == {"corp-utils"}
     page = upstreams.get_project_page("corp-utils").page
     (file,) = page.files
     assert file.url == uploaded.as_uri()
