@@ -2072,9 +2072,14 @@ def metadata_fields(metadata: bytes) -> Dict[str, str]:
 
 
 def write_atomically(path: str, data: bytes) -> None:
-    """Replace ``path`` with ``data`` in one step (a hidden temporary file, synced, renamed)."""
+    """Replace ``path`` with ``data`` in one step (a hidden temporary file, synced, renamed).
+
+    The temporary file ends in UPLOADING_SUFFIX, never ".part": a ``morgan mirror`` run
+    in the same tree deletes hidden ".part" files as its own leftovers, and would pull a
+    sidecar or page from under an upload that is landing.
+    """
     folder, name = os.path.split(path)
-    descriptor, temp = tempfile.mkstemp(prefix=".%s." % name, suffix=".part", dir=folder)
+    descriptor, temp = tempfile.mkstemp(prefix=".%s." % name, suffix=UPLOADING_SUFFIX, dir=folder)
     try:
         with os.fdopen(descriptor, "wb") as stream:
             stream.write(data)

@@ -784,6 +784,47 @@ def test_an_import_and_an_upload_never_land_together(tmp_path: Path) -> None:
         assert status == 200, text
 
 
+def test_a_mirror_run_leaves_what_an_upload_writes_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``morgan mirror`` deletes hidden ``.part`` files as its own leftovers whenever it
+    runs: the temporary files of an upload (the file, its sidecars, the pages) are hidden
+    ``.uploading`` files, so a run in the same tree leaves them be."""
+    from morgan.mirror import _remove_leftovers  # noqa: PLC0415
+
+    folder = tmp_path / "acme"
+    folder.mkdir()
+    replace = os.replace
+    renamed: list[str] = []
+
+    def mirror_runs_meanwhile(source: str, target: str) -> None:
+        _remove_leftovers(Path(source).parent, set())
+        renamed.append(Path(source).name)
+        replace(source, target)
+
+    monkeypatch.setattr(server_module.os, "replace", mirror_runs_meanwhile)
+    for name in ("acme-1.0.tar.gz.hash", "index.json", "index.html"):
+        server_module.write_atomically(str(folder / name), name.encode())
+        assert (folder / name).read_bytes() == name.encode()
+    targets = ("acme-1.0.tar.gz.hash", "index.json", "index.html")
+    assert len(renamed) == 3, renamed
+    for name, target in zip(renamed, targets):
+        assert name.startswith(f".{target}.") and name.endswith(".uploading"), name
+    received = server_module.Received(str(tmp_path))
+    received.start_part("name", None)(b"acme")
+    received.start_part("content", "acme-1.0.tar.gz")(b"data")
+    received.close_file()
+    assert received.temp is not None and Path(received.temp).name.endswith(".uploading")
+    _remove_leftovers(folder, set())
+    assert Path(received.temp).read_bytes() == b"data"
+    received.discard()
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "acme-1.0.tar.gz.hash",
+        "index.html",
+        "index.json",
+    ]
+
+
 # ---------------------------------------------------------------------------
 # Streaming: large bodies, TLS, and a parser fed a byte at a time
 # ---------------------------------------------------------------------------
