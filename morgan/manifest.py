@@ -228,7 +228,7 @@ def reasons(
 ) -> dict[str, list[dict[str, Any]]]:
     """Every file the plans mirror (``project/filename``) → why, per environment."""
     lines = _config_lines(config)
-    found: dict[str, dict[str, dict[str, Any]]] = {}
+    found: dict[str, dict[tuple[tuple[str, str], ...], dict[str, Any]]] = {}
     for plan in plans:
         env = plan.environment.name
         builds: dict[int, list[str]] = {}
@@ -238,7 +238,7 @@ def reasons(
             for path, reason in _resolution_reasons(
                 env, resolution, builds.get(id(resolution), []), lines, options
             ):
-                key = json.dumps(reason, sort_keys=True)
+                key = tuple(sorted((k, str(v)) for k, v in reason.items()))
                 found.setdefault(path, {})[key] = reason
     return {path: [given[key] for key in sorted(given)] for path, given in found.items()}
 
