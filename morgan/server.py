@@ -1516,8 +1516,17 @@ _PROJECT_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\Z")
 _BOUNDARY = re.compile(r"[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]\Z")
 _WHEEL_NAME = re.compile(
     r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._]*[A-Za-z0-9])?)-(?P<version>[A-Za-z0-9_.!+]+)"
-    r"(?:-[0-9][A-Za-z0-9_.]*)?-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+\.whl\Z"
+    r"(?:-(?P<build>[0-9][A-Za-z0-9_.]*))?"
+    r"-(?P<tags>[A-Za-z0-9_.]+-[A-Za-z0-9_.]+-[A-Za-z0-9_.]+)\.whl\Z"
 )
+#: The archive format of each sdist ending (a ".tgz" is a ".tar.gz" by another name).
+_SDIST_FORMATS = {
+    ".tar.gz": "gztar",
+    ".tgz": "gztar",
+    ".tar.bz2": "bztar",
+    ".tar.xz": "xztar",
+    ".zip": "zip",
+}
 #: PEP 440's grammar (its appendix), for telling a valid version and its canonical form.
 _VERSION = re.compile(
     r"""v?
@@ -1591,6 +1600,26 @@ def split_distribution_name(filename: str, project: str) -> Optional[Tuple[str, 
     if not _PROJECT_NAME.match(name) or not re.match(r"[A-Za-z0-9_.!+-]+\Z", version):
         return None
     return normalize(name), version
+
+
+def distribution_key(filename: str, project: str) -> Optional[Tuple[str, str, str]]:
+    """What makes two distribution files one distribution, as PyPI tells duplicates:
+    (normalized project, canonical version, the rest), the rest being a wheel's build tag
+    and tag triple, and "sdist" for any sdist (one per release, in whatever format).
+    None for a name that is not a wheel's or an sdist's."""
+    split = split_distribution_name(filename, project)
+    if split is None:
+        return None
+    version = canonical_version(split[1]) or split[1].lower()
+    match = _WHEEL_NAME.match(filename)
+    if match is None:
+        return split[0], version, "sdist"
+    return split[0], version, "%s-%s" % (match.group("build") or "", match.group("tags").lower())
+
+
+def sdist_format(filename: str) -> Optional[str]:
+    """The archive format of an sdist's file name, None for another name."""
+    return next((kind for end, kind in _SDIST_FORMATS.items() if filename.endswith(end)), None)
 
 
 def parse_parameters(value: str) -> Tuple[str, Dict[str, str]]:
@@ -2135,6 +2164,36 @@ def tree_lock(root: str, busy: Callable[[], Exception]) -> Iterator[None]:
         os.close(descriptor)
 
 
+def check_not_a_duplicate(folder: str, upload: CheckedUpload) -> None:
+    """Refuse, as PyPI does, an upload that the project's folder holds already under
+    another spelling of its name (``Corp_X-1.0.tar.gz``, ``corp-x-1.00.tar.gz`` for
+    ``corp_x-1.0.tar.gz``): ``400 File already exists``, the words
+    ``twine upload --skip-existing`` looks for; and a second sdist of a release in
+    another format: ``400 Only one sdist may be uploaded per release``."""
+    key = distribution_key(upload.filename, upload.project)
+    if key is None:
+        return
+    other_sdist = None
+    with os.scandir(folder) as entries:
+        names = sorted(entry.name for entry in entries)
+    for name in names:
+        if not is_distribution_name(name) or distribution_key(name, upload.project) != key:
+            continue
+        if key[2] != "sdist" or sdist_format(name) == sdist_format(upload.filename):
+            raise UploadRefused(
+                400,
+                "File already exists: %s/%s, the same distribution as %s (upload a new version)"
+                % (upload.project, name, upload.filename),
+            )
+        other_sdist = other_sdist or name
+    if other_sdist is not None:
+        raise UploadRefused(
+            400,
+            "Only one sdist may be uploaded per release: %s/%s is the sdist of %s %s"
+            % (upload.project, other_sdist, upload.name, upload.version),
+        )
+
+
 def land_upload(tree: Tree, uploader: str, received: Received, upload: CheckedUpload) -> None:
     """Move a checked upload into INDEX/<project>/ so that no listing ever shows half of
     it: sidecars first, the file renamed into place last (never over an existing one),
@@ -2154,6 +2213,8 @@ def land_upload(tree: Tree, uploader: str, received: Received, upload: CheckedUp
             "File already exists: %s/%s (a file name is never reused: upload a new version)"
             % (upload.project, upload.filename),
         )
+    if os.path.lexists(folder):
+        check_not_a_duplicate(folder, upload)
     assert received.temp is not None
     when = upload_time_now()
     landed = False

@@ -325,6 +325,19 @@ def test_twine_uploads_and_pip_installs(mirror: Tree, tmp_path: Path) -> None:
         assert skipped.returncode == 0, skipped.stdout + skipped.stderr
         assert "Skipping" in skipped.stdout + skipped.stderr
         assert tree_snapshot(root) == before
+        # ... and so it does for the same distribution under another spelling of its name.
+        renamed = tmp_path / "renamed" / "Acme.Tools-1.0.0.tar.gz"
+        renamed.parent.mkdir()
+        renamed.write_bytes(sdist.read_bytes())
+        again = twine("--repository-url", url, "-u", USER, "-p", PASSWORD, str(renamed))
+        assert again.returncode != 0
+        assert f"File already exists: acme-tools/{sdist.name}" in again.stdout + again.stderr
+        skipped = twine(
+            "--repository-url", url, "-u", USER, "-p", PASSWORD, "--skip-existing", str(renamed)
+        )
+        assert skipped.returncode == 0, skipped.stdout + skipped.stderr
+        assert "Skipping" in skipped.stdout + skipped.stderr
+        assert tree_snapshot(root) == before
 
         # pip (clean environment, no cache) installs the upload into a fresh venv.
         environment = tmp_path / "venv"
@@ -495,6 +508,78 @@ def test_wheel_without_metadata_is_refused(hostile: Hostile, tmp_path: Path) -> 
     ).read_bytes()
     body = form(fields_for("acme", "1.0", liar, "bdist_wheel"), (hostile.wheel_name, liar))
     assert_refused(hostile, 400, "METADATA says other 1.0", refused_by(hostile, body))
+
+
+def upload_to(hostile: Hostile, name: str, version: str, filename: str, data: bytes) -> None:
+    filetype = "bdist_wheel" if filename.endswith(".whl") else "sdist"
+    body = form(fields_for(name, version, data, filetype), (filename, data))
+    status, reason, text, _ = post(hostile.port, body)
+    assert (status, reason) == (200, "OK"), text
+
+
+def remove_project(hostile: Hostile, project: str) -> None:
+    """Take an upload's project out of the shared tree again, and the root pages."""
+    folder = hostile.root / project
+    for path in folder.iterdir():
+        path.unlink()
+    folder.rmdir()
+    for name in ("index.html", "index.json"):
+        (hostile.root / name).unlink()
+
+
+def test_the_same_distribution_under_another_name_is_refused(
+    hostile: Hostile, tmp_path: Path
+) -> None:
+    """Duplicates as PyPI tells them: the normalized project, the canonical version, and
+    for a wheel its build tag and tags; an sdist is one per release, in any format."""
+    sdist, sdist_data = sdist_bytes(tmp_path, "corp_x", "1.0")
+    wheel, wheel_data = wheel_bytes(tmp_path, "corp_x", "1.0")
+    assert (sdist, wheel) == ("corp_x-1.0.tar.gz", "corp_x-1.0-py3-none-any.whl")
+    upload_to(hostile, "corp-x", "1.0", sdist, sdist_data)
+    upload_to(hostile, "corp-x", "1.0", wheel, wheel_data)
+    zipped = builders.build_sdist(tmp_path / "zip", "corp_x", "1.0", fmt="zip").read_bytes()
+
+    def sent(name: str, version: str, filename: str, data: bytes) -> Any:
+        filetype = "bdist_wheel" if filename.endswith(".whl") else "sdist"
+        return refused_by(
+            hostile, form(fields_for(name, version, data, filetype), (filename, data))
+        )
+
+    exists = "File already exists: corp-x/"
+    for name, version, filename in [
+        ("corp_x", "1.0", "corp_x-1.0.tar.gz"),
+        ("Corp_X", "1.0", "Corp_X-1.0.tar.gz"),
+        ("corp-x", "1.0", "corp-x-1.0.tar.gz"),
+        ("corp.x", "1.00", "corp.x-1.00.tar.gz"),
+        ("corp_x", "1.0.0", "corp_x-1.0.0.tgz"),
+    ]:
+        assert_refused(hostile, 400, exists + sdist, sent(name, version, filename, sdist_data))
+    for name, version, filename in [
+        ("corp_x", "1.0", "corp_x-1.0-py3-none-any.whl"),
+        ("Corp_X", "1.0.0", "Corp_X-1.0.0-py3-none-any.whl"),
+        ("corp.x", "1.0", "corp.x-1.0-PY3-None-Any.whl"),
+    ]:
+        assert_refused(hostile, 400, exists + wheel, sent(name, version, filename, wheel_data))
+    only_one = "Only one sdist may be uploaded per release: corp-x/corp_x-1.0.tar.gz is the sdist"
+    assert_refused(hostile, 400, only_one, sent("corp_x", "1.0", "corp_x-1.0.zip", zipped))
+    assert_refused(hostile, 400, only_one, sent("corp-x", "1", "corp-x-1.zip", zipped))
+    # Other wheels of the release (another build, other tags) and other releases land.
+    upload_to(hostile, "corp-x", "1.0", "corp_x-1.0-1-py3-none-any.whl", wheel_data)
+    upload_to(hostile, "corp-x", "1.0", "corp_x-1.0-py2.py3-none-any.whl", wheel_data)
+    upload_to(
+        hostile, "corp_x", "1.0.post1", "corp_x-1.0.post1.zip", zipped_as(tmp_path, "1.0.post1")
+    )
+    # A file the mirror put there counts as much as an upload.
+    (hostile.root / "corp-x" / "corp_x-2.0.tar.gz").write_bytes(b"mirrored")
+    zipped_2 = zipped_as(tmp_path, "2.0")
+    assert_refused(
+        hostile, 400, "Only one sdist", sent("corp-x", "2.0", "corp_x-2.0.zip", zipped_2)
+    )
+    remove_project(hostile, "corp-x")
+
+
+def zipped_as(folder: Path, version: str) -> bytes:
+    return builders.build_sdist(folder / version, "corp_x", version, fmt="zip").read_bytes()
 
 
 def test_malformed_multipart_is_refused(hostile: Hostile) -> None:
