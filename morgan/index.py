@@ -1,21 +1,19 @@
 """The upstream index client: one pooled, retrying urllib3 client for pages and files.
 
 Credentials may come from the index URL (``https://user:token@host/simple/``) or
-``~/.netrc``. They are sent as an Authorization header, only to the host they
-belong to, and every URL this module lets out for printing is redacted.
+``~/.netrc`` (or the file ``$NETRC`` names; see ``morgan.transport``). They are sent as
+an Authorization header, only to the host they belong to, and every URL this module
+lets out for printing is redacted.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
-import netrc
 import re
 import threading
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
@@ -31,6 +29,7 @@ from morgan.models import ProjectPage
 from morgan.simple import ACCEPT, KeepFile, parse_project_page
 from morgan.state import CachedPage, page_digest
 from morgan.tls import TLSSettings, describe_certificate_error, is_certificate_error
+from morgan.transport import PoolManagers, basic_auth, host_key, host_port, netrc_credentials
 
 log = logging.getLogger(__name__)
 
@@ -150,30 +149,24 @@ def redact(url: str) -> str:
         return "<unparsable URL>"
     if parts.username is None and parts.password is None:
         return url
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{_host_port(parts)}"))
-
-
-def _host_port(parts: urllib.parse.SplitResult) -> str:
-    """The netloc without credentials, keeping an IPv6 literal's brackets."""
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    try:
-        port = str(parts.port or "")
-    except ValueError:  # out of range or not a number: kept as written, never raised over
-        port = parts.netloc.rpartition(":")[2]
-    if port:
-        host += f":{port}"
-    return host
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"***@{host_port(parts)}"))
 
 
 def normalize_index_url(url: str) -> str:
     """The index URL with exactly one trailing slash, or ValueError if it is no http(s) URL."""
     parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname or not _port_ok(parts):
         raise ValueError(f"{redact(url)!r} is not an http(s) URL")
     path = parts.path.rstrip("/") + "/"
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _port_ok(parts: urllib.parse.SplitResult) -> bool:
+    try:
+        parts.port  # noqa: B018 - ValueError if the port is no number or out of range
+    except ValueError:
+        return False
+    return True
 
 
 class IndexClient:
@@ -194,12 +187,11 @@ class IndexClient:
         url = normalize_index_url(index_url)
         parts = urllib.parse.urlsplit(url)
         self._credentials: dict[str, str] = {}
-        host_key = _host_key(parts)
         if parts.username is not None:
             user = urllib.parse.unquote(parts.username)
             password = urllib.parse.unquote(parts.password or "")
-            self._credentials[host_key] = _basic(user, password)
-            url = urllib.parse.urlunsplit(parts._replace(netloc=_host_port(parts)))
+            self._credentials[host_key(parts)] = basic_auth(user, password)
+            url = urllib.parse.urlunsplit(parts._replace(netloc=host_port(parts)))
         self.index_url = url
         #: Put back a kept page copy found lost (False in a dry run: it writes nothing).
         self.repair_kept_pages = True
@@ -223,18 +215,15 @@ class IndexClient:
         )
         self._timeout = Timeout(connect=connect_timeout, read=read_timeout)
         self._maxsize = max(connections, 1)
-        self._direct = urllib3.PoolManager(
+        self._pools = PoolManagers(
             num_pools=16,
             maxsize=self._maxsize,
             headers={"User-Agent": USER_AGENT},
             **self.tls.pool_arguments(),
         )
-        self._proxies: dict[str, urllib3.ProxyManager] = {}
-        # Read once: the environment does not change during a run.
-        self._proxy_urls = urllib.request.getproxies_environment()
         self._lock = threading.Lock()
-        self._netrc: netrc.netrc | None = None
-        self._netrc_loaded = False
+        #: Each host's Authorization from .netrc (or None): read once, not per request.
+        self._from_netrc: dict[str, str | None] = {}
 
     def project_url(self, project: str) -> str:
         return urllib.parse.urljoin(self.index_url, f"{project}/")
@@ -396,15 +385,17 @@ class IndexClient:
             response.release_conn()
 
     def close(self) -> None:
-        self._direct.clear()
-        for manager in self._proxies.values():
-            manager.clear()
+        self._pools.clear()
 
     def _request(self, url: str, headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise UpstreamError(
                 redact(url), f"refusing {parts.scheme!r} URL; only http(s) is fetched"
+            )
+        if not _port_ok(parts):  # urllib3's own message would show the URL unredacted
+            raise UpstreamError(
+                redact(url), "the port is not a number from 0 to 65535", transient=False
             )
         # per-request headers replace the pool's defaults in urllib3, so name ours here
         all_headers = {"User-Agent": USER_AGENT, **(headers or {})}
@@ -414,7 +405,7 @@ class IndexClient:
         if authorization:
             all_headers["Authorization"] = authorization
         try:
-            return self._manager_for(parts).request(
+            return self._pools.for_url(parts).request(
                 "GET",
                 url,
                 headers=all_headers,
@@ -425,7 +416,7 @@ class IndexClient:
             )
         except MaxRetryError as error:
             if error.reason is not None and is_certificate_error(error.reason):
-                reason = describe_certificate_error(_host_port(parts), error.reason, self.tls)
+                reason = describe_certificate_error(host_port(parts), error.reason, self.tls)
                 raise UpstreamError(redact(url), reason, transient=False) from None
             # retries ran out: on a redirect loop or error answers, asking again will not help
             transient = not isinstance(error.reason, ResponseError)
@@ -435,70 +426,20 @@ class IndexClient:
         except Urllib3Error as error:
             raise UpstreamError(redact(url), describe_transport_error(error)) from None
 
-    def _manager_for(self, parts: urllib.parse.SplitResult) -> urllib3.PoolManager:
-        proxy = self._proxy_urls.get(parts.scheme)
-        if not proxy or _proxy_bypass(parts.hostname or ""):
-            return self._direct
-        with self._lock:
-            manager = self._proxies.get(proxy)
-            if manager is None:
-                proxy_headers = None
-                proxy_parts = urllib.parse.urlsplit(proxy)
-                if proxy_parts.username:
-                    proxy_headers = urllib3.make_headers(
-                        proxy_basic_auth=f"{urllib.parse.unquote(proxy_parts.username)}:"
-                        f"{urllib.parse.unquote(proxy_parts.password or '')}"
-                    )
-                manager = urllib3.ProxyManager(
-                    proxy,
-                    num_pools=16,
-                    maxsize=self._maxsize,
-                    headers={"User-Agent": USER_AGENT},
-                    proxy_headers=proxy_headers,
-                    **self.tls.pool_arguments(),  # type: ignore[arg-type]
-                )
-                self._proxies[proxy] = manager
-            return manager
-
     def _authorization(self, parts: urllib.parse.SplitResult) -> str | None:
-        key = _host_key(parts)
+        key = host_key(parts)
         if key in self._credentials:
             return self._credentials[key]
         if parts.username is not None:
-            return _basic(
+            return basic_auth(
                 urllib.parse.unquote(parts.username), urllib.parse.unquote(parts.password or "")
             )
-        entry = self._netrc_entry(parts.hostname or "")
-        return entry
-
-    def _netrc_entry(self, host: str) -> str | None:
+        host = parts.hostname or ""
         with self._lock:
-            if not self._netrc_loaded:
-                self._netrc_loaded = True
-                try:
-                    self._netrc = netrc.netrc()
-                except (OSError, netrc.NetrcParseError):
-                    self._netrc = None
-        if self._netrc is None:
-            return None
-        found = self._netrc.authenticators(host)
-        if not found:
-            return None
-        login, _, password = found
-        return _basic(login or "", password or "")
-
-
-# Honours NO_PROXY the way urllib does; not in typeshed, but public since Python 2.
-_proxy_bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-
-
-def _host_key(parts: urllib.parse.SplitResult) -> str:
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
-
-
-def _basic(user: str, password: str) -> str:
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    return f"Basic {token}"
+            if host not in self._from_netrc:
+                entry = netrc_credentials(host)
+                self._from_netrc[host] = basic_auth(*entry) if entry else None
+            return self._from_netrc[host]
 
 
 def _status_error(url: str, response: urllib3.BaseHTTPResponse) -> UpstreamError:

@@ -32,6 +32,7 @@ def no_proxies_no_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.delenv("NETRC", raising=False)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))

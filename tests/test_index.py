@@ -31,6 +31,7 @@ def no_proxies_no_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.delenv("NETRC", raising=False)
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -358,6 +359,35 @@ def test_netrc_credentials(recorder: Recorder, no_proxies_no_netrc: Path) -> Non
     assert headers["authorization"] == BASIC
 
 
+def test_netrc_variable_names_the_file(
+    recorder: Recorder, no_proxies_no_netrc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (no_proxies_no_netrc / ".netrc").write_text("machine 127.0.0.1 login home password other\n")
+    named = tmp_path / "named-netrc"
+    named.write_text(f"machine 127.0.0.1 login {USER} password {PASSWORD}\n")
+    monkeypatch.setenv("NETRC", str(named))
+    recorder.routes["/simple/demo/"] = json_page("demo", [])
+    client = client_for(recorder.base + "/simple/")
+    try:
+        client.get_project_page("demo")
+        client.get_project_page("demo")
+    finally:
+        client.close()
+    assert [h["authorization"] for h in recorder.headers_for("/simple/demo/")] == [BASIC, BASIC]
+
+
+def test_a_file_url_with_a_bad_port_is_refused_redacted() -> None:
+    client = IndexClient("https://h.example/simple/", attempts=1)
+    try:
+        for url in ("https://u:secret@h.example:99999/f.whl", "https://u:secret@h.example:x/f"):
+            with pytest.raises(UpstreamError) as caught, client.stream(url):
+                pass
+            assert "secret" not in str(caught.value)
+            assert not caught.value.transient
+    finally:
+        client.close()
+
+
 def _assert_secret_free(text: str) -> None:
     assert PASSWORD not in text
     assert urllib.parse.quote(PASSWORD, safe="") not in text
@@ -458,6 +488,8 @@ def test_normalize_index_url(url: str, expected: str) -> None:
         "",
         "https:///simple",
         "/simple/",
+        "https://h.example:99999/simple/",
+        "https://u:p@h.example:port/simple/",
     ],
 )
 def test_normalize_index_url_refuses(url: str) -> None:
