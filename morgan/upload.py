@@ -15,25 +15,21 @@ one line; anything else is the fate of one file, and the run goes on.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import errno
 import html
 import json
 import logging
-import netrc
 import os
 import re
 import stat
 import time
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import urllib3
 from packaging.version import InvalidVersion, Version
 from urllib3.exceptions import ConnectTimeoutError
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -45,6 +41,7 @@ from morgan.index import RETRY_STATUSES, USER_AGENT, describe_transport_error, r
 from morgan.manifest import MANIFEST, ListedFile, Manifest, changed_paths
 from morgan.metadata import read_sdist_pkg_info, read_wheel_metadata_stream
 from morgan.tls import TLSSettings, describe_certificate_error, is_certificate_error
+from morgan.transport import PoolManagers, basic_auth, host_port, netrc_credentials
 from morgan.upload_form import Digests, MultipartForm, form_fields
 
 log = logging.getLogger(__name__)
@@ -170,8 +167,7 @@ class Credentials:
     source: str = ""
 
     def authorization(self) -> str:
-        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
-        return f"Basic {token}"
+        return basic_auth(self.username, self.password)
 
 
 def resolve_credentials(
@@ -193,7 +189,7 @@ def resolve_credentials(
     try:
         parts = urllib.parse.urlsplit(url.strip())
         parts.port  # noqa: B018 - ValueError if the port is no number or out of range
-        host = _host_port(parts)
+        host = host_port(parts)
     except ValueError:
         host = ""
     if not host or parts.scheme not in ("http", "https"):
@@ -212,7 +208,7 @@ def resolve_credentials(
             password = urllib.parse.unquote(parts.password)
         sources.append("the URL")
     if password is None:
-        entry = _netrc_entry(parts.hostname or "", environ, netrc_file)
+        entry = netrc_credentials(parts.hostname or "", environ=environ, path=netrc_file)
         if entry is not None and (username is None or username == entry[0]):
             username, password = entry
             sources.append("~/.netrc")
@@ -221,36 +217,12 @@ def resolve_credentials(
     return bare, Credentials(username or TOKEN_USERNAME, password or "", " and ".join(sources))
 
 
-def _netrc_entry(
-    host: str, environ: Mapping[str, str], netrc_file: Path | None
-) -> tuple[str, str] | None:
-    path = netrc_file or Path(environ.get("NETRC") or Path.home() / ".netrc")
-    try:
-        found = netrc.netrc(str(path)).authenticators(host)
-    except FileNotFoundError:
-        return None
-    except (OSError, netrc.NetrcParseError) as error:
-        log.warning("%s: not read (%s)", path, error)
-        return None
-    if not found:
-        return None
-    login, _, password = found
-    return login or "", password or ""
-
-
 def _shown(url: str) -> str:
     """``index.redact``, also for a URL whose port is out of range (which it reads)."""
     try:
         return redact(url)
     except ValueError:
         return "<unparsable URL>"
-
-
-def _host_port(parts: urllib.parse.SplitResult) -> str:
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    return f"{host}:{parts.port}" if parts.port else host
 
 
 # -- the registry -------------------------------------------------------------------
@@ -300,29 +272,17 @@ class Registry:
         if parts.username is not None:
             raise ValueError("pass the URL without its credentials (see resolve_credentials)")
         self.url = url
-        self.host = _host_port(parts)
+        self.host = host_port(parts)
         self.credentials = credentials
         self.tls = tls or TLSSettings()
         self.attempts = attempts
         self.backoff = upstream.DEFAULT_BACKOFF if backoff is None else backoff
         self._timeout = Timeout(connect=min(timeout, 10.0), read=timeout)
-        proxy = urllib.request.getproxies_environment().get(parts.scheme)
-        bypass = urllib.request.proxy_bypass_environment  # type: ignore[attr-defined]
-        arguments: dict[str, Any] = {"headers": {"User-Agent": USER_AGENT}}
-        arguments.update(self.tls.pool_arguments())
-        self._manager: urllib3.PoolManager
-        if proxy and not bypass(parts.hostname or ""):
-            proxy_parts = urllib.parse.urlsplit(proxy)
-            if proxy_parts.username:  # urllib3 does not send a proxy URL's user by itself
-                login = f"{urllib.parse.unquote(proxy_parts.username)}:"
-                login += urllib.parse.unquote(proxy_parts.password or "")
-                arguments["proxy_headers"] = urllib3.make_headers(proxy_basic_auth=login)
-            self._manager = urllib3.ProxyManager(proxy, **arguments)
-        else:
-            self._manager = urllib3.PoolManager(**arguments)
+        self._pools = PoolManagers(headers={"User-Agent": USER_AGENT}, **self.tls.pool_arguments())
+        self._manager = self._pools.for_url(parts)
 
     def close(self) -> None:
-        self._manager.clear()
+        self._pools.clear()
 
     def upload(self, index: Path, listed: ListedFile, *, skip_existing: bool) -> Outcome:
         """Send one file of the tree (checked against the manifest first); UploadStopped
