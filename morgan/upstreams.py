@@ -22,7 +22,6 @@ there are.
 from __future__ import annotations
 
 import json
-import netrc
 import os
 import posixpath
 import threading
@@ -52,6 +51,7 @@ from morgan.models import ProjectPage
 from morgan.simple import MEDIA_JSON_V1, KeepFile, parse_project_page
 from morgan.state import CachedPage, page_digest
 from morgan.tls import TLSSettings, tls_settings
+from morgan.transport import host_key, netrc_credentials
 
 #: The origin of projects taken from the tree (uploads, private names), in summaries.
 TREE_ORIGIN = "uploads"
@@ -297,9 +297,11 @@ class Upstreams:
             known = self._file_clients.get(url.removesuffix(METADATA_SUFFIX))
         if known is not None:
             return known
-        host = _host_key(url)
+        host = host_key(url)
+        if not host:  # a URL that does not parse matches no index
+            return self._fallback
         path = urllib.parse.urlsplit(url).path
-        same_host = [c for _, c in self.indexes if host and _host_key(c.index_url) == host]
+        same_host = [c for _, c in self.indexes if host_key(c.index_url) == host]
         if not same_host:
             return self._fallback
         return max(same_host, key=lambda c: _shared_segments(c.index_url, path))
@@ -316,15 +318,6 @@ def _shared_segments(index_url: str, path: str) -> int:
 
 def _file_path(url: str) -> Path:
     return Path(urllib.request.url2pathname(urllib.parse.urlsplit(url).path))
-
-
-def _host_key(url: str) -> str:
-    """scheme://host:port of a URL ("" for one that does not parse: it matches no index)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
-    except ValueError:
-        return ""
 
 
 def make_upstreams(
@@ -364,11 +357,9 @@ def make_upstreams(
 
 
 def _in_netrc(url: str) -> bool:
-    """Whether ``~/.netrc`` has an entry for the URL's host (as ``IndexClient`` reads it)."""
-    try:
-        return netrc.netrc().authenticators(urllib.parse.urlsplit(url).hostname or "") is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
+    """Whether ``~/.netrc`` (or ``$NETRC``) has an entry for the URL's host, read as
+    ``IndexClient`` reads it."""
+    return netrc_credentials(urllib.parse.urlsplit(url).hostname or "") is not None
 
 
 def _with_credentials(section: IndexSection, environ: Mapping[str, str], where: str) -> str:

@@ -594,6 +594,7 @@ def test_a_user_without_a_password_is_refused_before_any_request(
     """Sent without its password, a registry may answer 404 for a private project, which
     would hand the name on to the next index."""
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.delenv("NETRC", raising=False)
     index = tmp_path / "index"
     config_with(
         index,
