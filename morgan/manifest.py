@@ -358,7 +358,27 @@ def render(
         "files": dict(sorted(files.items())),
         "index-files": dict(sorted(index_files.items())),
     }
-    return (json.dumps(document, indent=1, sort_keys=False) + "\n").encode("utf-8")
+    return _layout(document).encode("utf-8")
+
+
+def _layout(document: Mapping[str, Any]) -> str:
+    """The manifest as text for people and diffs: one line per top-level key, and one
+    line per file of ``files`` and ``index-files`` (json's C encoder runs only without
+    indentation, and a tree has thousands of files)."""
+    lines = ["{"]
+    for position, (key, value) in enumerate(document.items()):
+        comma = "," if position < len(document) - 1 else ""
+        if isinstance(value, dict) and key in ("files", "index-files") and value:
+            lines.append(f" {json.dumps(key)}: {{")
+            entries = [
+                f"  {json.dumps(path)}: {json.dumps(entry)}" for path, entry in value.items()
+            ]
+            lines.append(",\n".join(entries))
+            lines.append(f" }}{comma}")
+        else:
+            lines.append(f" {json.dumps(key)}: {json.dumps(value)}{comma}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
 
 
 def _upload_reason(path: Path) -> dict[str, Any]:

@@ -153,7 +153,8 @@ def save(
         "plans": {plan.environment.name: _encode_plan(plan) for plan in plans},
         "files": _encode_files(plans),
     }
-    data = (json.dumps(document, indent=1, sort_keys=True) + "\n").encode("utf-8")
+    # compact: a cache nobody reads, and json's C encoder runs only without indent
+    data = (json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
     atomic_write(index_path / PLANS_FILE, data)
 
 

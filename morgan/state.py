@@ -250,8 +250,9 @@ class ProjectState:
                 name: asdict(self.dependencies[name]) for name in sorted(self.dependencies)
             },
         }
-        data = (json.dumps(document, indent=1, sort_keys=True) + "\n").encode("utf-8")
-        written = atomic_write(folder / STATE_FILE, data)
+        # compact: a cache, and json's C encoder runs only without indentation
+        compact = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        written = atomic_write(folder / STATE_FILE, (compact + "\n").encode("utf-8"))
         self._saved = self._key()
         return written
 
