@@ -193,7 +193,7 @@ def resolve_credentials(
     except ValueError:
         host = ""
     if not host or parts.scheme not in ("http", "https"):
-        raise UsageError(f"--repository-url {_shown(url)!r} is not an http(s) URL")
+        raise UsageError(f"--repository-url {redact(url)!r} is not an http(s) URL")
     bare = urllib.parse.urlunsplit(parts._replace(netloc=host))
     sources = []
     if username is not None or password is not None:
@@ -215,14 +215,6 @@ def resolve_credentials(
     if username is None and password is None:
         return bare, None
     return bare, Credentials(username or TOKEN_USERNAME, password or "", " and ".join(sources))
-
-
-def _shown(url: str) -> str:
-    """``index.redact``, also for a URL whose port is out of range (which it reads)."""
-    try:
-        return redact(url)
-    except ValueError:
-        return "<unparsable URL>"
 
 
 # -- the registry -------------------------------------------------------------------
@@ -348,9 +340,10 @@ class Registry:
             if 200 <= answer.status < 300:
                 return Outcome(listed, UPLOADED)
             if 300 <= answer.status < 400:
+                where = redact(answer.location) if answer.location else "another address"
                 raise UploadStopped(
                     self.host,
-                    f"{said} sends the upload to {_shown(answer.location) or 'another address'}; "
+                    f"{said} sends the upload to {where}; "
                     "pass that address as --repository-url (an upload is never redirected)",
                 )
             if answer.status in (401, 403):  # the page that says so says nothing more
