@@ -43,15 +43,17 @@ Uploads (``--upload``, which needs ``--auth-file``): twine's legacy upload API, 
 multipart/form-data POST to ``/`` or ``/legacy/`` (``twine upload --repository-url
 http://HOST:PORT/``), from the users of the auth file only. The form is checked as
 PyPI checks it (``:action``, name, version, filetype, digests, a wheel or sdist file
-name of that project and version, a wheel's own METADATA); the body is read as it
-comes into a hidden temporary file in the project's folder (the index folder's for
-a new project), never held in memory, and is at most ``--max-upload-size``. It
-lands so that no page ever lists half of it: the sidecars first (``.hash``,
-``.metadata`` for a wheel, and ``.uploaded``, the record of who uploaded what and
-when), the file renamed into place last and never over an existing one (``400 File
-already exists``, as PyPI says it), then the static pages. ``import`` refuses a
-bundle that would change a project holding uploads and never deletes one;
-``verify`` checks uploads against their records.
+name of that project and version, a wheel's own METADATA, an sdist's own PKG-INFO, read
+from the archive without extracting it, which must hold nothing pip would refuse to
+unpack; no second copy of a distribution under another name, one sdist per release);
+the body is read as it comes into a hidden temporary file in the project's folder (the
+index folder's for a new project), never held in memory, and is at most
+``--max-upload-size``. It lands so that no page ever lists half of it: the sidecars
+first (``.hash``, ``.metadata`` for a wheel, and ``.uploaded``, the record of who
+uploaded what and when), the file renamed into place last and never over an existing
+one (``400 File already exists``, as PyPI says it), then the static pages.
+``import`` refuses a bundle that would change a project holding uploads and never
+deletes one; ``verify`` checks uploads against their records.
 
 Offline commands, for trees carried into the closed network:
 
@@ -78,9 +80,11 @@ import collections
 import contextlib
 import datetime
 import email.errors
+import email.parser
 import email.utils
 import errno
 import getpass
+import gzip
 import hashlib
 import hmac
 import html
@@ -103,6 +107,7 @@ import threading
 import time
 import traceback
 import urllib.parse
+import zipfile
 import zlib
 from typing import (
     Any,
@@ -114,6 +119,7 @@ from typing import (
     NamedTuple,
     Optional,
     Tuple,
+    Type,
     Union,
 )
 
@@ -577,6 +583,30 @@ def _zip64_sizes(extra: bytes, sizes: List[int]) -> Optional[List[int]]:
     return None if _ZIP_MAX32 in sizes else sizes
 
 
+def zip_entries(stream: Any, start: int, length: int) -> Iterator[bytes]:
+    """Each entry of a zip's central directory (its fixed part, name, extra field and
+    comment), read in chunks of ZIP_SCAN_BYTES; ValueError if the directory is malformed."""
+    stream.seek(start)
+    buffer, position, remaining = b"", 0, length
+    while True:
+        if len(buffer) - position < _ZIP_ENTRY_BYTES + 3 * 65535 and remaining > 0:
+            chunk = stream.read(min(ZIP_SCAN_BYTES, remaining))
+            if not chunk:
+                raise ValueError("the zip directory is cut short")
+            remaining -= len(chunk)
+            buffer, position = buffer[position:] + chunk, 0
+        if len(buffer) - position < _ZIP_ENTRY_BYTES:
+            return
+        if buffer[position : position + 4] != _ZIP_ENTRY:
+            raise ValueError("a zip directory entry without its signature")
+        name_length, extra_length, comment_length = struct.unpack_from("<3H", buffer, position + 28)
+        end = position + _ZIP_ENTRY_BYTES + name_length + extra_length + comment_length
+        if end > len(buffer):
+            raise ValueError("the zip directory is cut short")
+        yield buffer[position:end]
+        position = end
+
+
 def find_metadata_member(stream: Any, size: int, wheel_name: str) -> Optional[ZipMember]:
     """The wheel's top-level ``*.dist-info/METADATA`` member, found by scanning the directory.
 
@@ -587,40 +617,29 @@ def find_metadata_member(stream: Any, size: int, wheel_name: str) -> Optional[Zi
     directory = zip_directory(stream, size)
     if directory is None:
         return None
-    start, remaining, shift = directory
+    start, length, shift = directory
     stem = wheel_name[: -len(WHEEL_SUFFIX)]
     parts = stem.split("-")
     expected = ("%s-%s.dist-info/METADATA" % tuple(parts[:2])).lower() if len(parts) >= 2 else ""
-    stream.seek(start)
-    buffer, position = b"", 0
     found: List[ZipMember] = []
-    while True:
-        if len(buffer) - position < _ZIP_ENTRY_BYTES + 3 * 65535 and remaining > 0:
-            chunk = stream.read(min(ZIP_SCAN_BYTES, remaining))
-            if not chunk:
-                return None
-            remaining -= len(chunk)
-            buffer, position = buffer[position:] + chunk, 0
-        if len(buffer) - position < _ZIP_ENTRY_BYTES:
-            break
-        if buffer[position : position + 4] != _ZIP_ENTRY:
-            return None
-        name_length, extra_length, comment_length = struct.unpack_from("<3H", buffer, position + 28)
-        end = position + _ZIP_ENTRY_BYTES + name_length
-        if end + extra_length + comment_length > len(buffer):
-            return None  # the directory is cut short
-        raw_name = buffer[position + _ZIP_ENTRY_BYTES : end]
-        if raw_name.endswith(b".dist-info/METADATA") and raw_name.count(b"/") == 1:
-            fields = struct.unpack_from("<4x6H3L5H2L", buffer, position)
+    try:
+        for entry in zip_entries(stream, start, length):
+            name_length, extra_length = struct.unpack_from("<2H", entry, 28)
+            end = _ZIP_ENTRY_BYTES + name_length
+            raw_name = entry[_ZIP_ENTRY_BYTES:end]
+            if not (raw_name.endswith(b".dist-info/METADATA") and raw_name.count(b"/") == 1):
+                continue
+            fields = struct.unpack_from("<4x6H3L5H2L", entry)
             flags, method, crc = fields[2], fields[3], fields[6]
             sizes = _zip64_sizes(
-                buffer[end : end + extra_length], [fields[8], fields[7], fields[15]]
+                entry[end : end + extra_length], [fields[8], fields[7], fields[15]]
             )
             if sizes is None or len(found) >= 16:
                 return None
             name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
             found.append(ZipMember(name, sizes[2] + shift, sizes[1], sizes[0], method, flags, crc))
-        position = end + extra_length + comment_length
+    except ValueError:
+        return None
     if len(found) > 1:
         found = [member for member in found if member.name.lower() == expected]
     return found[0] if len(found) == 1 else None
@@ -1497,6 +1516,14 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_PARTS = 10000
 MAX_UPLOAD_RECORD_BYTES = 64 * 1024
 MAX_UPLOAD_NAME_BYTES = 200
+#: Bounds on what opening an uploaded sdist may cost: its members are read one at a time
+#: (never extracted), and a decompression bomb is stopped, not unpacked.
+MAX_SDIST_MEMBERS = 100000
+MAX_PKG_INFO_BYTES = 1024 * 1024
+MAX_SDIST_UNPACKED_BYTES = 16 * 1024**3
+MAX_SDIST_DIRECTORY_BYTES = 16 * 1024 * 1024
+MAX_TAR_HEADER_BYTES = 1024 * 1024
+MAX_LINK_TARGET_BYTES = 4096
 BODY_CHUNK_BYTES = 256 * 1024
 _NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 #: The form fields an upload is checked against; twine's others (the description...)
@@ -2072,6 +2099,21 @@ def check_upload(received: Received) -> CheckedUpload:
                 % (said.get("name", "?"), said.get("version", "?"), name, version),
             )
         requires_python = requires_python_of(metadata)
+    else:
+        try:
+            pkg_info = read_sdist_pkg_info(received.temp, filename)
+        except SdistRefused as problem:
+            raise UploadRefused(400, "the sdist %s %s" % (quoted(filename), problem)) from None
+        said = pkg_info_fields(pkg_info)
+        if (
+            normalize(said.get("name", "")) != project
+            or canonical_version(said.get("version", "")) != canonical
+        ):
+            raise UploadRefused(
+                400,
+                "the sdist's PKG-INFO says %s %s, the form %s %s"
+                % (said.get("name", "?"), said.get("version", "?"), name, version),
+            )
     if requires_python is not None and (len(requires_python) > 1000 or "\n" in requires_python):
         requires_python = None
     return CheckedUpload(
@@ -2096,6 +2138,282 @@ def metadata_fields(metadata: bytes) -> Dict[str, str]:
         key, sep, value = line.partition(":")
         key = key.strip().lower()
         if sep and key in ("name", "version") and key not in found:
+            found[key] = value.strip()
+    return found
+
+
+class SdistRefused(Exception):
+    """Why an uploaded sdist is not one that pip would build, as the end of a sentence
+    that begins with the sdist's name."""
+
+
+def is_unsafe_member_name(name: str) -> bool:
+    """True for an archive member's name (or link target) that is absolute (``/x``,
+    ``\\x``, ``C:x``) or has a ``..`` component: pip unpacks no such archive."""
+    if not name or name[0] in "/\\" or re.match(r"[A-Za-z]:", name):
+        return True
+    return ".." in re.split(r"[/\\]", name)
+
+
+class SdistMembers:
+    """The members of an sdist, checked one at a time as they are read: at most
+    MAX_SDIST_MEMBERS, none with an unsafe name or link, and its ``<dir>/PKG-INFO``
+    (the one in a folder named like the file when there are several)."""
+
+    def __init__(self, stem: str) -> None:
+        self.stem = stem
+        self.count = 0
+        self.folders: List[str] = []  # the top folders holding a PKG-INFO
+        self.first: Optional[bytes] = None
+        self.named: Optional[bytes] = None
+
+    def add(
+        self, name: str, kind: str, link: Optional[str], size: int, read: Callable[[], bytes]
+    ) -> None:
+        """One member: ``kind`` is "file", "dir", "link" or "other" (a device, a pipe)."""
+        self.count += 1
+        if self.count > MAX_SDIST_MEMBERS:
+            raise SdistRefused("has more than %d members" % MAX_SDIST_MEMBERS)
+        if is_unsafe_member_name(name):
+            raise SdistRefused("holds %s, an absolute path or one with .." % quoted(name))
+        if link is not None and is_unsafe_member_name(link):
+            raise SdistRefused(
+                "holds a link %s to %s, an absolute path or one with .."
+                % (quoted(name), quoted(link))
+            )
+        if kind == "other":
+            raise SdistRefused("holds %s, a device or a pipe" % quoted(name))
+        folder, sep, rest = name.partition("/")
+        if not sep or rest != "PKG-INFO" or folder in ("", "."):
+            return
+        if folder in self.folders:
+            raise SdistRefused("holds %s twice" % quoted(name))
+        self.folders.append(folder)
+        if kind != "file":
+            raise SdistRefused("holds %s, which is not a regular file" % quoted(name))
+        if size > MAX_PKG_INFO_BYTES:
+            raise SdistRefused("has a PKG-INFO over %d bytes" % MAX_PKG_INFO_BYTES)
+        if self.first is None or folder == self.stem:
+            data = read()
+            if len(data) > MAX_PKG_INFO_BYTES:
+                raise SdistRefused("has a PKG-INFO over %d bytes" % MAX_PKG_INFO_BYTES)
+            if self.first is None:
+                self.first = data
+            if folder == self.stem:
+                self.named = data
+
+    def pkg_info(self) -> bytes:
+        if self.named is not None:
+            return self.named
+        if self.first is None:
+            raise SdistRefused("has no PKG-INFO in a top folder (<name>-<version>/PKG-INFO)")
+        if len(self.folders) > 1:
+            raise SdistRefused(
+                "has a PKG-INFO in several top folders, none of them %s" % quoted(self.stem)
+            )
+        return self.first
+
+
+class _BoundedStream:
+    """A stream that an archive module reads an sdist from, bounded: no single read over
+    ``max_read`` bytes (tarfile reads a long name or a pax header whole, zipfile the
+    central directory), and, when ``max_end`` is given, nothing past it (tarfile unpacks
+    every member it skips: a decompression bomb is stopped, not unpacked)."""
+
+    def __init__(
+        self, stream: Any, max_read: int, read_refusal: str, max_end: Optional[int] = None
+    ) -> None:
+        self._stream = stream
+        self._max_read = max_read
+        self._read_refusal = read_refusal
+        self._max_end = max_end
+
+    def read(self, size: Optional[int] = -1) -> bytes:
+        if size is not None and size > self._max_read:
+            raise SdistRefused(self._read_refusal)
+        if size is None or size < 0:  # the rest (zipfile reads a zip's end so)
+            size = self._max_read + 1
+        self._bound(self._stream.tell() + size)
+        data: bytes = self._stream.read(size)
+        if len(data) > self._max_read:
+            raise SdistRefused(self._read_refusal)
+        return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self._bound(offset)
+        elif whence == io.SEEK_CUR:
+            self._bound(self._stream.tell() + offset)
+        position: int = self._stream.seek(offset, whence)
+        return position
+
+    def tell(self) -> int:
+        position: int = self._stream.tell()
+        return position
+
+    def seekable(self) -> bool:
+        return True
+
+    def _bound(self, end: int) -> None:
+        if self._max_end is not None and end > self._max_end:
+            raise SdistRefused("unpacks to more than %d bytes" % self._max_end)
+
+
+def _read_bounded(stream: Any, limit: int) -> bytes:
+    """At most ``limit`` + 1 bytes of a member, read in chunks."""
+    chunks: List[bytes] = []
+    total = 0
+    while total <= limit:
+        chunk = stream.read(min(CHUNK_BYTES, limit + 1 - total))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
+def _unpacked(stream: BinaryIO, kind: str) -> Any:
+    """The stream of a tar sdist's members: its gzip, bzip2 or xz layer read as it goes."""
+    if kind == "gztar":
+        return gzip.GzipFile(fileobj=stream, mode="rb")
+    if kind == "bztar":
+        import bz2  # noqa: PLC0415 - missing from some builds
+
+        return bz2.BZ2File(stream)
+    import lzma  # noqa: PLC0415 - missing from some builds
+
+    return lzma.LZMAFile(stream)
+
+
+def _scan_tar(stream: BinaryIO, kind: str, members: SdistMembers) -> None:
+    """Read a tar sdist's members one at a time, as tarfile reads them for pip."""
+    unpacked = _unpacked(stream, kind)
+    refusal = "has a tar header over %d bytes" % MAX_TAR_HEADER_BYTES
+    # read, seek and tell: all that tarfile calls
+    bounded: Any = _BoundedStream(unpacked, MAX_TAR_HEADER_BYTES, refusal, MAX_SDIST_UNPACKED_BYTES)
+    with unpacked, tarfile.open(fileobj=bounded, mode="r:") as archive:
+        while True:
+            member = archive.next()
+            if member is None:
+                return
+            vars(archive)["members"].clear()  # tarfile keeps every member read: forget them
+            link = member.linkname if member.issym() or member.islnk() else None
+            if link is not None:
+                what = "link"
+            elif member.isdir():
+                what = "dir"
+            elif member.ischr() or member.isblk() or member.isfifo():
+                what = "other"
+            else:
+                what = "file"
+
+            def read(member: tarfile.TarInfo = member) -> bytes:
+                extracted = archive.extractfile(member)
+                if extracted is None:
+                    raise SdistRefused(
+                        "holds %s, which is not a regular file" % quoted(member.name)
+                    )
+                with extracted:
+                    return _read_bounded(extracted, MAX_PKG_INFO_BYTES)
+
+            members.add(member.name, what, link, member.size, read)
+
+
+def _scan_zip(stream: BinaryIO, members: SdistMembers) -> None:
+    """Read a zip sdist's members, as zipfile reads them for pip. zipfile loads the whole
+    central directory: its entries are counted in chunks first, and zipfile may read no
+    more than MAX_SDIST_DIRECTORY_BYTES at once, so that it never holds more than that."""
+    refusal = "has a zip directory over %d bytes" % MAX_SDIST_DIRECTORY_BYTES
+    directory = zip_directory(stream, os.fstat(stream.fileno()).st_size)
+    if directory is None:
+        raise SdistRefused("is not a readable zip archive")
+    start, length, _ = directory
+    if length > MAX_SDIST_DIRECTORY_BYTES:
+        raise SdistRefused(refusal)
+    for count, _entry in enumerate(zip_entries(stream, start, length), 1):
+        if count > MAX_SDIST_MEMBERS:
+            raise SdistRefused("has more than %d members" % MAX_SDIST_MEMBERS)
+    stream.seek(0)
+    bounded: Any = _BoundedStream(stream, MAX_SDIST_DIRECTORY_BYTES, refusal)
+    with zipfile.ZipFile(bounded) as archive:
+        infos = archive.infolist()
+        if len(infos) > MAX_SDIST_MEMBERS:  # a directory zipfile found elsewhere
+            raise SdistRefused("has more than %d members" % MAX_SDIST_MEMBERS)
+        for info in infos:
+            mode = info.external_attr >> 16
+            link = None
+            if info.create_system == 3 and stat.S_ISLNK(mode):
+                with archive.open(info) as target:
+                    link = _read_bounded(target, MAX_LINK_TARGET_BYTES).decode("utf-8", "replace")
+            if link is not None:
+                what = "link"
+            elif info.is_dir():
+                what = "dir"
+            elif info.create_system == 3 and (
+                stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode)
+            ):
+                what = "other"
+            else:
+                what = "file"
+
+            def read(info: zipfile.ZipInfo = info) -> bytes:
+                with archive.open(info) as extracted:
+                    return _read_bounded(extracted, MAX_PKG_INFO_BYTES)
+
+            members.add(info.filename, what, link, info.file_size, read)
+
+
+def _archive_errors() -> Tuple[Type[BaseException], ...]:
+    """What reading a damaged archive raises (lzma's own error when lzma is there)."""
+    errors: List[Type[BaseException]] = [tarfile.TarError, zipfile.BadZipFile, zipfile.LargeZipFile]
+    errors += [EOFError, OSError, zlib.error, ValueError, RuntimeError, NotImplementedError]
+    errors.append(struct.error)
+    with contextlib.suppress(ImportError):
+        import lzma  # noqa: PLC0415 - missing from some builds
+
+        errors.append(lzma.LZMAError)
+    return tuple(errors)
+
+
+def read_sdist_pkg_info(path: str, filename: str) -> bytes:
+    """The ``<dir>/PKG-INFO`` of an sdist, opened as pip opens it (tarfile, zipfile) and
+    read member by member, never extracted; SdistRefused says why not."""
+    kind = sdist_format(filename)
+    stream = open_regular_file(path)
+    if kind is None or stream is None:
+        raise SdistRefused("could not be opened")
+    stem = filename[: -len(next(end for end in _SDIST_FORMATS if filename.endswith(end)))]
+    members = SdistMembers(stem)
+    with stream:
+        try:
+            if kind == "zip":
+                _scan_zip(stream, members)
+            else:
+                _scan_tar(stream, kind, members)
+        except SdistRefused:
+            raise
+        except ImportError as error:
+            raise SdistRefused(
+                "cannot be read here: this Python has no %s module" % (error.name or "such")
+            ) from None
+        except _archive_errors() as error:
+            what = (
+                "zip" if kind == "zip" else "tar." + {"gztar": "gz", "bztar": "bz2"}.get(kind, "xz")
+            )
+            raise SdistRefused(
+                "is not a readable %s archive (%s)" % (what, describe(error).splitlines()[0])
+            ) from None
+    return members.pkg_info()
+
+
+def pkg_info_fields(pkg_info: bytes) -> Dict[str, str]:
+    """The Name and Version of an sdist's PKG-INFO (lower-case keys), read with the
+    standard library's email parser, as core metadata is written."""
+    headers = email.parser.HeaderParser().parsestr(pkg_info.decode("utf-8", "replace"))
+    found = {}
+    for key in ("name", "version"):
+        value = headers.get(key)
+        if isinstance(value, str) and value.strip():
             found[key] = value.strip()
     return found
 

@@ -13,13 +13,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import venv
+import warnings
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -219,6 +222,48 @@ def wheel_bytes(folder: Path, name: str, version: str, **kwargs: Any) -> tuple[s
 def sdist_bytes(folder: Path, name: str, version: str) -> tuple[str, bytes]:
     path = builders.build_sdist(folder, name, version)
     return path.name, path.read_bytes()
+
+
+def pkg_info(name: str, version: str, body: str = "A test distribution.\n") -> bytes:
+    return f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n{body}".encode()
+
+
+def member(
+    name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE, link: str = ""
+) -> tuple[tarfile.TarInfo, bytes]:
+    """A tar member as it is given: any name, any kind, any link target."""
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mtime = kind, link, 1_600_000_000
+    info.size = len(data) if kind == tarfile.REGTYPE else 0
+    return info, data
+
+
+def tar_sdist(
+    members: list[tuple[tarfile.TarInfo, bytes]], compression: str = "gz", **kwargs: Any
+) -> bytes:
+    """A tar sdist holding exactly ``members``, in the order given."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode=f"w:{compression}", **kwargs) as archive:
+        for info, data in members:
+            archive.addfile(info, io.BytesIO(data) if info.isreg() else None)
+    return buffer.getvalue()
+
+
+def zip_sdist(members: list[tuple[str | zipfile.ZipInfo, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        warnings.simplefilter("ignore")  # a name given twice, on purpose
+        for name, data in members:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def zip_link(name: str, target: str) -> tuple[zipfile.ZipInfo, bytes]:
+    """A symbolic link in a zip, as Info-ZIP stores one: its target as its content."""
+    info = zipfile.ZipInfo(name)
+    info.create_system = 3
+    info.external_attr = 0o120777 << 16
+    return info, target.encode()
 
 
 def hidden_leftovers(root: Path) -> list[str]:
@@ -582,6 +627,223 @@ def zipped_as(folder: Path, version: str) -> bytes:
     return builders.build_sdist(folder / version, "corp_x", version, fmt="zip").read_bytes()
 
 
+ACME = member("acme-1.0/PKG-INFO", pkg_info("acme", "1.0"))
+SETUP = member("acme-1.0/setup.py", b"from setuptools import setup\nsetup()\n")
+
+
+@pytest.mark.parametrize(
+    ("filename", "data", "phrase"),
+    [
+        ("acme-1.0.tar.gz", b"\x1f\x8b" + b"not gzip" * 50, "is not a readable tar.gz archive"),
+        ("acme-1.0.tar.gz", b"not an archive at all", "is not a readable tar.gz archive"),
+        ("acme-1.0.tgz", zip_sdist([("acme-1.0/PKG-INFO", ACME[1])]), "not a readable tar.gz"),
+        ("acme-1.0.tar.bz2", tar_sdist([ACME]), "is not a readable tar.bz2 archive"),
+        ("acme-1.0.tar.xz", tar_sdist([ACME], "bz2"), "is not a readable tar.xz archive"),
+        ("acme-1.0.zip", tar_sdist([ACME]), "is not a readable zip archive"),
+        ("acme-1.0.tar.gz", tar_sdist([ACME])[:-40], "is not a readable tar.gz archive"),
+        ("acme-1.0.tar.gz", tar_sdist([SETUP]), "has no PKG-INFO in a top folder"),
+        ("acme-1.0.tar.gz", tar_sdist([member("PKG-INFO", ACME[1])]), "has no PKG-INFO"),
+        ("acme-1.0.tar.gz", tar_sdist([member("a/b/PKG-INFO", ACME[1])]), "has no PKG-INFO"),
+        ("acme-1.0.zip", zip_sdist([("acme-1.0/setup.py", b"")]), "has no PKG-INFO"),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([member("acme-1.0/PKG-INFO", pkg_info("other", "1.0"))]),
+            "the sdist's PKG-INFO says other 1.0, the form acme 1.0",
+        ),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([member("acme-1.0/PKG-INFO", pkg_info("acme", "2.0"))]),
+            "PKG-INFO says acme 2.0, the form acme 1.0",
+        ),
+        (
+            "acme-1.0.zip",
+            zip_sdist([("acme-1.0/PKG-INFO", pkg_info("acme", "1.0.1"))]),
+            "PKG-INFO says acme 1.0.1, the form acme 1.0",
+        ),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([member("acme-1.0/PKG-INFO", b"Metadata-Version: 2.1\nVersion: 1.0\n")]),
+            "PKG-INFO says ? 1.0",
+        ),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([member("acme-1.0/PKG-INFO", pkg_info("acme", "1.0", "x" * 2**20))]),
+            "has a PKG-INFO over 1048576 bytes",
+        ),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([member(f"{top}/PKG-INFO", pkg_info("acme", "1.0")) for top in "ab"]),
+            'has a PKG-INFO in several top folders, none of them "acme-1.0"',
+        ),
+        ("acme-1.0.tar.gz", tar_sdist([ACME, SETUP, ACME]), 'holds "acme-1.0/PKG-INFO" twice'),
+        (
+            "acme-1.0.zip",
+            zip_sdist([("acme-1.0/PKG-INFO", ACME[1]), ("acme-1.0/PKG-INFO", ACME[1])]),
+            'holds "acme-1.0/PKG-INFO" twice',
+        ),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([SETUP, member("acme-1.0/PKG-INFO", kind=tarfile.SYMTYPE, link="setup.py")]),
+            'holds "acme-1.0/PKG-INFO", which is not a regular file',
+        ),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([member("acme-1.0/PKG-INFO", kind=tarfile.DIRTYPE)]),
+            "which is not a regular file",
+        ),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([ACME, member("/etc/cron.d/acme", b"* * * * * root sh\n")]),
+            'holds "/etc/cron.d/acme", an absolute path or one with ..',
+        ),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([ACME, member("acme-1.0/../../acme.pth", b"import os\n")]),
+            'holds "acme-1.0/../../acme.pth", an absolute path or one with ..',
+        ),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([ACME, member("..", kind=tarfile.DIRTYPE)]),
+            "an absolute path or one with ..",
+        ),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([ACME, member("acme-1.0/key", kind=tarfile.SYMTYPE, link="/etc/shadow")]),
+            'holds a link "acme-1.0/key" to "/etc/shadow"',
+        ),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([ACME, member("acme-1.0/up", kind=tarfile.SYMTYPE, link="../../..")]),
+            'holds a link "acme-1.0/up" to "../../.."',
+        ),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([ACME, member("acme-1.0/hard", kind=tarfile.LNKTYPE, link="../x")]),
+            'holds a link "acme-1.0/hard" to "../x"',
+        ),
+        (
+            "acme-1.0.tar.gz",
+            tar_sdist([ACME, member("acme-1.0/fifo", kind=tarfile.FIFOTYPE)]),
+            'holds "acme-1.0/fifo", a device or a pipe',
+        ),
+        (
+            "acme-1.0.zip",
+            zip_sdist([("acme-1.0/PKG-INFO", ACME[1]), ("../acme.pth", b"import os\n")]),
+            'holds "../acme.pth", an absolute path or one with ..',
+        ),
+        (
+            "acme-1.0.zip",
+            zip_sdist([("acme-1.0/PKG-INFO", ACME[1]), ("acme-1.0\\..\\..\\x", b"")]),
+            "an absolute path or one with ..",
+        ),
+        (
+            "acme-1.0.zip",
+            zip_sdist([("acme-1.0/PKG-INFO", ACME[1]), zip_link("acme-1.0/key", "/etc/shadow")]),
+            'holds a link "acme-1.0/key" to "/etc/shadow"',
+        ),
+    ],
+)
+def test_sdist_that_pip_would_not_build_is_refused(
+    hostile: Hostile, filename: str, data: bytes, phrase: str
+) -> None:
+    """An sdist is opened (never extracted) and must hold a ``<dir>/PKG-INFO`` of the
+    form's project and version, and nothing pip refuses to unpack."""
+    body = form(fields_for("acme", "1.0", data, "sdist"), (filename, data))
+    assert_refused(hostile, 400, phrase, refused_by(hostile, body))
+
+
+@pytest.mark.parametrize(
+    ("filename", "data"),
+    [
+        (
+            "Sound_Pkg-1.0.tar.gz",
+            tar_sdist([member("Sound_Pkg-1.0/PKG-INFO", pkg_info("sound.pkg", "1.0.0"))]),
+        ),
+        ("sound_pkg-1.0.tgz", tar_sdist([member("x/PKG-INFO", pkg_info("Sound-Pkg", "1"))])),
+        (
+            "sound_pkg-1.0.tar.bz2",
+            tar_sdist(
+                [
+                    member("sound_pkg-1.0", kind=tarfile.DIRTYPE),
+                    member("sound_pkg-1.0/PKG-INFO", pkg_info("sound_pkg", "1.0")),
+                    member("sound_pkg-1.0/docs", kind=tarfile.SYMTYPE, link="sound_pkg/docs"),
+                    member("other/PKG-INFO", pkg_info("other", "2.0")),
+                ],
+                "bz2",
+            ),
+        ),
+        (
+            "sound_pkg-1.0.tar.xz",
+            tar_sdist([member("sound_pkg-1.0/PKG-INFO", pkg_info("sound_pkg", "1.0"))], "xz"),
+        ),
+        (
+            "sound_pkg-1.0.zip",
+            zip_sdist(
+                [
+                    ("sound_pkg-1.0/", b""),
+                    ("sound_pkg-1.0/PKG-INFO", pkg_info("sound_pkg", "1.0")),
+                    zip_link("sound_pkg-1.0/docs", "sound_pkg/docs"),
+                ]
+            ),
+        ),
+        (
+            "sound_pkg-1.0.tar.gz",
+            tar_sdist(
+                [member("sound_pkg-1.0/PKG-INFO", pkg_info("sound_pkg", "1.0"))],
+                format=tarfile.PAX_FORMAT,
+            ),
+        ),
+    ],
+)
+def test_sound_sdists_of_any_format_land(hostile: Hostile, filename: str, data: bytes) -> None:
+    upload_to(hostile, "sound-pkg", "1.0", filename, data)
+    assert (hostile.root / "sound-pkg" / filename).read_bytes() == data
+    remove_project(hostile, "sound-pkg")
+
+
+def test_sdist_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bounds on opening an sdist: members, unpacked size, a single tar header, and the
+    memory that reading a large one takes (flat: tarfile forgets each member read)."""
+    read = server_module.read_sdist_pkg_info
+
+    def problem(filename: str, data: bytes) -> str:
+        path = tmp_path / filename
+        path.write_bytes(data)
+        with pytest.raises(server_module.SdistRefused) as refused:
+            read(str(path), filename)
+        return str(refused.value)
+
+    many = [ACME] + [member(f"acme-1.0/m{i}.py") for i in range(20)]
+    monkeypatch.setattr(server_module, "MAX_SDIST_MEMBERS", 20)
+    assert problem("acme-1.0.tar.gz", tar_sdist(many)) == "has more than 20 members"
+    zipped = zip_sdist([(info.name, data) for info, data in many])
+    assert problem("acme-1.0.zip", zipped) == "has more than 20 members"
+    monkeypatch.setattr(server_module, "MAX_SDIST_MEMBERS", 21)
+    path = tmp_path / "acme-1.0.zip"
+    path.write_bytes(zipped)
+    assert read(str(path), path.name) == ACME[1]
+    monkeypatch.setattr(server_module, "MAX_SDIST_DIRECTORY_BYTES", 1000)
+    assert problem("acme-1.0.zip", zipped) == "has a zip directory over 1000 bytes"
+
+    bomb = tar_sdist([member("acme-1.0/zeros", bytes(4 * 2**20)), ACME])
+    assert len(bomb) < 16 * 1024
+    monkeypatch.setattr(server_module, "MAX_SDIST_UNPACKED_BYTES", 2**20)
+    assert problem("acme-1.0.tar.gz", bomb) == "unpacks to more than 1048576 bytes"
+    assert (
+        problem(
+            "acme-1.0.tar.xz", tar_sdist([member("acme-1.0/zeros", bytes(4 * 2**20)), ACME], "xz")
+        )
+        == "unpacks to more than 1048576 bytes"
+    )
+
+    long_name = member("acme-1.0/" + "x" * (2 * 2**20))
+    pax = tar_sdist([long_name, ACME], format=tarfile.PAX_FORMAT)
+    monkeypatch.setattr(server_module, "MAX_SDIST_UNPACKED_BYTES", 2**30)
+    assert problem("acme-1.0.tar.gz", pax) == "has a tar header over 1048576 bytes"
+    gnu = tar_sdist([long_name, ACME], format=tarfile.GNU_FORMAT)
+    assert problem("acme-1.0.tar.gz", gnu) == "has a tar header over 1048576 bytes"
+
+
 def test_malformed_multipart_is_refused(hostile: Hostile) -> None:
     good = form(fields_for("acme", "1.0", hostile.data, "sdist"), (hostile.filename, hostile.data))
     cases = [
@@ -923,7 +1185,10 @@ def test_large_upload_is_streamed(tmp_path: Path) -> None:
     users = write_users(tmp_path)
     near = f"\r\n--{BOUNDARY}"[:-1].encode()
     chunks = [os.urandom(4095 - len(near)) + near + b"!" for _ in range(16 * 256)]
-    data = b"\x1f\x8b" + b"".join(chunks) + b"\r\n--"
+    payload = member("big-1.0/data.bin", b"".join(chunks) + b"\r\n--")
+    # stored, not compressed, so that the near-boundaries are in the body as they are
+    data = tar_sdist([payload, member("big-1.0/PKG-INFO", pkg_info("big", "1.0"))], compresslevel=0)
+    assert len(data) > 16 * 2**20 and data.count(near) > 4000
     filename = "big-1.0.tar.gz"
     body = form(fields_for("big", "1.0", data, "sdist"), (filename, data))
     with upload_server(index, users) as server:
