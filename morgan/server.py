@@ -2088,32 +2088,14 @@ def check_upload(received: Received) -> CheckedUpload:
         metadata = read_wheel_metadata(received.temp, name=filename)
         if metadata is None:
             raise UploadRefused(400, "the wheel %s has no readable METADATA" % quoted(filename))
-        said = metadata_fields(metadata)
-        if (
-            normalize(said.get("name", "")) != project
-            or canonical_version(said.get("version", "")) != canonical
-        ):
-            raise UploadRefused(
-                400,
-                "the wheel's METADATA says %s %s, the form %s %s"
-                % (said.get("name", "?"), said.get("version", "?"), name, version),
-            )
+        check_declared("the wheel's METADATA", metadata, project, canonical, (name, version))
         requires_python = requires_python_of(metadata)
     else:
         try:
             pkg_info = read_sdist_pkg_info(received.temp, filename)
         except SdistRefused as problem:
             raise UploadRefused(400, "the sdist %s %s" % (quoted(filename), problem)) from None
-        said = pkg_info_fields(pkg_info)
-        if (
-            normalize(said.get("name", "")) != project
-            or canonical_version(said.get("version", "")) != canonical
-        ):
-            raise UploadRefused(
-                400,
-                "the sdist's PKG-INFO says %s %s, the form %s %s"
-                % (said.get("name", "?"), said.get("version", "?"), name, version),
-            )
+        check_declared("the sdist's PKG-INFO", pkg_info, project, canonical, (name, version))
     if requires_python is not None and (len(requires_python) > 1000 or "\n" in requires_python):
         requires_python = None
     return CheckedUpload(
@@ -2128,18 +2110,20 @@ def check_upload(received: Received) -> CheckedUpload:
     )
 
 
-def metadata_fields(metadata: bytes) -> Dict[str, str]:
-    """The first Name and Version of core metadata's headers (lower-case keys)."""
-    found: Dict[str, str] = {}
-    for raw_line in metadata.decode("utf-8", "replace").split("\n"):
-        line = raw_line.rstrip("\r")
-        if not line:
-            break
-        key, sep, value = line.partition(":")
-        key = key.strip().lower()
-        if sep and key in ("name", "version") and key not in found:
-            found[key] = value.strip()
-    return found
+def check_declared(
+    what: str, metadata: bytes, project: str, canonical: str, form: Tuple[str, str]
+) -> None:
+    """Refuse a file whose core metadata names another project or version than the form."""
+    said = core_metadata_fields(metadata)
+    if (
+        normalize(said.get("name", "")) != project
+        or canonical_version(said.get("version", "")) != canonical
+    ):
+        raise UploadRefused(
+            400,
+            "%s says %s %s, the form %s %s"
+            % (what, said.get("name", "?"), said.get("version", "?"), form[0], form[1]),
+        )
 
 
 class SdistRefused(Exception):
@@ -2406,10 +2390,10 @@ def read_sdist_pkg_info(path: str, filename: str) -> bytes:
     return members.pkg_info()
 
 
-def pkg_info_fields(pkg_info: bytes) -> Dict[str, str]:
-    """The Name and Version of an sdist's PKG-INFO (lower-case keys), read with the
-    standard library's email parser, as core metadata is written."""
-    headers = email.parser.HeaderParser().parsestr(pkg_info.decode("utf-8", "replace"))
+def core_metadata_fields(metadata: bytes) -> Dict[str, str]:
+    """The Name and Version of core metadata (a wheel's METADATA, an sdist's PKG-INFO;
+    lower-case keys), read with the standard library's email parser, as it is written."""
+    headers = email.parser.HeaderParser().parsestr(metadata.decode("utf-8", "replace"))
     found = {}
     for key in ("name", "version"):
         value = headers.get(key)
