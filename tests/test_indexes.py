@@ -250,7 +250,7 @@ def test_a_bare_name_in_requirements_is_still_refused_with_its_line(tmp_path: Pa
 
 def test_a_private_name_is_never_asked_of_an_index(run_morgan, tmp_path, public) -> None:  # type: ignore[no-untyped-def]
     index = tmp_path / "index"
-    config_with(index, "app =", "[private]\ncorp-utils\nCorp.Secret\n")
+    config_with(index, "app =", "[private]\ncorp-utils =\nCorp.Secret\n")
     config = MirrorConfig.from_file(str(index / "morgan.ini"))
     assert config.private == {"corp-utils", "corp-secret"}
     result = mirror(run_morgan, index, public)
@@ -659,3 +659,21 @@ def test_an_upload_that_cannot_be_read_is_reported_and_kept(
     assert target.is_file() and Path(f"{target}.uploaded").is_file()
     assert files_in(index, "corp-utils") == {good.name, broken.name}
     assert broken.name in result.out
+
+
+def test_a_config_with_indexes_and_private_names_stays_readable_by_morgan_0_15(
+    tmp_path: Path,
+) -> None:
+    """Morgan 0.15 reads morgan.ini with a plain ConfigParser and ignores other sections:
+    written with ``name =``, the new sections do not stop it."""
+    import configparser  # noqa: PLC0415
+
+    sections = (
+        "[index.corp]\nurl = https://corp.example/simple/\nprojects = corp-utils\n"
+        "password-env = CORP_TOKEN\n[private]\ncorp-secret =\n"
+    )
+    path = config_with(tmp_path, "app =", sections)
+    parser = configparser.ConfigParser(strict=False)  # as Morgan 0.15 builds it
+    parser.read(path)
+    assert [name for name in parser if name.startswith("env.")] == ["env.linux312"]
+    assert MirrorConfig.from_file(str(path)).private == {"corp-secret"}
