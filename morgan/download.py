@@ -272,6 +272,9 @@ class _Transfer:
             stamp = upload_timestamp(self.file.upload_time)
             if stamp is not None:
                 os.utime(self.part, (stamp, stamp))
+            if is_upload(self.dest):  # uploaded to server.py while this was on its way
+                self.part.unlink(missing_ok=True)
+                raise UploadConflictError(self.file.filename, redact(self.file.url))
             os.replace(self.part, self.dest)
         except UpstreamError:
             raise
