@@ -303,6 +303,7 @@ def parse_index_section(name: str, section: Mapping[str, str | None], path: str)
         raise ConfigError(path, "no url; add 'url = https://host/simple/'", section=where)
     try:
         parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - ValueError if the port is no number or out of range
     except ValueError:
         parts = urllib.parse.urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:

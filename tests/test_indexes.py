@@ -212,6 +212,7 @@ def test_credentials_come_from_the_variables_a_section_names(
         ("url = https://alice:hunter2@corp.example/simple/\n", "url: holds a password"),
         ("url = https://corp.example/simple/\npassword = hunter2\n", "password: a secret is never"),
         ("url = ftp://corp.example/simple/\n", "is not an http(s) URL"),
+        ("url = https://corp.example:99999/simple/\n", "is not an http(s) URL"),
         ("projects = a\n", "no url"),
         ("url = https://corp.example/simple/\nexplicit = yes\n", "pins no project"),
         ("url = https://corp.example/simple/\ncolour = blue\n", "unknown key 'colour'"),
