@@ -380,6 +380,9 @@ def _with_credentials(section: IndexSection, environ: Mapping[str, str], where: 
                 f"{where} password-env names {section.password_env}, which is not set; "
                 "set it before running morgan"
             )
+    parts = urllib.parse.urlsplit(section.url)
+    user = user or (urllib.parse.unquote(parts.username) if parts.username else "")
+    host = parts.netloc.rsplit("@", 1)[-1]
     if password is None:  # ~/.netrc has the password, and the login it goes with
         if user and not _in_netrc(section.url):
             # sent without a password, some registries answer 404 for a private project,
@@ -388,9 +391,6 @@ def _with_credentials(section: IndexSection, environ: Mapping[str, str], where: 
                 f"{where} names the user {user} but no password: name the variable that "
                 f"holds it with password-env, or add the host to ~/.netrc"
             )
-        return section.url
-    parts = urllib.parse.urlsplit(section.url)
-    user = user or (urllib.parse.unquote(parts.username) if parts.username else "")
+        return urllib.parse.urlunsplit(parts._replace(netloc=host))
     credentials = urllib.parse.quote(user, safe="") + ":" + urllib.parse.quote(password, safe="")
-    host = parts.netloc.rsplit("@", 1)[-1]
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{credentials}@{host}"))

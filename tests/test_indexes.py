@@ -597,17 +597,17 @@ def test_a_user_without_a_password_is_refused_before_any_request(
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
     monkeypatch.delenv("NETRC", raising=False)
     index = tmp_path / "index"
-    config_with(
-        index,
-        "corp-utils =",
-        "[index.corp]\nurl = https://corp.example/simple/\n" + "username = alice\n",
-    )
-    result = mirror(run_morgan, index, public)
-    assert result.code == 2, result
-    assert result.err.strip() == (
-        "morgan: [index.corp] names the user alice but no password: name the variable that "
-        "holds it with password-env, or add the host to ~/.netrc"
-    )
+    for section in (
+        "[index.corp]\nurl = https://corp.example/simple/\nusername = alice\n",
+        "[index.corp]\nurl = https://alice@corp.example/simple/\n",
+    ):
+        config_with(index, "corp-utils =", section)
+        result = mirror(run_morgan, index, public)
+        assert result.code == 2, result
+        assert result.err.strip() == (
+            "morgan: [index.corp] names the user alice but no password: name the variable "
+            "that holds it with password-env, or add the host to ~/.netrc"
+        )
     assert not public.requests
     (tmp_path / ".netrc").write_text("machine corp.example login alice password s3cret\n")
     (tmp_path / ".netrc").chmod(0o600)
@@ -678,3 +678,26 @@ def test_a_config_with_indexes_and_private_names_stays_readable_by_morgan_0_15(
     parser.read(path)
     assert [name for name in parser if name.startswith("env.")] == ["env.linux312"]
     assert MirrorConfig.from_file(str(path)).private == {"corp-secret"}
+
+
+def test_a_user_in_the_url_takes_its_password_from_netrc(
+    run_morgan,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    *,
+    public: FixtureIndex,
+    dists: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login alice password s3cret\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    with FixtureIndex(auth=("alice", "s3cret")) as locked:
+        locked.add(build_wheel(dists / "locked", "corp-utils", "1.0"))
+        index = tmp_path / "index"
+        url = locked.url.replace("http://", "http://alice@")
+        config_with(index, "corp-utils =", f"[index.corp]\nurl = {url}\n")
+        result = mirror(run_morgan, index, public)
+    assert result.code == 0, result
+    assert files_in(index, "corp-utils") == {"corp_utils-1.0-py3-none-any.whl"}
+    assert "s3cret" not in result.out + result.err
