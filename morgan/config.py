@@ -298,6 +298,15 @@ def parse_index_section(name: str, section: Mapping[str, str | None], path: str)
                 section=where,
             )
     values = {key: (value or "").strip() for key, value in section.items()}
+    for key, value in values.items():
+        if re.search(r"\s#", value):
+            raise ConfigError(
+                path,
+                "has a comment after its value, which would be read as part of it; "
+                "put the comment on a line of its own",
+                section=where,
+                key=key,
+            )
     url = values.get("url", "")
     if not url:
         raise ConfigError(path, "no url; add 'url = https://host/simple/'", section=where)

@@ -218,6 +218,7 @@ def test_credentials_come_from_the_variables_a_section_names(
         ("url = https://corp.example/simple/\ncolour = blue\n", "unknown key 'colour'"),
         ("url = https://corp.example/simple/\nexplicit = perhaps\n", "neither yes nor no"),
         ("url = https://corp.example/simple/\nprojects = ../etc\n", "is not a project name"),
+        ("url = https://corp.example/simple/\nusername = me  # me\n", "username: has a comment"),
     ],
 )
 def test_index_sections_that_cannot_work_are_one_line(
