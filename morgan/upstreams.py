@@ -147,21 +147,23 @@ class Upstreams:
     def get_range(self, url: str, first: int, last: int) -> tuple[bytes, int]:
         if self._is_tree_url(url):
             path = self._tree_file(url)
-            size = path.stat().st_size
-            with path.open("rb") as stream:
-                stream.seek(first)
-                return stream.read(max(0, min(last, size - 1) - first + 1)), size
+            with _reading(url):
+                size = path.stat().st_size
+                with path.open("rb") as stream:
+                    stream.seek(first)
+                    return stream.read(max(0, min(last, size - 1) - first + 1)), size
         return self._client_for(url).get_range(url, first, last)
 
     def get_bytes(self, url: str, limit: int) -> bytes:
         if self._is_tree_url(url):
             path = self._tree_file(url)
-            if path.name.endswith(METADATA_SUFFIX) and not path.is_file():
-                wheel = path.with_name(path.name[: -len(METADATA_SUFFIX)])
-                return read_wheel_metadata(wheel, wheel.parent.name)
-            if path.stat().st_size > limit:
-                raise UpstreamError(redact(url), f"larger than {limit} bytes")
-            return path.read_bytes()
+            with _reading(url):
+                if path.name.endswith(METADATA_SUFFIX) and not path.is_file():
+                    wheel = path.with_name(path.name[: -len(METADATA_SUFFIX)])
+                    return read_wheel_metadata(wheel, wheel.parent.name)
+                if path.stat().st_size > limit:
+                    raise UpstreamError(redact(url), f"larger than {limit} bytes")
+                return path.read_bytes()
         return self._client_for(url).get_bytes(url, limit)
 
     @contextmanager
@@ -305,6 +307,16 @@ class Upstreams:
         if not same_host:
             return self._fallback
         return max(same_host, key=lambda c: _shared_segments(c.index_url, path))
+
+
+@contextmanager
+def _reading(url: str) -> Iterator[None]:
+    """A tree file that cannot be read is the upstream's error, as a failed request is."""
+    try:
+        yield
+    except OSError as error:
+        reason = f"cannot be read ({error.strerror or error})"
+        raise UpstreamError(url, reason, transient=False) from None
 
 
 def _shared_segments(index_url: str, path: str) -> int:
