@@ -459,20 +459,21 @@ def test_a_private_ca_is_trusted_when_named(
 def test_a_client_certificate_is_shown_when_asked_for(
     run_morgan,  # type: ignore[no-untyped-def]
     tmp_path: Path,
+    *,
     public: FixtureIndex,
     dists: Path,
     ca: trustme.CA,
+    ca_bundle: Path,
 ) -> None:
     client_ca = trustme.CA()
-    bundle = tmp_path / "corp-ca.pem"
-    ca.cert_pem.write_to_path(str(bundle))
     identity = tmp_path / "me.pem"
     client_ca.issue_cert("morgan@corp.example").private_key_and_cert_chain_pem.write_to_path(
         str(identity)
     )
     index = tmp_path / "index"
     with https_index(ca, dists, client_ca=client_ca) as secure:
-        config_with(index, "corp-utils =", f"[index.corp]\nurl = {secure.url}\ncert = {bundle}\n")
+        section = f"[index.corp]\nurl = {secure.url}\ncert = {ca_bundle}\n"
+        config_with(index, "corp-utils =", section)
         result = mirror(run_morgan, index, public)
         assert result.code == 1, result
         assert "TLS:" in result.out and "client certificate" in result.out
