@@ -432,7 +432,7 @@ class UpstreamSource:
             _quietly(then)
         else:
             # only once it succeeded: reading the dependencies must not wait in a worker
-            future.add_done_callback(lambda done: _quietly(then) if not done.exception() else None)
+            future.add_done_callback(lambda done: _quietly(then) if _succeeded(done) else None)
 
     def metadata_mismatches(self) -> list[str]:
         """Wheels whose unannounced ``.metadata`` turned out not to be their METADATA."""
@@ -455,7 +455,7 @@ class UpstreamSource:
     def _remember_fetched(
         self, name: NormalizedName, file: ReleaseFile, done: Future[Dependencies]
     ) -> None:
-        if not done.cancelled() and done.exception() is None:
+        if _succeeded(done):
             self._remember(name, file, done.result())
 
     def _remember(
@@ -778,6 +778,12 @@ class _HostAnswers:
         if answer is None or not answer.done():
             return None
         return answer.result()
+
+
+def _succeeded(done: Future[Any]) -> bool:
+    """Whether a future ended with a result (asking a cancelled one for its exception
+    raises, in the callback of a run being interrupted)."""
+    return not done.cancelled() and done.exception() is None
 
 
 def _ranges_served(done: Future[Dependencies]) -> bool:
