@@ -2269,13 +2269,30 @@ def _unpacked(stream: BinaryIO, kind: str) -> Any:
     return lzma.LZMAFile(stream)
 
 
+class _NoSparseInfo(tarfile.TarInfo):
+    """A tar header that refuses sparse members: tarfile builds their whole map in memory
+    before a member is seen (a few KB can claim gigabytes), and no sdist has one."""
+
+    def _proc_sparse(self, tarfile: Any) -> Any:  # old GNU sparse headers
+        raise SdistRefused("holds a sparse file")
+
+    def _proc_gnusparse_00(self, next: Any, pax_headers: Any, buf: Any) -> Any:  # noqa: A002
+        raise SdistRefused("holds a sparse file")
+
+    def _proc_gnusparse_01(self, next: Any, pax_headers: Any) -> Any:  # noqa: A002
+        raise SdistRefused("holds a sparse file")
+
+    def _proc_gnusparse_10(self, next: Any, pax_headers: Any, tarfile: Any) -> Any:  # noqa: A002
+        raise SdistRefused("holds a sparse file")
+
+
 def _scan_tar(stream: BinaryIO, kind: str, members: SdistMembers) -> None:
     """Read a tar sdist's members one at a time, as tarfile reads them for pip."""
     unpacked = _unpacked(stream, kind)
     refusal = "has a tar header over %d bytes" % MAX_TAR_HEADER_BYTES
     # read, seek and tell: all that tarfile calls
     bounded: Any = _BoundedStream(unpacked, MAX_TAR_HEADER_BYTES, refusal, MAX_SDIST_UNPACKED_BYTES)
-    with unpacked, tarfile.open(fileobj=bounded, mode="r:") as archive:
+    with unpacked, tarfile.open(fileobj=bounded, mode="r:", tarinfo=_NoSparseInfo) as archive:
         while True:
             member = archive.next()
             if member is None:
@@ -2324,6 +2341,13 @@ def _scan_zip(stream: BinaryIO, members: SdistMembers) -> None:
         if len(infos) > MAX_SDIST_MEMBERS:  # a directory zipfile found elsewhere
             raise SdistRefused("has more than %d members" % MAX_SDIST_MEMBERS)
         for info in infos:
+            if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+                # zipfile bounds no chunk it unpacks with bzip2 or lzma: a few bytes can
+                # claim gigabytes of memory; sdist tools write deflate
+                raise SdistRefused(
+                    "holds %s compressed with method %d; only stored and deflated members "
+                    "are read" % (quoted(info.filename), info.compress_type)
+                )
             mode = info.external_attr >> 16
             link = None
             if info.create_system == 3 and stat.S_ISLNK(mode):

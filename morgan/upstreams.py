@@ -368,10 +368,11 @@ def make_upstreams(
     return Upstreams(indexes, index_path, private=config.private)
 
 
-def _in_netrc(url: str) -> bool:
-    """Whether ``~/.netrc`` (or ``$NETRC``) has an entry for the URL's host, read as
-    ``IndexClient`` reads it."""
-    return netrc_credentials(urllib.parse.urlsplit(url).hostname or "") is not None
+def _netrc_login(url: str) -> str | None:
+    """The login ``~/.netrc`` (or ``$NETRC``) holds for the URL's host, read as
+    ``IndexClient`` reads it; None without an entry."""
+    found = netrc_credentials(urllib.parse.urlsplit(url).hostname or "")
+    return None if found is None else found[0]
 
 
 def _with_credentials(section: IndexSection, environ: Mapping[str, str], where: str) -> str:
@@ -396,12 +397,18 @@ def _with_credentials(section: IndexSection, environ: Mapping[str, str], where: 
     user = user or (urllib.parse.unquote(parts.username) if parts.username else "")
     host = parts.netloc.rsplit("@", 1)[-1]
     if password is None:  # ~/.netrc has the password, and the login it goes with
-        if user and not _in_netrc(section.url):
+        login = _netrc_login(section.url) if user else None
+        if user and login is None:
             # sent without a password, some registries answer 404 for a private project,
             # and that 404 would send the name on to the next index
             raise UsageError(
                 f"{where} names the user {user} but no password: name the variable that "
                 f"holds it with password-env, or add the host to ~/.netrc"
+            )
+        if user and login != user:  # .netrc's entry would be sent, under its own login
+            raise UsageError(
+                f"{where} names the user {user}, but ~/.netrc has the login {login} for "
+                f"its host; make them agree, or name the password's variable with password-env"
             )
         return urllib.parse.urlunsplit(parts._replace(netloc=host))
     credentials = urllib.parse.quote(user, safe="") + ":" + urllib.parse.quote(password, safe="")

@@ -611,8 +611,12 @@ def test_a_user_without_a_password_is_refused_before_any_request(
             "that holds it with password-env, or add the host to ~/.netrc"
         )
     assert not public.requests
-    (tmp_path / ".netrc").write_text("machine corp.example login alice password s3cret\n")
+    (tmp_path / ".netrc").write_text("machine corp.example login bob password s3cret\n")
     (tmp_path / ".netrc").chmod(0o600)
+    result = mirror(run_morgan, index, public)
+    assert result.code == 2, result
+    assert "names the user alice, but ~/.netrc has the login bob for its host" in result.err
+    (tmp_path / ".netrc").write_text("machine corp.example login alice password s3cret\n")
     assert mirror(run_morgan, index, public, "--dry-run").code == 1  # on to the (absent) host
 
 

@@ -135,7 +135,7 @@ def test_netrc_unreadable_is_none_and_said(
     if kind == "folder":
         path.mkdir()
     else:
-        _write(path, "machine h.example login alice password pw\nmacdef\n")
+        _write(path, "machine h.example login alice password pw\nbogus x\n")
     monkeypatch.setenv("NETRC", str(path))
     with caplog.at_level(logging.WARNING, logger="morgan.transport"):
         assert netrc_credentials("h.example") is None

@@ -16,6 +16,7 @@ import http.client
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -42,6 +43,7 @@ from server_support import (
     run,
     status_of,
 )
+from support import skip_unless_ci
 from test_transfer_server import V1, bundle_members, make_mirror, write_tar
 
 from morgan import server as server_module
@@ -1239,3 +1241,36 @@ def test_parser_takes_the_body_in_any_pieces(piece: int) -> None:
         "note:None": bytearray("é".encode()),
         "content:acme-1.0.tar.gz": bytearray(content),
     }
+
+
+def test_sdist_members_that_would_claim_unbounded_memory_are_refused(tmp_path: Path) -> None:
+    """zipfile unpacks bzip2 and lzma members in chunks it does not bound, and tarfile
+    maps a sparse member whole before it is seen: both are refused before any of that."""
+
+    def problem(filename: str) -> str:
+        with pytest.raises(server_module.SdistRefused) as refused:
+            server_module.read_sdist_pkg_info(str(tmp_path / filename), filename)
+        return str(refused.value)
+
+    with zipfile.ZipFile(tmp_path / "acme-1.0.zip", "w") as archive:
+        archive.writestr("acme-1.0/PKG-INFO", ACME[1], compress_type=zipfile.ZIP_BZIP2)
+    assert problem("acme-1.0.zip") == (
+        'holds "acme-1.0/PKG-INFO" compressed with method 12; only stored and deflated '
+        "members are read"
+    )
+
+    tar = shutil.which("tar") or "tar"
+    version = subprocess.run([tar, "--version"], capture_output=True, text=True, check=False)
+    if "GNU" not in version.stdout:
+        skip_unless_ci("GNU tar makes the sparse member")  # Debian's tar is GNU tar
+    source = tmp_path / "src" / "acme-1.0"
+    source.mkdir(parents=True)
+    (source / "PKG-INFO").write_bytes(ACME[1])
+    with (source / "hole").open("wb") as hole:
+        hole.truncate(64 * 2**20)  # all hole: GNU tar stores it as a sparse member
+    subprocess.run(
+        [tar, "--sparse", "--format=gnu", "-czf", str(tmp_path / "acme-1.0.tar.gz"), "-C",
+         str(source.parent), "acme-1.0"],
+        check=True,
+    )  # fmt: skip
+    assert problem("acme-1.0.tar.gz") == "holds a sparse file"
