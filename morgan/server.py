@@ -1521,6 +1521,10 @@ MAX_UPLOAD_NAME_BYTES = 200
 MAX_SDIST_MEMBERS = 100000
 MAX_PKG_INFO_BYTES = 1024 * 1024
 MAX_SDIST_UNPACKED_BYTES = 16 * 1024**3
+#: ... and at most this many times its own size, past a floor: unpacking is CPU, and a
+#: small upload that claims to unpack to gigabytes is a bomb, not a source tree.
+SDIST_EXPANSION = 200
+MIN_SDIST_UNPACKED_BYTES = 1024**3
 MAX_SDIST_DIRECTORY_BYTES = 16 * 1024 * 1024
 MAX_TAR_HEADER_BYTES = 1024 * 1024
 MAX_LINK_TARGET_BYTES = 4096
@@ -2291,7 +2295,9 @@ def _scan_tar(stream: BinaryIO, kind: str, members: SdistMembers) -> None:
     unpacked = _unpacked(stream, kind)
     refusal = "has a tar header over %d bytes" % MAX_TAR_HEADER_BYTES
     # read, seek and tell: all that tarfile calls
-    bounded: Any = _BoundedStream(unpacked, MAX_TAR_HEADER_BYTES, refusal, MAX_SDIST_UNPACKED_BYTES)
+    size = os.fstat(stream.fileno()).st_size
+    limit = min(MAX_SDIST_UNPACKED_BYTES, max(MIN_SDIST_UNPACKED_BYTES, SDIST_EXPANSION * size))
+    bounded: Any = _BoundedStream(unpacked, MAX_TAR_HEADER_BYTES, refusal, limit)
     with unpacked, tarfile.open(fileobj=bounded, mode="r:", tarinfo=_NoSparseInfo) as archive:
         while True:
             member = archive.next()

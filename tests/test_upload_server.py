@@ -1274,3 +1274,19 @@ def test_sdist_members_that_would_claim_unbounded_memory_are_refused(tmp_path: P
         check=True,
     )  # fmt: skip
     assert problem("acme-1.0.tar.gz") == "holds a sparse file"
+
+
+def test_an_sdist_unpacks_to_at_most_a_multiple_of_its_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unpacking costs CPU: past a floor, a small upload may not unpack to gigabytes."""
+    bomb = tar_sdist([member("acme-1.0/zeros", bytes(8 * 2**20)), ACME])
+    path = tmp_path / "acme-1.0.tar.gz"
+    path.write_bytes(bomb)
+    monkeypatch.setattr(server_module, "MIN_SDIST_UNPACKED_BYTES", 2**20)
+    limit = server_module.SDIST_EXPANSION * len(bomb)
+    assert limit < 8 * 2**20
+    with pytest.raises(server_module.SdistRefused, match=f"unpacks to more than {limit} bytes"):
+        server_module.read_sdist_pkg_info(str(path), path.name)
+    monkeypatch.setattr(server_module, "MIN_SDIST_UNPACKED_BYTES", 16 * 2**20)
+    assert server_module.read_sdist_pkg_info(str(path), path.name) == ACME[1]
