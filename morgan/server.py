@@ -744,20 +744,27 @@ def file_version(project: str, filename: str) -> Optional[str]:
     if filename.endswith(WHEEL_SUFFIX):
         parts = filename[: -len(WHEEL_SUFFIX)].split("-")
         return parts[1] if len(parts) in (5, 6) and parts[1] else None
+    stem = sdist_stem(filename)
+    split = split_sdist_stem(stem, project) if stem is not None else None
+    return split[1] or None if split is not None else None
+
+
+def sdist_stem(filename: str) -> Optional[str]:
+    """An sdist's file name without its archive ending (None for another name)."""
     for suffix in SDIST_SUFFIXES:
         if filename.endswith(suffix):
-            stem = filename[: -len(suffix)]
-            break
-    else:
+            return filename[: -len(suffix)]
+    return None
+
+
+def split_sdist_stem(stem: str, project: str) -> Optional[Tuple[str, str]]:
+    """(name part, version) of an sdist's stem. The name part may hold dashes itself: it
+    is split where its left side is ``project`` if it can be, else at the last dash."""
+    dashes = [index for index, char in enumerate(stem) if char == "-" and index > 0]
+    if not dashes:
         return None
-    # An sdist's name part may hold dashes itself: split where the left side is the project.
-    position = stem.find("-")
-    while position > 0:
-        if normalize(stem[:position]) == project:
-            return stem[position + 1 :] or None
-        position = stem.find("-", position + 1)
-    _, sep, version = stem.rpartition("-")
-    return version if sep and version else None
+    split = next((at for at in dashes if normalize(stem[:at]) == project), dashes[-1])
+    return stem[:split], stem[split + 1 :]
 
 
 def version_sort_key(version: str) -> List[Tuple[int, int, str]]:
@@ -1617,17 +1624,11 @@ def split_distribution_name(filename: str, project: str) -> Optional[Tuple[str, 
     match = _WHEEL_NAME.match(filename)
     if match is not None:
         return normalize(match.group("name")), match.group("version")
-    for suffix in SDIST_SUFFIXES:
-        if filename.endswith(suffix):
-            stem = filename[: -len(suffix)]
-            break
-    else:
+    stem = sdist_stem(filename)
+    split = split_sdist_stem(stem, project) if stem is not None else None
+    if split is None:
         return None
-    dashes = [index for index, char in enumerate(stem) if char == "-" and index > 0]
-    if not dashes:
-        return None
-    split = next((at for at in dashes if normalize(stem[:at]) == project), dashes[-1])
-    name, version = stem[:split], stem[split + 1 :]
+    name, version = split
     if not _PROJECT_NAME.match(name) or not re.match(r"[A-Za-z0-9_.!+-]+\Z", version):
         return None
     return normalize(name), version
