@@ -517,13 +517,19 @@ class Response:
         return json.loads(self.body)
 
 
-def raw_exchange(port: int, data: bytes, timeout: float = 30) -> bytes:
-    """Send bytes as they are (no client-side cleaning of the path) and read to EOF."""
+def raw_exchange(port: int, data: bytes, timeout: float = 30, *, shut: bool = False) -> bytes:
+    """Send bytes as they are (no client-side cleaning of the path) and read to EOF (or to
+    a reset: a server may close at once on a refusal). ``shut`` ends our side first."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
+        if shut:
+            sock.shutdown(socket.SHUT_WR)
         chunks = []
         while True:
-            chunk = sock.recv(65536)
+            try:
+                chunk = sock.recv(65536)
+            except ConnectionResetError:
+                chunk = b""
             if not chunk:
                 return b"".join(chunks)
             chunks.append(chunk)

@@ -40,6 +40,7 @@ from server_support import (
     make_cert,
     make_tree,
     pip_args,
+    raw_exchange,
     run,
     status_of,
 )
@@ -178,20 +179,7 @@ def post(
 
 def raw_post(port: int, head: str, body: bytes, *, shut: bool = True, timeout: float = 30) -> bytes:
     """Send a head and a body as they are (lying or not), then read the whole answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(head.encode("latin-1") + body)
-        if shut:
-            sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-    return b"".join(chunks)
+    return raw_exchange(port, head.encode("latin-1") + body, timeout, shut=shut)
 
 
 def upload_head(length: int, content_type: str | None = None, extra: str = "") -> str:
