@@ -153,13 +153,19 @@ def upload_record(path: Path) -> dict[str, Any]:
 
 def uploaded_projects(index: Path) -> set[str]:
     """The project folders of the tree that hold at least one upload."""
-    found = set()
-    for folder in project_folders(index) if index.is_dir() else []:
+    found: set[str] = set()
+    try:
+        with os.scandir(index) as folders:
+            candidates = [f.name for f in folders if f.is_dir() and not f.name.startswith(".")]
+    except OSError:
+        return found
+    for name in candidates:  # one listing per folder: this runs at the start of every mirror
         try:
-            with os.scandir(folder) as entries:
+            project_dir(index, name)
+            with os.scandir(index / name) as entries:
                 if any(entry.name.endswith(UPLOADED_SUFFIX) for entry in entries):
-                    found.add(folder.name)
-        except OSError:
+                    found.add(name)
+        except (OSError, UnsafeNameError):
             continue
     return found
 
