@@ -44,6 +44,13 @@ def identifier_of(name: str, extras: Iterable[str]) -> str:
     return f"{name}[{','.join(extras)}]" if extras else name
 
 
+def split_identifier(identifier: str) -> tuple[NormalizedName, frozenset[NormalizedName]]:
+    """The project and extras of an ``identifier_of`` key."""
+    name, _, extras = identifier.partition("[")
+    names = extras.rstrip("]").split(",") if extras else []
+    return NormalizedName(name), frozenset(NormalizedName(extra) for extra in names)
+
+
 @dataclass(frozen=True)
 class ProjectRequirement:
     """A requirement on a project (and some of its extras), its marker already evaluated."""
@@ -337,7 +344,8 @@ class MirrorProvider(AbstractProvider):  # type: ignore[type-arg]
         incompatibilities: Mapping[str, Iterator[Candidate]],
     ) -> Callable[[], Iterator[Candidate]]:
         asked = list(requirements[identifier])
-        name, extras = asked[0].name, asked[0].extras
+        # Backtracking may ask for a project that nothing asks for any more: all versions.
+        name, extras = split_identifier(identifier)
         specifier = SpecifierSet()
         for requirement in asked:
             specifier &= requirement.specifier

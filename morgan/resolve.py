@@ -14,9 +14,11 @@ from typing import Any
 
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName
-from resolvelib import BaseReporter, ResolutionImpossible, ResolutionTooDeep, Resolver
+from resolvelib import BaseReporter, ResolutionImpossible, ResolutionTooDeep
+from resolvelib.resolvers import Resolution as ResolvelibResolution
 
 from morgan.errors import MorganError
+from morgan.forward import reachable_pins, resolve_forward
 from morgan.provider import Candidate, EnvironmentView, MirrorProvider, ProjectRequirement
 from morgan.selection import allowed_releases, why_nothing
 from morgan.sources import UpstreamSource
@@ -97,74 +99,30 @@ class ResolutionFailure(MorganError):
 def resolve(view: EnvironmentView, task: Task, *, max_rounds: int | None = None) -> Resolution:
     """Resolve a task as the environment's installer would; ResolutionFailure if it cannot.
 
-    Most tasks never need to backtrack: they are answered by a straight walk first,
-    and only a task that meets a conflict goes to resolvelib.
+    Most tasks never need to backjump: they are answered by resolvelib's rounds run
+    forward only (``morgan.forward``), and only a task that needs to goes to resolvelib.
     """
-    straight = _without_backtracking(view, task)
-    if straight is not None:
-        return straight
-    reporter = _ConflictCounter()
-    resolver: Resolver = Resolver(  # type: ignore[type-arg]
-        MirrorProvider(view, wheels_only=task.wheels_only), reporter
-    )
+    provider = MirrorProvider(view, wheels_only=task.wheels_only)
     name = view.environment.name
     for requirement in task.requirements:  # their pages, and their newest metadata, at once
         view.prefetch(requirement, wheels_only=task.wheels_only)
-    try:
-        rounds = max_rounds or MAX_ROUNDS
-        result = resolver.resolve(task.requirements, max_rounds=rounds)
-    except ResolutionImpossible as error:
-        raise ResolutionFailure(name, task.label, _causes(view, task, error)) from None
-    except ResolutionTooDeep:
-        reason = f"gave up after {rounds} rounds of backtracking, most often over these"
-        named = [text for text, _ in reporter.conflicts.most_common(NAMED_CONFLICTS)]
-        raise ResolutionFailure(name, task.label, (reason, *named)) from None
-    pins = {
-        candidate.name: candidate for candidate in result.mapping.values() if not candidate.extras
-    }
+    rounds = max_rounds or MAX_ROUNDS
+    found = resolve_forward(provider, task.requirements, max_rounds=rounds)
+    if found is None:
+        reporter = _ConflictCounter()
+        resolution: ResolvelibResolution = ResolvelibResolution(provider, reporter)  # type: ignore[type-arg]
+        try:
+            state = resolution.resolve(task.requirements, max_rounds=rounds)
+        except ResolutionImpossible as error:
+            raise ResolutionFailure(name, task.label, _causes(view, task, error)) from None
+        except ResolutionTooDeep:
+            reason = f"gave up after {rounds} rounds of backtracking, most often over these"
+            named = [text for text, _ in reporter.conflicts.most_common(NAMED_CONFLICTS)]
+            raise ResolutionFailure(name, task.label, (reason, *named)) from None
+        information = {key: criterion.information for key, criterion in state.criteria.items()}
+        found = reachable_pins(state.mapping, information)
+    pins = {candidate.name: candidate for candidate in found.values() if not candidate.extras}
     return _resolution(view, task, pins)
-
-
-def _without_backtracking(view: EnvironmentView, task: Task) -> Resolution | None:
-    """The resolution if taking every project's newest admitted version never conflicts.
-
-    Then it is exactly what resolvelib (and pip) would find, newest first: every pin
-    is the newest version its first requirement admits, and it satisfies all the
-    others, so it is also the newest that all of them admit. At the first
-    requirement a pin does not satisfy (or a project with no version), None: the
-    caller backtracks properly.
-    """
-    pins: dict[str, Candidate] = {}
-    queue = deque(task.requirements)
-    for requirement in task.requirements:
-        view.prefetch(requirement, wheels_only=task.wheels_only)
-    while queue:
-        requirement = queue.popleft()
-        pinned = pins.get(requirement.identifier)
-        if pinned is not None:
-            if not requirement.admits(pinned.version):
-                return None
-            continue
-        chosen = None
-        found = view.allowed(requirement.name, requirement.specifier, wheels_only=task.wheels_only)
-        for release in found:
-            candidate = view.candidate(
-                requirement.name, release, requirement.specifier, requirement.extras
-            )
-            if view.readable(candidate):
-                chosen = candidate
-                break
-        if chosen is None:
-            return None
-        pins[requirement.identifier] = chosen
-        needed = list(view.requirements(chosen))
-        if chosen.extras:
-            needed.insert(0, ProjectRequirement.pin(chosen.name, chosen.version))
-        for dependency in needed:
-            view.prefetch(dependency, wheels_only=task.wheels_only)
-        queue.extend(needed)
-    base = {pin.name: pin for pin in pins.values() if not pin.extras}
-    return _resolution(view, task, base)
 
 
 def _resolution(
