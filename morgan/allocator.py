@@ -10,11 +10,16 @@ and its history, not with what it uses. Two arenas and a fixed 256 KiB mapping
 threshold keep it to what is used: on real page shapes peak RSS went from 107-130
 MiB to 65-75 MiB (56 projects) and from 145-152 to 123 MiB (300 projects), for a
 few per cent of time.
+
+Python's cyclic collector is told too: a run creates hundreds of thousands of small
+objects (file records, candidates, requirements) that mostly live until its end, and
+the default thresholds walk them again every few hundred allocations.
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import sys
 
@@ -46,3 +51,20 @@ def tune_allocator() -> bool:
     )
     log.debug("malloc: %d arenas, blocks over %d bytes mapped: %s", ARENAS, MMAP_THRESHOLD, agreed)
     return agreed
+
+
+#: Allocations between young collections (Python's default is 700), then the rounds
+#: before each older generation is walked.
+COLLECTOR_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_collector() -> None:
+    """Collect cycles less often, and never walk what exists at start-up (modules, config).
+
+    On the benchmark's 300 projects the collector took about a twentieth of a cold
+    run's CPU (perf); with these thresholds the run used about 0.5 s less of 6 s,
+    for a few MiB more at peak. Reference counting still frees nearly everything at
+    once: a run makes few cycles.
+    """
+    gc.freeze()
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)

@@ -22,7 +22,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from morgan import __version__
-from morgan.allocator import tune_allocator
+from morgan.allocator import tune_allocator, tune_collector
 from morgan.bundle import export_bundle
 from morgan.config import MirrorConfig
 from morgan.errors import MorganError, UsageError
@@ -302,6 +302,7 @@ def _configure_logging(verbose: bool, quiet: bool) -> None:
 
 def _mirror(args: argparse.Namespace) -> int:
     tune_allocator()  # before the pool's threads exist
+    tune_collector()
     index_path = Path(args.index_path).resolve()
     config = MirrorConfig.from_file(args.config or str(index_path / "morgan.ini"))
     upstreams = make_upstreams(

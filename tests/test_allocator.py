@@ -1,7 +1,8 @@
-"""What a mirror run asks of glibc's allocator."""
+"""What a mirror run asks of glibc's allocator and of Python's cyclic collector."""
 
 from __future__ import annotations
 
+import json
 import platform
 import subprocess
 import sys
@@ -27,3 +28,16 @@ def test_glibc_agrees() -> None:
 def test_elsewhere_nothing_is_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
     assert tune_allocator() is False
+
+
+def test_the_collector_skips_what_exists_at_start_and_runs_less_often() -> None:
+    code = (
+        "import gc, json; from morgan.allocator import tune_collector; tune_collector(); "
+        "print(json.dumps([gc.get_threshold(), gc.get_freeze_count()]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    thresholds, frozen = json.loads(result.stdout)
+    assert thresholds[0] >= 10_000  # young collections at least ten times rarer than Python's
+    assert frozen > 1000  # the modules and objects of start-up
