@@ -161,7 +161,7 @@ class EnvironmentView:
         self.findings = findings
         self._releases: dict[tuple[NormalizedName, bool], list[Release]] = {}
         self._requirements: dict[tuple[str, str, frozenset[str]], list[ProjectRequirement]] = {}
-        self._allowed: dict[tuple[NormalizedName, str, bool], list[Release]] = {}
+        self._allowed: dict[tuple[NormalizedName, SpecifierSet, bool], list[Release]] = {}
         self._prefetched: set[tuple[ProjectRequirement, bool]] = set()
         self._candidates: dict[tuple[NormalizedName, Version, frozenset[str], int], Candidate] = {}
         self._lock = threading.Lock()
@@ -192,7 +192,7 @@ class EnvironmentView:
     ) -> list[Release]:
         """The releases a specifier admits here, newest first (asked again and again while
         backtracking, so kept)."""
-        key = (name, str(specifier), wheels_only)
+        key = (name, specifier, wheels_only)
         with self._lock:
             found = self._allowed.get(key)
         if found is None:
@@ -346,8 +346,8 @@ class MirrorProvider(AbstractProvider):  # type: ignore[type-arg]
         asked = list(requirements[identifier])
         # Backtracking may ask for a project that nothing asks for any more: all versions.
         name, extras = split_identifier(identifier)
-        specifier = SpecifierSet()
-        for requirement in asked:
+        specifier = asked[0].specifier if asked else SpecifierSet()
+        for requirement in asked[1:]:
             specifier &= requirement.specifier
         excluded = {candidate.version for candidate in incompatibilities[identifier]}
         found = self.view.allowed(name, specifier, wheels_only=self.wheels_only)

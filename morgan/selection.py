@@ -9,6 +9,7 @@ are mirrored, so a client can always build.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -76,9 +77,14 @@ class Release:
 
     def usable_files(self, specifier: SpecifierSet) -> tuple[ReleaseFile, ...]:
         """The files a client asking for ``specifier`` would consider."""
-        if is_exact_pin(specifier, self.version):
+        if not self.yanked or is_exact_pin(specifier, self.version):
             return self.files
         return tuple(f for f in self.files if not f.file.is_yanked)
+
+    @functools.cached_property
+    def yanked(self) -> bool:
+        """Whether any file is yanked (rare: then which count depends on the specifier)."""
+        return any(f.file.is_yanked for f in self.files)
 
     @property
     def has_wheel(self) -> bool:
