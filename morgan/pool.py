@@ -1,11 +1,12 @@
-"""One bounded pool of threads for all network work, with two lanes.
+"""One bounded pool of threads for all network work, with three lanes.
 
 Resolution waits on pages, metadata and the small files it reads dependencies
-from; the downloads of files already chosen wait on nobody. With one first-come
-queue, a resolution that starts downloads early would then queue its own next
-question behind a gigabyte of them. So each worker takes *urgent* work first and
-*background* work only when no urgent work is waiting, and background work that
-someone turns out to wait for can be hurried into the urgent lane.
+from; it also asks, ahead of need, for what it will probably want next; and the
+downloads of files already chosen wait on nobody. With one first-come queue, a
+resolution's next question would queue behind its own guesses and a gigabyte of
+downloads. So each worker takes *urgent* work (someone waits for it) first, then
+work *ahead* of need, then *background* work; and queued work that someone turns
+out to wait for can be hurried into the urgent lane.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 URGENT = 0
-BACKGROUND = 1
-_STOP = 2
+AHEAD = 1
+BACKGROUND = 2
+_STOP = 3
 
 
 class _Job:
@@ -54,7 +56,8 @@ class _Job:
 
 
 class LanePool(Executor):
-    """``max_workers`` threads; ``submit`` is urgent, ``submit_background`` is not."""
+    """``max_workers`` threads; ``submit`` is urgent, ``submit_ahead`` and
+    ``submit_background`` are not (in that order)."""
 
     def __init__(self, max_workers: int, thread_name_prefix: str = "morgan") -> None:
         self._max_workers = max(max_workers, 1)
@@ -69,11 +72,16 @@ class LanePool(Executor):
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         return self._put(URGENT, fn, args, kwargs)
 
+    def submit_ahead(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        return self._put(AHEAD, fn, args, kwargs)
+
     def submit_background(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         return self._put(BACKGROUND, fn, args, kwargs)
 
     def hurry(self, future: Future[Any]) -> None:
-        """Move background work into the urgent lane: someone now waits for it."""
+        """Move queued work into the urgent lane: someone now waits for it."""
+        if future not in self._waiting:  # started, done, urgent already, or not ours
+            return
         with self._lock:
             job = self._waiting.pop(future, None)
             if job is not None and not self._closed:
@@ -85,7 +93,7 @@ class LanePool(Executor):
         with self._lock:
             if self._closed:
                 raise RuntimeError("cannot schedule new work after shutdown")
-            if lane == BACKGROUND:
+            if lane != URGENT:
                 self._waiting[future] = job
             self._queue.put((lane, next(self._order), job))
             if len(self._threads) < self._max_workers:

@@ -47,7 +47,7 @@ from morgan.metadata import (
     read_wheel_metadata,
 )
 from morgan.models import PREFERRED_HASH, DistributionFile, ReleaseFile, wheel_filename_tags
-from morgan.pool import LanePool
+from morgan.pool import AHEAD, BACKGROUND, URGENT, LanePool
 from morgan.progress import Progress
 from morgan.selection import release_files
 from morgan.simple import parse_json_page
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 K = TypeVar("K")
 V = TypeVar("V")
+T = TypeVar("T")
 
 SIDECAR_SUFFIXES = (HASH_SUFFIX, METADATA_SUFFIX)
 #: The digest of a page the index says does not exist.
@@ -173,8 +174,8 @@ class UpstreamSource:
         #: sha256 of each ``.metadata`` read without the page announcing it, by wheel.
         self._unannounced_metadata: dict[str, str] = {}
         self._mismatched_metadata: set[str] = set()
-        #: Background downloads not yet hurried, by filename.
-        self._background_jobs: dict[str, Future[Fetched]] = {}
+        #: Downloads queued ahead or in the background and not yet hurried, by filename.
+        self._queued_jobs: dict[str, Future[Fetched]] = {}
         self._lock = threading.Lock()
         #: Parts of downloads that broke off, kept for the next run to resume.
         self.resumable: set[Path] = set()
@@ -194,15 +195,40 @@ class UpstreamSource:
         with self._lock:
             return dict(self._states)
 
-    def page(self, name: NormalizedName) -> Future[PageFetch]:
+    def page(self, name: NormalizedName, *, ahead: bool = False) -> Future[PageFetch]:
+        """The project's page, fetched once: ``ahead`` of need, or for someone who waits."""
+
         def start() -> Future[PageFetch]:
             project_dir(self.options.index_path, name)  # refuses a name that is a path
             state = self.state(name)
-            future = self._pool.submit(self.client.get_project_page, name, state.page, self._keeps)
+            future = self._submit(
+                AHEAD if ahead else URGENT,
+                self.client.get_project_page,
+                name,
+                state.page,
+                self._keeps,
+            )
             future.add_done_callback(lambda f: self._page_done(name, f))
             return future
 
-        return self._pages.get(name, start)
+        future = self._pages.get(name, start)
+        if not ahead:
+            self._hurry(future)
+        return future
+
+    def _submit(self, lane: int, fn: Callable[..., T], *args: Any) -> Future[T]:
+        """Queue work in a lane of the pool (an executor without lanes takes it in turn)."""
+        if isinstance(self._pool, LanePool):
+            if lane == AHEAD:
+                return self._pool.submit_ahead(fn, *args)
+            if lane == BACKGROUND:
+                return self._pool.submit_background(fn, *args)
+        return self._pool.submit(fn, *args)
+
+    def _hurry(self, future: Future[Any]) -> None:
+        """Someone waits for this work now: if it is still queued, it goes next."""
+        if isinstance(self._pool, LanePool):
+            self._pool.hurry(future)
 
     def _page_done(self, name: NormalizedName, future: Future[PageFetch]) -> None:
         with contextlib.suppress(Exception):
@@ -214,7 +240,7 @@ class UpstreamSource:
         then: Callable[[Sequence[ReleaseFile]], None] | None = None,
     ) -> None:
         try:
-            future = self.page(name)
+            future = self.page(name, ahead=True)
         except MorganError:
             return
         if then is not None:
@@ -360,8 +386,10 @@ class UpstreamSource:
             host, lambda: self._ranged_future(name, file), _ranges_served
         )
 
-    def _ranged_future(self, name: NormalizedName, file: ReleaseFile) -> Future[Dependencies]:
-        return self._read_apart(self._ranged, self._read_by_ranges, name, file)
+    def _ranged_future(
+        self, name: NormalizedName, file: ReleaseFile, *, ahead: bool = False
+    ) -> Future[Dependencies]:
+        return self._read_apart(self._ranged, self._read_by_ranges, name, file, ahead)
 
     def _read_by_ranges(self, name: NormalizedName, file: DistributionFile) -> Dependencies:
         data = read_metadata_by_ranges(self.client, file.url, file.size, file.filename, name)
@@ -369,9 +397,15 @@ class UpstreamSource:
             self._unannounced_metadata[file.filename] = hashlib.sha256(data).hexdigest()
         return parse_core_metadata(data, file.filename)
 
-    def _metadata_future(self, name: NormalizedName, file: ReleaseFile) -> Future[Dependencies]:
+    def _metadata_future(
+        self, name: NormalizedName, file: ReleaseFile, *, ahead: bool = False
+    ) -> Future[Dependencies]:
         return self._read_apart(
-            self._metadata, lambda _, distribution: self._fetch_metadata(distribution), name, file
+            self._metadata,
+            lambda _, distribution: self._fetch_metadata(distribution),
+            name,
+            file,
+            ahead,
         )
 
     def _read_apart(
@@ -380,15 +414,19 @@ class UpstreamSource:
         read: Callable[[NormalizedName, DistributionFile], Dependencies],
         name: NormalizedName,
         file: ReleaseFile,
+        ahead: bool,
     ) -> Future[Dependencies]:
         """A wheel's dependencies read without the wheel, once; remembered when read."""
 
         def start() -> Future[Dependencies]:
-            future = self._pool.submit(read, name, file.file)
+            future = self._submit(AHEAD if ahead else URGENT, read, name, file.file)
             future.add_done_callback(lambda done: self._remember_fetched(name, file, done))
             return future
 
-        return memo.get(file.file.filename, start)
+        future = memo.get(file.file.filename, start)
+        if not ahead:
+            self._hurry(future)
+        return future
 
     def _fetch_metadata(self, file: DistributionFile) -> Dependencies:
         data = self.client.get_bytes(file.metadata_url, MAX_MEMBER_BYTES)
@@ -419,11 +457,11 @@ class UpstreamSource:
                         )
                         return
                 if route:
-                    future = self._metadata_future(name, file)
+                    future = self._metadata_future(name, file, ahead=True)
                 elif ranged:
-                    future = self._ranged_future(name, file)
+                    future = self._ranged_future(name, file, ahead=True)
                 else:
-                    future = self.fetch(name, file)
+                    future = self.fetch(name, file, ahead=True)
             except MorganError:
                 return
         if then is None:
@@ -510,12 +548,18 @@ class UpstreamSource:
         return record.still_matches(self.options.index_path / name / file.file.filename)
 
     def fetch(
-        self, name: NormalizedName, file: ReleaseFile, *, background: bool = False
+        self,
+        name: NormalizedName,
+        file: ReleaseFile,
+        *,
+        ahead: bool = False,
+        background: bool = False,
     ) -> Future[Fetched]:
         """The file verified in the tree, with its dependencies: downloaded once.
 
-        A ``background`` fetch (a file chosen, that nobody waits for yet) lets the
-        pool's urgent work go first, until someone fetches it without the flag.
+        A fetch ``ahead`` of need (to read its dependencies soon) or in the
+        ``background`` (a file chosen, that nobody waits for yet) lets the pool's
+        urgent work go first, until someone fetches it without either flag.
         """
         made: list[Future[Fetched]] = []
 
@@ -523,13 +567,14 @@ class UpstreamSource:
             made.append(Future())
             return made[0]
 
+        lane = BACKGROUND if background else AHEAD if ahead else URGENT
         future = self._downloads.get(file.file.filename, start)
         if made:  # this call made it: do the work, outside the memo's lock
-            self._start_fetch(name, file, future, background)
-        elif not background:
-            job = self._background_jobs.pop(file.file.filename, None)
-            if job is not None and isinstance(self._pool, LanePool):
-                self._pool.hurry(job)
+            self._start_fetch(name, file, future, lane)
+        elif lane == URGENT:
+            job = self._queued_jobs.pop(file.file.filename, None)
+            if job is not None:
+                self._hurry(job)
         return future
 
     def sdist_dependencies(self) -> dict[str, Dependencies]:
@@ -547,7 +592,7 @@ class UpstreamSource:
         return self._downloads.items()
 
     def _start_fetch(
-        self, name: NormalizedName, file: ReleaseFile, future: Future[Fetched], background: bool
+        self, name: NormalizedName, file: ReleaseFile, future: Future[Fetched], lane: int
     ) -> None:
         future.add_done_callback(lambda f: self._fetch_done(name, file, f))
         in_tree = self.in_tree(name, file)
@@ -565,13 +610,9 @@ class UpstreamSource:
             _settle(future, self._download_and_read, name, file, dest, record)
             return
         try:
-            if background and isinstance(self._pool, LanePool):
-                job = self._pool.submit_background(
-                    self._download_and_read, name, file, dest, record
-                )
-                self._background_jobs[file.file.filename] = job
-            else:
-                job = self._pool.submit(self._download_and_read, name, file, dest, record)
+            job = self._submit(lane, self._download_and_read, name, file, dest, record)
+            if lane != URGENT:
+                self._queued_jobs[file.file.filename] = job
         except RuntimeError as error:  # the pool is shut down: the run is being interrupted
             future.set_exception(error)
             return

@@ -1,4 +1,5 @@
-"""The two-lane pool (morgan/pool.py): what a resolution waits for goes first."""
+"""The pool's lanes (morgan/pool.py): what a resolution waits for goes first, then what
+it will probably want, then the downloads nobody waits for."""
 
 from __future__ import annotations
 
@@ -34,6 +35,27 @@ def test_urgent_work_goes_before_background_work_queued_earlier() -> None:
     release.set()
     pool.shutdown(wait=True)
     assert order == ["urgent", "a", "b"]
+
+
+def test_work_ahead_of_need_goes_between_urgent_and_background_work() -> None:
+    pool, release, _ = blocked_pool()
+    order: list[str] = []
+    pool.submit_background(order.append, "download")
+    pool.submit_ahead(order.append, "guess")
+    pool.submit(order.append, "urgent")
+    release.set()
+    pool.shutdown(wait=True)
+    assert order == ["urgent", "guess", "download"]
+
+
+def test_work_ahead_that_someone_waits_for_is_hurried_past_other_guesses() -> None:
+    pool, release, _ = blocked_pool()
+    order: list[str] = []
+    guesses = {name: pool.submit_ahead(order.append, name) for name in ("a", "b", "c")}
+    pool.hurry(guesses["c"])
+    release.set()
+    pool.shutdown(wait=True)
+    assert order == ["c", "a", "b"]
 
 
 def test_hurried_background_work_runs_next_and_only_once() -> None:

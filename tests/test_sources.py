@@ -1,14 +1,18 @@
-"""Where dependencies are read from: PEP 658 metadata for large wheels, archives otherwise."""
+"""Where dependencies are read from (PEP 658 metadata for large wheels, archives otherwise),
+and in which order the pool is asked for what."""
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from packaging.utils import NormalizedName
 
 from morgan.index import IndexClient
 from morgan.models import DistributionFile, ReleaseFile
+from morgan.pool import LanePool
 from morgan.sources import METADATA_FIRST_SIZE, FetchOptions, UpstreamSource
 
 
@@ -45,3 +49,35 @@ def test_which_dependencies_come_from_pep658_metadata(
         file = release_file(filename, size, metadata)
         assert source._uses_metadata_file(file.file.filename.split("-")[0], file) is expected  # type: ignore[arg-type]
     client.close()
+
+
+class _RecordingClient:
+    """Answers page requests with nothing, noting the order they were asked in."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def get_project_page(self, name: str, cached: object, keeps: object) -> None:
+        self.asked.append(name)
+
+
+def test_a_page_someone_waits_for_goes_before_pages_asked_for_ahead(tmp_path: Path) -> None:
+    pool = LanePool(1)
+    release = threading.Event()
+    started = threading.Event()
+    pool.submit(lambda: (started.set(), release.wait(10)))
+    assert started.wait(10)
+    client = _RecordingClient()
+    source = UpstreamSource(
+        client,  # type: ignore[arg-type]
+        pool,
+        FetchOptions(index_path=tmp_path, package_type_regex="(whl|tar\\.gz)"),
+    )
+    for name in ("ahead-1", "ahead-2", "needed"):
+        source.prefetch(NormalizedName(name))  # all guesses, queued behind the busy worker
+    waited = source.page(NormalizedName("needed"))  # now someone waits for this one
+    release.set()
+    waited.result(10)
+    pool.shutdown(wait=True)
+    assert client.asked[0] == "needed"
+    assert sorted(client.asked) == ["ahead-1", "ahead-2", "needed"]  # each asked once
