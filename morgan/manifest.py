@@ -234,9 +234,12 @@ def reasons(
         builds: dict[int, list[str]] = {}
         for sdist, resolution in plan.builds:
             builds.setdefault(id(resolution), []).append(sdist)
+        # The resolutions of an environment share most of their pins and askers: each
+        # (pin, asker, kind of task) gives the same reasons every time it recurs.
+        seen: set[tuple[Any, ...]] = set()
         for resolution in plan.resolutions:
             for path, reason in _resolution_reasons(
-                env, resolution, builds.get(id(resolution), []), lines, options
+                env, resolution, builds.get(id(resolution), []), lines, options, seen=seen
             ):
                 key = tuple(sorted((k, str(v)) for k, v in reason.items()))
                 found.setdefault(path, {})[key] = reason
@@ -263,13 +266,34 @@ def _resolution_reasons(
     sdists_built: Sequence[str],
     lines: Mapping[str, int],
     options: SelectionOptions,
+    *,
+    seen: set[tuple[Any, ...]],
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    wheels_only = resolution.task.wheels_only
+    """Why the resolution's files are there; what ``seen`` holds was said already."""
+    task = resolution.task
+    built = tuple(sdists_built)
     for name, pin in resolution.pins.items():
-        paths = [f"{name}/{file.file.filename}" for file in files_to_mirror(pin.files, options)]
+        paths: list[str] | None = None
         for parent, asked in resolution.asked_by.get(name, ()):
-            if parent:
-                parent_pin = resolution.pins[canonicalize_name(parent)]
+            parent_pin = resolution.pins[canonicalize_name(parent)] if parent else None
+            said = (
+                name,
+                pin.version,
+                len(pin.files),  # a version's files here: with its yanked ones, or without
+                None if parent_pin is None else (parent_pin.name, parent_pin.version),
+                asked,
+                task.wheels_only,
+                None if parent_pin else (task.lock, built),
+            )
+            if said in seen:
+                continue
+            seen.add(said)
+            if paths is None:
+                paths = [
+                    f"{name}/{file.file.filename}" for file in files_to_mirror(pin.files, options)
+                ]
+            wheels_only = task.wheels_only
+            if parent_pin is not None:
                 given = [
                     {
                         "reason": WHEELS_ONLY if wheels_only else DEPENDENCY,
@@ -277,8 +301,8 @@ def _resolution_reasons(
                         "requirement": asked,
                     }
                 ]
-            elif resolution.task.lock:
-                given = [{"reason": LOCK, "lock": resolution.task.lock, "requirement": asked}]
+            elif task.lock:
+                given = [{"reason": LOCK, "lock": task.lock, "requirement": asked}]
             elif sdists_built:
                 given = [
                     {"reason": BUILD, "of": sdist, "requirement": asked} for sdist in sdists_built

@@ -326,11 +326,10 @@ def holds(view: EnvironmentView, resolution: Resolution) -> bool:
     task = resolution.task
     pins: dict[str, Candidate] = {}
     for name, chosen in resolution.pins.items():
-        exact = SpecifierSet(f"=={chosen.version}")
-        found = view.allowed(name, exact, wheels_only=task.wheels_only)
-        if not found:
+        found = view.exactly(name, chosen.version, wheels_only=task.wheels_only)
+        if found is None:
             return False
-        pins[name] = view.candidate(name, found[0], exact, frozenset())
+        pins[name] = found
     queue = list(task.requirements)
     seen: set[tuple[str, frozenset[str]]] = set()
     while queue:

@@ -163,6 +163,7 @@ class EnvironmentView:
         self._requirements: dict[tuple[str, str, frozenset[str]], list[ProjectRequirement]] = {}
         self._allowed: dict[tuple[NormalizedName, SpecifierSet, bool], list[Release]] = {}
         self._prefetched: set[tuple[ProjectRequirement, bool]] = set()
+        self._exactly: dict[tuple[NormalizedName, Version, bool], Candidate | None] = {}
         self._candidates: dict[tuple[NormalizedName, Version, frozenset[str], int], Candidate] = {}
         self._lock = threading.Lock()
 
@@ -218,6 +219,20 @@ class EnvironmentView:
             with self._lock:
                 self._candidates[key] = known
         return known
+
+    def exactly(
+        self, name: NormalizedName, version: Version, *, wheels_only: bool
+    ) -> Candidate | None:
+        """What ``name==version`` gets here (yanked files too), or None: the proof asks
+        it of every pin of every resolution, most of them shared."""
+        key = (name, version, wheels_only)
+        if key not in self._exactly:
+            exact = SpecifierSet(f"=={version}")
+            found = self.allowed(name, exact, wheels_only=wheels_only)
+            self._exactly[key] = (
+                self.candidate(name, found[0], exact, frozenset()) if found else None
+            )
+        return self._exactly[key]
 
     def requirements(self, candidate: Candidate) -> list[ProjectRequirement]:
         """What the candidate needs here (DistributionError/MorganError if unreadable)."""
