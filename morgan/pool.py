@@ -117,6 +117,7 @@ class LanePool(Executor):
             del job
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        dropped: list[_Job] = []
         with self._lock:
             self._closed = True
             if cancel_futures:
@@ -126,11 +127,15 @@ class LanePool(Executor):
                     except queue.Empty:
                         break
                     if job is not None and job.claim():
-                        job.future.cancel()
+                        dropped.append(job)
                 self._waiting.clear()
             for _ in self._threads:
                 self._queue.put((_STOP, next(self._order), None))
             threads = list(self._threads)
+        # Outside the lock: cancelling runs the futures' callbacks, which may ask the pool
+        # for more (refused now) or hurry other work.
+        for job in dropped:
+            job.future.cancel()
         if wait:
             for thread in threads:
                 thread.join()

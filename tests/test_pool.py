@@ -108,3 +108,29 @@ def test_no_more_threads_than_asked() -> None:
         pool.submit_background(lambda: names.add(threading.current_thread().name)).result(10)
     pool.shutdown()
     assert len(names) == 3
+
+
+def test_callbacks_of_work_dropped_at_shutdown_may_use_the_pool() -> None:
+    # A dropped look-ahead's callback asks for a page, which hurries or queues work:
+    # shutting down must not hold the pool's lock while it runs (it deadlocked).
+    pool, release, _ = blocked_pool()
+    other = pool.submit_ahead(lambda: None)
+    heard: list[str] = []
+
+    def ask_again(_: Future[None]) -> None:
+        pool.hurry(other)
+        try:
+            pool.submit(lambda: None)
+        except RuntimeError:
+            heard.append("refused")
+
+    pool.submit_ahead(lambda: None).add_done_callback(ask_again)
+    stopping = threading.Thread(
+        target=pool.shutdown, kwargs={"wait": False, "cancel_futures": True}
+    )
+    stopping.start()
+    stopping.join(10)
+    assert not stopping.is_alive()
+    assert heard == ["refused"]
+    release.set()
+    pool.shutdown(wait=True)
