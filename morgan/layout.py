@@ -170,28 +170,34 @@ def uploaded_projects(index: Path) -> set[str]:
     return found
 
 
-def atomic_write(path: Path, data: bytes) -> bool:
-    """Replace ``path`` with ``data`` in one step; False (and no write) if unchanged."""
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> bool:
+    """Replace ``path`` with ``data`` in one step; False (and no write) if unchanged.
+
+    Not ``durable``: for caches that are checked when read back (a crash may lose
+    them or leave them unreadable, then they are made again), the sync is skipped.
+    """
     try:
         if path.read_bytes() == data:
             return False
     except OSError:
         pass
-    with replacing(path) as stream:
+    with replacing(path, durable=durable) as stream:
         stream.write(data)
     return True
 
 
 @contextlib.contextmanager
-def replacing(path: Path) -> Iterator[BinaryIO]:
+def replacing(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
     """A stream whose bytes replace ``path`` in one step when the block ends (synced to
-    disk first); if the block fails, ``path`` is left as it was and nothing remains."""
+    disk first, if ``durable``); if the block fails, ``path`` is left as it was and
+    nothing remains."""
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PART_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as stream:
             yield stream
             stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                os.fsync(stream.fileno())
         os.chmod(temp, 0o644)
         os.replace(temp, path)
     except BaseException:

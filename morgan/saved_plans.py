@@ -155,7 +155,7 @@ def save(
     }
     # compact: a cache nobody reads, and json's C encoder runs only without indent
     data = (json.dumps(document, sort_keys=True, separators=(",", ":")) + "\n").encode("utf-8")
-    atomic_write(index_path / PLANS_FILE, data)
+    atomic_write(index_path / PLANS_FILE, data, durable=False)  # unreadable: resolved again
 
 
 def tree_digest(index_path: Path) -> str:

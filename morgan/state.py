@@ -78,7 +78,7 @@ _UNPACK_CHUNK = 1 << 20
 def _write_unpacked(path: Path, packed: bytes) -> None:
     """Write a compressed body out whole, atomically, a megabyte at a time (the largest
     real pages are tens of megabytes, and projects are saved side by side)."""
-    with replacing(path) as stream:
+    with replacing(path, durable=False) as stream:  # checked against its digest when read
         unpacker = zlib.decompressobj()
         pending = packed
         while pending:
@@ -128,7 +128,7 @@ class CachedPage:
         if self.body_path is None or page_digest(self.url, self.content_type, body) != self.digest:
             return
         try:
-            atomic_write(self.body_path, body)
+            atomic_write(self.body_path, body, durable=False)
         except OSError as error:
             log.debug("%s: cannot keep the page (%s)", self.body_path, error)
 
@@ -252,7 +252,8 @@ class ProjectState:
         }
         # compact: a cache, and json's C encoder runs only without indentation
         compact = json.dumps(document, sort_keys=True, separators=(",", ":"))
-        written = atomic_write(folder / STATE_FILE, (compact + "\n").encode("utf-8"))
+        # a cache: an unreadable state is a state lost (files are then checked again)
+        written = atomic_write(folder / STATE_FILE, (compact + "\n").encode("utf-8"), durable=False)
         self._saved = self._key()
         return written
 

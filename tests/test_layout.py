@@ -434,3 +434,17 @@ def test_root_pages_list_only_project_folders(tmp_path: Path) -> None:
     for absent in ("Bad_Name", "hidden", "empty", "debris", "server.py", "morgan.ini"):
         assert absent not in text
     assert write_root_pages(index) is False
+
+
+def test_what_is_served_is_synced_before_it_replaces_and_caches_are_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    assert atomic_write(tmp_path / "index.json", b"{}")
+    assert len(synced) == 1
+    assert atomic_write(tmp_path / ".morgan-state.json", b"{}", durable=False)
+    assert len(synced) == 1
+    assert (tmp_path / ".morgan-state.json").read_bytes() == b"{}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".morgan-state.json", "index.json"]

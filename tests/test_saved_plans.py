@@ -335,3 +335,22 @@ def test_a_state_from_before_kept_pages_is_read_and_rewritten(run: Run) -> None:
     assert ("/simple/app/", False) not in page_requests(run, since)
     assert (folder / ".morgan-page").read_bytes() == body
     assert "body" not in json.loads(state_path.read_text())["page"]
+
+
+def test_states_a_crash_left_empty_or_zeroed_are_states_lost(run: Run, tmp_path: Path) -> None:
+    # The states, kept pages and plans are caches written without a sync: after a power
+    # loss they may be empty or full of zeros. The next run treats them as lost.
+    backtracking_graph(run)
+    assert run()[0] == 0
+    before = tree_snapshot(run.index, state=False)
+    (run.index / "app" / ".morgan-state.json").write_bytes(b"")
+    (run.index / "lib" / ".morgan-state.json").write_bytes(b"\0" * 4096)
+    (run.index / PLANS_FILE).write_bytes(b"\0" * 100)
+    code, said = run()
+    assert code == 0, said
+    assert "Traceback" not in said
+    assert tree_snapshot(run.index, state=False) == before
+    for project in ("app", "lib"):
+        state = json.loads((run.index / project / ".morgan-state.json").read_text())
+        assert state["verified"]  # checked again, and recorded
+    assert_holds_a_fresh_run(run, tmp_path)
