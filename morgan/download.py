@@ -117,10 +117,14 @@ def download(
     verify: bool = False,
     cancel: threading.Event | None = None,
     on_bytes: Callable[[int], None] | None = None,
+    on_verified: Callable[[Path], None] | None = None,
 ) -> DownloadResult:
     """Put ``file`` at ``dest`` verified, or raise; a verified copy already there is kept.
 
-    ``cancel`` stops a transfer between two chunks; ``on_bytes`` hears of each chunk.
+    ``cancel`` stops a transfer between two chunks; ``on_bytes`` hears of each chunk;
+    ``on_verified`` is given the hidden part file once all its bytes are in and verified,
+    before they are synced and renamed into place (a resolution waiting for a wheel's
+    dependencies need not wait for the disk). It must not raise.
     """
     reused = _reusable(dest, file, record, verify)
     if reused is not None:
@@ -134,7 +138,9 @@ def download(
             file.filename,
         )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    transfer = _Transfer(client, file, dest, expected, cancel=cancel, on_bytes=on_bytes)
+    transfer = _Transfer(
+        client, file, dest, expected, cancel=cancel, on_bytes=on_bytes, on_verified=on_verified
+    )
     for attempt in range(1, ATTEMPTS + 1):
         resumed = transfer.resume_point() > 0
         try:
@@ -183,8 +189,10 @@ class _Transfer:
         *,
         cancel: threading.Event | None,
         on_bytes: Callable[[int], None] | None,
+        on_verified: Callable[[Path], None] | None = None,
     ) -> None:
         self.on_bytes = on_bytes
+        self.on_verified = on_verified
         self.client = client
         self.file = file
         self.dest = dest
@@ -244,30 +252,33 @@ class _Transfer:
                         if self.on_bytes is not None:
                             self.on_bytes(len(chunk))
                     out.flush()
+                    self._check(size, sha256, other)
+                    if self.on_verified is not None:
+                        self.on_verified(self.part)
                     os.fsync(out.fileno())
         except (UpstreamError, Urllib3Error, DownloadCancelled):
             raise  # the part is kept: the next attempt or run resumes it
         except BaseException:
             self.part.unlink(missing_ok=True)  # a local failure (disk full): leave nothing
             raise
-        return self._finish(size, sha256, other)
+        return self._finish(size, sha256)
 
-    def _finish(
-        self, size: int, sha256: hashlib._Hash, other: hashlib._Hash | None
-    ) -> DownloadResult:
+    def _check(self, size: int, sha256: hashlib._Hash, other: hashlib._Hash | None) -> None:
+        """Raise unless the part holds all the bytes announced, with the digest promised."""
+        if self.file.size is not None and size != self.file.size:
+            # the body broke off early without a transport error: resume it
+            raise UpstreamError(
+                redact(self.file.url), f"received {size} bytes, the index says {self.file.size}"
+            )
+        if self.expected is not None:
+            actual = (other or sha256).hexdigest()
+            if actual != self.expected[1]:
+                raise HashMismatchError(
+                    self.file.filename, self.expected[0], self.expected[1], actual
+                )  # the part is deleted: its bytes cannot be right
+
+    def _finish(self, size: int, sha256: hashlib._Hash) -> DownloadResult:
         try:
-            if self.file.size is not None and size != self.file.size:
-                # the body broke off early without a transport error: resume it
-                raise UpstreamError(
-                    redact(self.file.url), f"received {size} bytes, the index says {self.file.size}"
-                )
-            if self.expected is not None:
-                actual = (other or sha256).hexdigest()
-                if actual != self.expected[1]:
-                    self.part.unlink(missing_ok=True)
-                    raise HashMismatchError(
-                        self.file.filename, self.expected[0], self.expected[1], actual
-                    )
             os.chmod(self.part, 0o644)
             stamp = upload_timestamp(self.file.upload_time)
             if stamp is not None:

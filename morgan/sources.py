@@ -17,7 +17,7 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Executor, Future
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, InvalidStateError, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
@@ -176,6 +176,10 @@ class UpstreamSource:
         self._mismatched_metadata: set[str] = set()
         #: Downloads queued ahead or in the background and not yet hurried, by filename.
         self._queued_jobs: dict[str, Future[Fetched]] = {}
+        #: Wheels' dependencies read as soon as their bytes were verified, before the
+        #: download is synced and renamed into place; and their METADATA, for the sidecar.
+        self._verified_dependencies: Memo[str, Dependencies] = Memo()
+        self._verified_metadata: dict[str, bytes] = {}
         self._lock = threading.Lock()
         #: Parts of downloads that broke off, kept for the next run to resume.
         self.resumable: set[Path] = set()
@@ -462,6 +466,8 @@ class UpstreamSource:
                     future = self._ranged_future(name, file, ahead=True)
                 else:
                     future = self.fetch(name, file, ahead=True)
+                    if file.is_wheel:  # set when its bytes verified, or once it is in
+                        future = self._early_dependencies(file)
             except MorganError:
                 return
         if then is None:
@@ -535,7 +541,14 @@ class UpstreamSource:
                 return self._ranged_future(name, file).result()
             except MorganError as error:
                 log.info("%s: not read by ranges (%s); reading the file", file.file.filename, error)
-        return self.fetch(name, file).result().dependencies
+        fetched = self.fetch(name, file)
+        if file.is_wheel:  # its dependencies may be read before the download is done
+            early = self._early_dependencies(file)
+            pending: list[Future[Any]] = [early, fetched]
+            wait(pending, return_when=FIRST_COMPLETED)
+            if early.done() and _succeeded(early):
+                return early.result()
+        return fetched.result().dependencies
 
     # -- downloads ------------------------------------------------------------
 
@@ -622,15 +635,22 @@ class UpstreamSource:
         self, name: NormalizedName, file: ReleaseFile, dest: Path, record: VerifiedFile | None
     ) -> Fetched:
         """Download (or reuse) a file and read its dependencies; wheels get a .metadata sidecar."""
-        result = download(
-            self.client,
-            file.file,
-            dest,
-            record=record,
-            verify=self.options.verify,
-            cancel=self.cancel,
-            on_bytes=self.progress.bytes_received,
-        )
+        try:
+            result = download(
+                self.client,
+                file.file,
+                dest,
+                record=record,
+                verify=self.options.verify,
+                cancel=self.cancel,
+                on_bytes=self.progress.bytes_received,
+                on_verified=(lambda part: self._read_verified(name, file, part))
+                if file.is_wheel
+                else None,
+            )
+        except BaseException:
+            self._verified_metadata.pop(file.file.filename, None)
+            raise
         # A file already in the tree whose dependencies the state knows is not read again
         # (a wheel keeps its .metadata sidecar, which the pages need).
         known = None
@@ -642,7 +662,11 @@ class UpstreamSource:
                 dependencies = known.dependencies(file.file.filename)
             else:
                 dependencies = _read_dependencies(
-                    file, result, self.options.verify, keep_sidecar=self.options.scratch is None
+                    file,
+                    result,
+                    self.options.verify,
+                    keep_sidecar=self.options.scratch is None,
+                    metadata=self._verified_metadata.pop(file.file.filename, None),
                 )
         except DistributionError:
             # verified, but unreadable (a bomb, a broken archive): not fit for the mirror;
@@ -657,7 +681,25 @@ class UpstreamSource:
         self.state(name).verified[file.file.filename] = record
         if known is None:
             self._remember(name, file, dependencies)
+        if file.is_wheel:
+            _set_if_pending(self._early_dependencies(file), dependencies)
         return Fetched(result=result, dependencies=dependencies, file=file.file)
+
+    def _read_verified(self, name: NormalizedName, file: ReleaseFile, part: Path) -> None:
+        """A wheel's dependencies, from its verified bytes before they are in place: for
+        whoever waits for them. A wheel that cannot be read here is read again, and
+        refused, once in place."""
+        try:
+            metadata = read_wheel_metadata(part, name)
+            dependencies = parse_core_metadata(metadata, file.file.filename)
+        except (MorganError, OSError):
+            return
+        self._verified_metadata[file.file.filename] = metadata
+        _set_if_pending(self._early_dependencies(file), dependencies)
+
+    def _early_dependencies(self, file: ReleaseFile) -> Future[Dependencies]:
+        """A wheel's dependencies, set as soon as they are read (its download may go on)."""
+        return self._verified_dependencies.get(file.file.filename, Future)
 
     def _check_unannounced_metadata(self, file: ReleaseFile, result: DownloadResult) -> None:
         """Compare an unannounced ``.metadata`` read earlier with the wheel's own METADATA."""
@@ -821,6 +863,12 @@ class _HostAnswers:
         return answer.result()
 
 
+def _set_if_pending(future: Future[V], value: V) -> None:
+    """Give a future its result unless it has one already (set by another thread)."""
+    with contextlib.suppress(InvalidStateError):
+        future.set_result(value)
+
+
 def _succeeded(done: Future[Any]) -> bool:
     """Whether a future ended with a result (asking a cancelled one for its exception
     raises, in the callback of a run being interrupted)."""
@@ -873,12 +921,20 @@ def _copy_outcome(done: Future[V], future: Future[V]) -> None:
 
 
 def _read_dependencies(
-    file: ReleaseFile, result: DownloadResult, verify: bool, *, keep_sidecar: bool = True
+    file: ReleaseFile,
+    result: DownloadResult,
+    verify: bool,
+    *,
+    keep_sidecar: bool = True,
+    metadata: bytes | None = None,
 ) -> Dependencies:
+    """``metadata``: the wheel's METADATA, if it was read already (from its verified bytes)."""
     if not file.is_wheel:
         return read_sdist_dependencies(result.path)
     sidecar = Path(str(result.path) + METADATA_SUFFIX)
-    metadata = None
+    if metadata is not None:
+        atomic_write(sidecar, metadata)
+        return parse_core_metadata(metadata, file.file.filename)
     if result.reused and not verify:
         with contextlib.suppress(FileNotFoundError):
             metadata = sidecar.read_bytes()  # written by an earlier run from this very wheel

@@ -81,6 +81,37 @@ def test_verified_download(tmp_path: Path, index: FixtureIndex, client: IndexCli
     assert file_requests(index) == [f"/files/{wheel.name}"]
 
 
+def test_verified_bytes_are_handed_over_before_they_are_synced_and_in_place(
+    tmp_path: Path, index: FixtureIndex, client: IndexClient
+) -> None:
+    # What a resolution waits for (a wheel's dependencies) can be read from the verified
+    # part file while the download still syncs and renames it.
+    wheel = build_wheel(tmp_path / "up", "demo", "1.0")
+    index.add(wheel)
+    dest = tmp_path / "mirror" / "demo" / wheel.name
+    seen: list[tuple[str, bytes, bool]] = []
+
+    def verified(part: Path) -> None:
+        seen.append((part.name, part.read_bytes(), dest.exists()))
+
+    download(client, only_file(client, "demo"), dest, on_verified=verified)
+    assert seen == [(f".{wheel.name}.part", wheel.read_bytes(), False)]
+    assert dest.read_bytes() == wheel.read_bytes()
+
+
+def test_bytes_that_do_not_verify_are_never_handed_over(
+    tmp_path: Path, index: FixtureIndex, client: IndexClient
+) -> None:
+    wheel = build_wheel(tmp_path / "up", "demo", "1.0")
+    index.add(wheel, wrong_hash=True)
+    seen: list[Path] = []
+    with pytest.raises(HashMismatchError):
+        download(
+            client, only_file(client, "demo"), tmp_path / "m" / wheel.name, on_verified=seen.append
+        )
+    assert seen == []
+
+
 def test_mtime_is_the_upload_time(tmp_path: Path) -> None:
     with FixtureIndex("json") as index:
         sdist = build_sdist(tmp_path / "up", "demo", "1.0")

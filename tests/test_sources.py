@@ -3,12 +3,16 @@ and in which order the pool is asked for what."""
 
 from __future__ import annotations
 
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
+from builders import build_wheel
 from packaging.utils import NormalizedName
+from upstream import FixtureIndex
 
 from morgan.index import IndexClient
 from morgan.models import DistributionFile, ReleaseFile
@@ -81,3 +85,42 @@ def test_a_page_someone_waits_for_goes_before_pages_asked_for_ahead(tmp_path: Pa
     pool.shutdown(wait=True)
     assert client.asked[0] == "needed"
     assert sorted(client.asked) == ["ahead-1", "ahead-2", "needed"]  # each asked once
+
+
+def test_a_wheels_dependencies_are_read_before_its_download_is_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A resolution waiting for a small wheel's dependencies gets them once its bytes are
+    # verified; syncing and renaming it into place goes on without holding it up.
+    wheel = build_wheel(tmp_path / "up", "demo", "1.0", requires=["dep>=1"])
+    landed = tmp_path / "index" / "demo" / wheel.name
+    hold = threading.Event()
+    real_replace = os.replace
+
+    def held_replace(source: Any, target: Any) -> None:
+        if Path(target) == landed:
+            assert hold.wait(10)
+        real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", held_replace)
+    with FixtureIndex("json") as index:
+        index.add(wheel)
+        client = IndexClient(index.url, retries=0)
+        pool = LanePool(4)
+        source = UpstreamSource(
+            client, pool, FetchOptions(index_path=tmp_path / "index", package_type_regex="whl")
+        )
+        try:
+            (file,) = source.files(NormalizedName("demo"))
+            dependencies = source.dependencies(NormalizedName("demo"), file)
+            assert [str(r) for r in dependencies.requires] == ["dep>=1"]
+            assert not landed.exists()  # still held
+            hold.set()
+            fetched = source.fetch(NormalizedName("demo"), file).result(10)
+        finally:
+            hold.set()
+            pool.shutdown()
+            client.close()
+    assert fetched.dependencies == dependencies
+    assert landed.read_bytes() == wheel.read_bytes()
+    assert Path(f"{landed}.metadata").is_file()
