@@ -202,12 +202,13 @@ class Mirrorer:
                 self._summarize(plans, findings)
                 return self._sorted_report()
             fetches = [source.fetch(name, file) for name, file in chosen]
-            self._await(fetches, errors=False)
             chosen_names = {file.file.filename for _, file in chosen}
+            written = self._write_finished_projects(source, pool, chosen, fetches, chosen_names)
+            self._await(fetches, errors=False)
             self._discard_unchosen(source, chosen_names)
             self._account(source, chosen_names)
             self._summarize(plans, findings)
-            self._write_pages(source, pool)
+            self._write_pages(source, pool, written)
             self._check_interrupt()
             missing = self._missing(source, chosen)
             if missing:
@@ -425,8 +426,11 @@ class Mirrorer:
             return False
         return file_sha256(path) == expected
 
-    def _discard_unchosen(self, source: UpstreamSource, chosen: set[str]) -> None:
-        """Remove what this run downloaded only to read its dependencies.
+    def _discard_unchosen(
+        self, source: UpstreamSource, chosen: set[str], project: str | None = None
+    ) -> None:
+        """Remove what this run downloaded only to read its dependencies (of ``project``
+        alone, if given).
 
         A version the resolver tried and left is not part of any resolution: kept,
         it would be offered to clients whose dependencies the tree may lack. (What
@@ -437,6 +441,8 @@ class Mirrorer:
                 continue
             if future.exception() is None and not future.result().result.reused:
                 path = future.result().result.path
+                if project is not None and path.parent.name != project:
+                    continue
                 for leftover in (path, *(Path(f"{path}{s}") for s in SIDECAR_SUFFIXES)):
                     leftover.unlink(missing_ok=True)
                 log.info("%s: read for its dependencies only; not kept", filename)
@@ -509,19 +515,74 @@ class Mirrorer:
             for failure in plan.no_wheel:
                 self._warn(f"no wheel at all: {failure}")
 
-    def _write_pages(self, source: UpstreamSource, pool: LanePool) -> None:
+    def _write_finished_projects(
+        self,
+        source: UpstreamSource,
+        pool: LanePool,
+        chosen: list[tuple[NormalizedName, ReleaseFile]],
+        fetches: list[Future[Fetched]],
+        chosen_names: set[str],
+    ) -> dict[NormalizedName, Future[None]]:
+        """Write each project's pages as soon as its chosen files are all in, while other
+        projects' downloads go on; the future of each project's write, by name."""
+        pending: dict[NormalizedName, int] = {}
+        for name, _ in chosen:
+            pending[name] = pending.get(name, 0) + 1
+        writes: dict[NormalizedName, Future[None]] = {name: Future() for name in pending}
+        lock = threading.Lock()
+
+        def write(name: NormalizedName) -> None:
+            try:
+                self._write_finished_project(source, name, chosen_names)
+            except BaseException as error:
+                writes[name].set_exception(error)
+            else:
+                writes[name].set_result(None)
+
+        def one_in(name: NormalizedName) -> None:
+            with lock:
+                pending[name] -= 1
+                if pending[name]:
+                    return
+            try:
+                pool.submit(write, name)
+            except RuntimeError as error:  # the pool is shut down: the run is being interrupted
+                writes[name].set_exception(error)
+
+        for (name, _), future in zip(chosen, fetches):
+            future.add_done_callback(lambda _, name=name: one_in(name))  # type: ignore[misc]
+        return writes
+
+    def _write_finished_project(
+        self, source: UpstreamSource, name: NormalizedName, chosen_names: set[str]
+    ) -> None:
+        self._discard_unchosen(source, chosen_names, project=name)
+        self._write_project(source, name)
+
+    def _write_pages(
+        self,
+        source: UpstreamSource,
+        pool: LanePool,
+        written: dict[NormalizedName, Future[None]],
+    ) -> None:
         """Pages, saved state and clean-up; an unwritable folder is an error, not a stop.
 
         Folders are independent, so the pool writes them side by side (each write
-        waits for its fsync).
+        waits for its fsync). The folders ``written`` while downloads finished only
+        have their states saved once more.
         """
         index = self.options.index_path
         states = source.states
         names = sorted({NormalizedName(n) for n in self.report.projects} | set(states))
-        writes = {name: pool.submit(self._write_project, source, name) for name in names}
+        writes = {
+            name: written.get(name) or pool.submit(self._write_project, source, name)
+            for name in names
+        }
         for name, future in writes.items():
             try:
                 future.result()
+                if name in written:  # work still under way then may have added to its state
+                    source.state(name).save(index / name)
             except OSError as error:
                 self._error(f"{name}: cannot write its pages: {error.strerror} ({error.filename})")
         try:

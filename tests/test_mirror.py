@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import random
+import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -13,6 +15,9 @@ import pytest
 from builders import build_sdist, build_wheel
 from support import ENVIRONMENTS, GRAPH_REQUIREMENTS, populate_graph, write_config
 from upstream import FixtureIndex
+
+from morgan.cli import main
+from morgan.sources import METADATA_FIRST_SIZE
 
 
 def files_in(index: Path, project: str) -> set[str]:
@@ -589,3 +594,37 @@ def test_a_version_tried_and_left_is_not_kept_and_not_read_again(
     assert again.code == 0, again
     assert not [r for r in upstream.requests if "app-2.0" in r]
     assert files_in(index, "app") == {"app-1.0-py3-none-any.whl"}
+
+
+def test_pages_of_projects_whose_files_are_in_are_written_while_others_download(
+    upstream: FixtureIndex, tmp_path: Path
+) -> None:
+    # Once resolution is done, a project whose chosen files are all in gets its pages
+    # at once, while another project's download goes on; nothing unfinished is listed.
+    dists = tmp_path / "dists"
+    upstream.add(build_wheel(dists, "quick", "1.0"))
+    # large enough that its dependencies come from its PEP 658 metadata, not the wheel
+    bulk = {"slow/data.bin": random.Random(1).randbytes(METADATA_FIRST_SIZE + 1)}
+    slow = build_wheel(dists, "slow", "1.0", extra_members=bulk)
+    upstream.add(slow)
+    release = threading.Event()
+    upstream.held[f"/files/{slow.name}"] = release
+    index = tmp_path / "index"
+    config = write_config(tmp_path / "morgan.ini", ENVIRONMENTS, "quick =\nslow =\n")
+    args = ["-i", str(index), "-c", str(config), "-I", upstream.url, "mirror", "--skip-server-copy"]
+    outcome: list[int] = []
+    runner = threading.Thread(target=lambda: outcome.append(main(args)))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (index / "quick" / "index.json").is_file():
+            assert time.monotonic() < deadline, "quick's pages were not written before slow's file"
+            time.sleep(0.02)
+        assert not (index / "slow" / "index.json").exists()
+        assert not (index / "slow" / slow.name).exists()
+    finally:
+        release.set()
+        runner.join(60)
+    assert outcome == [0]
+    page = json.loads((index / "slow" / "index.json").read_text())
+    assert [f["filename"] for f in page["files"]] == [slow.name]

@@ -136,6 +136,8 @@ class FixtureIndex:
         self.bytes_sent = 0
         #: Seconds every request waits before it is answered (a distant index).
         self.latency = 0.0
+        #: Requests for these paths wait until their event is set (a download under way).
+        self.held: dict[str, threading.Event] = {}
         #: Serve byte ranges of files (False: the whole file, as some servers answer;
         #: "lying": the whole file, answered as if it were the range asked for).
         self.ranges: bool | str = True
@@ -174,6 +176,9 @@ class FixtureIndex:
                     return
                 if index.latency:
                     time.sleep(index.latency)
+                held = index.held.get(self.path.split("?", 1)[0])
+                if held is not None:
+                    held.wait(30)
                 fault = index.faults.pick(self.path.split("?", 1)[0])
                 if fault is not None:
                     index._misbehave(self, fault)
