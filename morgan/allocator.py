@@ -62,7 +62,7 @@ def tune_collector() -> None:
     """Collect cycles less often, and never walk what exists at start-up (modules, config).
 
     On the benchmark's 300 projects the collector took about a twentieth of a cold
-    run's CPU (perf); with these thresholds the run used about 0.5 s less of 6 s,
+    run's CPU (perf); with these thresholds the run used about 0.5 s less user CPU (of 6),
     for a few MiB more at peak. Reference counting still frees nearly everything at
     once: a run makes few cycles.
     """
