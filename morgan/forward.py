@@ -24,44 +24,15 @@ resolvelib's default (all identifiers).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
-from resolvelib.structs import RequirementInformation
+from resolvelib.structs import RequirementInformation, build_iter_view
 
 from morgan.provider import Candidate, MirrorProvider, ProjectRequirement
 
 if TYPE_CHECKING:  # at run time resolvelib's is a plain namedtuple
     Information = RequirementInformation[ProjectRequirement, Candidate]
-
-T = TypeVar("T")
-
-
-class _Memo(Generic[T]):
-    """The candidates a factory yields, produced lazily and once (as resolvelib's view)."""
-
-    def __init__(self, factory: Callable[[], Iterator[T]]) -> None:
-        self._iterator: Iterator[T] | None = None
-        self._factory = factory
-        self._seen: list[T] = []
-
-    def __iter__(self) -> Iterator[T]:
-        index = 0
-        while True:
-            if index < len(self._seen):
-                yield self._seen[index]
-                index += 1
-                continue
-            if self._iterator is None:
-                self._iterator = self._factory()
-            try:
-                item = next(self._iterator)
-            except StopIteration:
-                return
-            self._seen.append(item)
-
-    def __bool__(self) -> bool:
-        return next(iter(self), None) is not None
 
 
 class _Criterion:
@@ -69,7 +40,7 @@ class _Criterion:
 
     __slots__ = ("candidates", "information")
 
-    def __init__(self, information: list[Information], candidates: _Memo[Candidate]) -> None:
+    def __init__(self, information: list[Information], candidates: Iterable[Candidate]) -> None:
         self.information = information
         self.candidates = candidates
 
@@ -120,7 +91,7 @@ class _Forward:
             incompatibilities={identifier: iter(())},
         )
         information.append(RequirementInformation(requirement, parent))
-        candidates: _Memo[Candidate] = _Memo(matches)
+        candidates = build_iter_view(matches)  # produced lazily and once, as in resolvelib
         if not candidates:
             return False
         criteria[identifier] = _Criterion(information, candidates)
