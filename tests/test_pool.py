@@ -134,3 +134,57 @@ def test_callbacks_of_work_dropped_at_shutdown_may_use_the_pool() -> None:
     assert heard == ["refused"]
     release.set()
     pool.shutdown(wait=True)
+
+
+def test_many_threads_submitting_and_hurrying_at_once_get_every_job_run_once() -> None:
+    # No lock guards the lanes: submitters, hurriers and workers race on them.
+    pool = LanePool(8)
+    runs: list[int] = []
+    futures: list[Future[None]] = []
+    lock = threading.Lock()
+    start = threading.Barrier(6, timeout=10)
+
+    def submitter(offset: int) -> None:
+        start.wait()
+        for number in range(offset, offset + 500):
+            submit = (pool.submit, pool.submit_ahead, pool.submit_background)[number % 3]
+            future = submit(runs.append, number)
+            with lock:
+                futures.append(future)
+            if number % 7 == 0:
+                pool.hurry(future)
+
+    threads = [threading.Thread(target=submitter, args=(n * 1000,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    for future in futures:
+        future.result(30)
+    pool.shutdown(wait=True)
+    assert sorted(runs) == sorted(n * 1000 + i for n in range(6) for i in range(500))
+
+
+def _submit_until_refused(pool: LanePool, futures: list[Future[None]]) -> None:
+    while True:
+        try:
+            futures.append(pool.submit_ahead(lambda: None))
+        except RuntimeError:
+            return
+
+
+def test_work_submitted_while_the_pool_shuts_down_never_stays_pending() -> None:
+    # Each submission either runs, is cancelled, or is refused: none waits forever
+    # for workers that are gone.
+    for _ in range(20):
+        pool = LanePool(4)
+        futures: list[Future[None]] = []
+        thread = threading.Thread(target=_submit_until_refused, args=(pool, futures))
+        thread.start()
+        pool.shutdown(wait=True, cancel_futures=True)
+        thread.join(10)
+        assert not thread.is_alive()
+        for future in futures:
+            assert future.done(), "a job left queued with no worker"
+            if not future.cancelled():
+                future.result(10)
