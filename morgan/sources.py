@@ -99,15 +99,39 @@ class Memo(Generic[K, V]):
 
     def __init__(self) -> None:
         self._futures: dict[K, Future[V]] = {}
+        self._making: dict[K, threading.Event] = {}
         self._lock = threading.Lock()
 
     def get(self, key: K, start: Callable[[], Future[V]]) -> Future[V]:
-        """The future for ``key``; ``start`` makes it the first time (under the lock)."""
-        with self._lock:
-            future = self._futures.get(key)
-            if future is None:
-                future = self._futures[key] = start()
+        """The future for ``key``; the first caller makes it with ``start``.
+
+        Every thread asks all the time, so a future made already is returned without
+        the lock, and ``start`` (which may read a file or start a thread) runs outside
+        it: others asking for the same key wait for it, others asking for other keys
+        do not. If ``start`` raises, the next caller tries again.
+        """
+        future = self._futures.get(key)
+        if future is not None:
             return future
+        while True:
+            with self._lock:
+                future = self._futures.get(key)
+                if future is not None:
+                    return future
+                making = self._making.get(key)
+                if making is None:
+                    making = self._making[key] = threading.Event()
+                    break
+            making.wait()
+        try:
+            future = start()
+            with self._lock:
+                self._futures[key] = future
+        finally:
+            with self._lock:
+                del self._making[key]
+            making.set()
+        return future
 
     def items(self) -> list[tuple[K, Future[V]]]:
         with self._lock:
@@ -261,11 +285,11 @@ class UpstreamSource:
     def files(self, name: NormalizedName) -> Sequence[ReleaseFile]:
         """The project's files that some environment may install (its page is read once,
         then released: only these are kept)."""
-        with self._lock:
-            found = self._files.get(name)
-            lock = self._file_locks.setdefault(name, threading.Lock())
+        found = self._files.get(name)  # asked all the time, by every thread: no lock once in
         if found is not None:
             return found
+        with self._lock:
+            lock = self._file_locks.setdefault(name, threading.Lock())
         with lock:
             with self._lock:
                 found = self._files.get(name)

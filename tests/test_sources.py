@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from upstream import FixtureIndex
 from morgan.index import IndexClient
 from morgan.models import DistributionFile, ReleaseFile
 from morgan.pool import LanePool
-from morgan.sources import METADATA_FIRST_SIZE, FetchOptions, UpstreamSource
+from morgan.sources import METADATA_FIRST_SIZE, FetchOptions, Memo, UpstreamSource
 
 
 def release_file(filename: str, size: int, metadata: bool) -> ReleaseFile:
@@ -124,3 +124,62 @@ def test_a_wheels_dependencies_are_read_before_its_download_is_in_place(
     assert fetched.dependencies == dependencies
     assert landed.read_bytes() == wheel.read_bytes()
     assert Path(f"{landed}.metadata").is_file()
+
+
+def test_memo_makes_each_key_once_however_many_threads_ask() -> None:
+    memo: Memo[str, int] = Memo()
+    made: list[str] = []
+    gate = threading.Barrier(8, timeout=10)
+
+    def start() -> Future[int]:
+        made.append("page")
+        future: Future[int] = Future()
+        future.set_result(len(made))
+        return future
+
+    def ask() -> Future[int]:
+        gate.wait()
+        return memo.get("page", start)
+
+    with ThreadPoolExecutor(8) as threads:
+        answers = list(threads.map(lambda _: ask(), range(8)))
+    assert made == ["page"]
+    assert all(answer is answers[0] for answer in answers)
+
+
+def test_memo_does_not_hold_other_keys_up_while_one_is_being_made() -> None:
+    # Making a key may read a file or start a thread; it runs outside the memo's lock.
+    memo: Memo[str, int] = Memo()
+    making = threading.Event()
+    release = threading.Event()
+
+    def slow() -> Future[int]:
+        making.set()
+        release.wait(10)
+        return Future()
+
+    def quick() -> Future[int]:
+        return Future()
+
+    with ThreadPoolExecutor(1) as threads:
+        slow_one = threads.submit(memo.get, "slow", slow)
+        assert making.wait(10)
+        assert not memo.get("quick", quick).done()  # answered while "slow" is being made
+        release.set()
+        slow_one.result(10)
+
+
+def test_memo_tries_again_when_making_a_key_failed() -> None:
+    memo: Memo[str, int] = Memo()
+    attempts: list[int] = []
+
+    def start() -> Future[int]:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("cannot read the state")
+        return Future()
+
+    with pytest.raises(OSError):
+        memo.get("page", start)
+    assert not memo.get("page", start).done()
+    assert len(attempts) == 2
