@@ -16,7 +16,6 @@ already being fetched.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -80,13 +79,19 @@ class ProjectRequirement:
     def identifier(self) -> str:
         return identifier_of(self.name, self.extras)
 
-    @functools.cached_property
+    @property
     def is_exact(self) -> bool:
         """Whether a clause pins one version (``==`` without a wildcard, or ``===``)."""
-        return any(
-            spec.operator in ("==", "===") and not spec.version.endswith(".*")
-            for spec in self.specifier
-        )
+        # Kept in the instance's __dict__ by hand: before Python 3.12, cached_property
+        # takes one lock for all instances, and four resolving threads queued on it.
+        known: bool | None = self.__dict__.get("_is_exact")
+        if known is None:
+            known = any(
+                spec.operator in ("==", "===") and not spec.version.endswith(".*")
+                for spec in self.specifier
+            )
+            self.__dict__["_is_exact"] = known
+        return known
 
     def admits(self, version: Version) -> bool:
         """Whether the specifier allows ``version`` (pre-releases included, as pins are)."""

@@ -9,7 +9,6 @@ are mirrored, so a client can always build.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -81,10 +80,14 @@ class Release:
             return self.files
         return tuple(f for f in self.files if not f.file.is_yanked)
 
-    @functools.cached_property
+    @property
     def yanked(self) -> bool:
         """Whether any file is yanked (rare: then which count depends on the specifier)."""
-        return any(f.file.is_yanked for f in self.files)
+        # By hand, not cached_property: before Python 3.12 that locks across instances.
+        known: bool | None = self.__dict__.get("_yanked")
+        if known is None:
+            known = self.__dict__["_yanked"] = any(f.file.is_yanked for f in self.files)
+        return known
 
     @property
     def has_wheel(self) -> bool:
