@@ -35,6 +35,8 @@ from morgan.state import VerifiedFile, trusted_sha256
 
 log = logging.getLogger(__name__)
 
+#: Bytes read, hashed and written at a time (below the allocator's mapping threshold, so
+#: each chunk comes from the heap rather than from fresh pages).
 CHUNK_SIZE = 256 * 1024
 #: Whole-download attempts when the body breaks off after the headers arrived
 #: (urllib3 itself retries only until the response starts).

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from morgan.allocator import tune_allocator
+from morgan.allocator import MMAP_THRESHOLD, tune_allocator
+from morgan.download import CHUNK_SIZE
 
 
 @pytest.mark.skipif(
@@ -41,3 +42,9 @@ def test_the_collector_skips_what_exists_at_start_and_runs_less_often() -> None:
     thresholds, frozen = json.loads(result.stdout)
     assert thresholds[0] >= 10_000  # young collections at least ten times rarer than Python's
     assert frozen > 1000  # the modules and objects of start-up
+
+
+def test_download_chunks_stay_below_the_mapping_threshold() -> None:
+    # A chunk's bytes object (its data and a small header) must come from the heap: at
+    # or above the threshold, every chunk was mapped, faulted in page by page, unmapped.
+    assert CHUNK_SIZE + 4096 <= MMAP_THRESHOLD
