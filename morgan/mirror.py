@@ -427,7 +427,7 @@ class Mirrorer:
         return file_sha256(path) == expected
 
     def _discard_unchosen(
-        self, source: UpstreamSource, chosen: set[str], project: str | None = None
+        self, source: UpstreamSource, chosen: set[str], project: NormalizedName | None = None
     ) -> None:
         """Remove what this run downloaded only to read its dependencies (of ``project``
         alone, if given).
@@ -436,13 +436,11 @@ class Mirrorer:
         it would be offered to clients whose dependencies the tree may lack. (What
         it depends on stays in the project's state, so the next run reads nothing.)
         """
-        for filename, future in source.fetches():
+        for filename, future in source.fetches(project):
             if filename in chosen or not future.done() or future.cancelled():
                 continue
             if future.exception() is None and not future.result().result.reused:
                 path = future.result().result.path
-                if project is not None and path.parent.name != project:
-                    continue
                 for leftover in (path, *(Path(f"{path}{s}") for s in SIDECAR_SUFFIXES)):
                     leftover.unlink(missing_ok=True)
                 log.info("%s: read for its dependencies only; not kept", filename)

@@ -26,6 +26,17 @@ BACKGROUND = 2
 _STOP = 3
 
 
+def cancel(future: Future[Any]) -> None:
+    """Cancel a future nobody will run, so that ``concurrent.futures.wait`` sees it done.
+
+    ``Future.cancel`` alone leaves it CANCELLED, which ``wait`` does not count as done
+    until ``set_running_or_notify_cancel`` is called (an executor calls it when it
+    dequeues the work): a thread waiting for it with others waited forever.
+    """
+    if future.cancel():
+        future.set_running_or_notify_cancel()
+
+
 class _Job:
     """One call, run once however many times it is queued."""
 
@@ -170,7 +181,7 @@ class LanePool(Executor):
         # Outside the lock: cancelling runs the futures' callbacks, which may ask the pool
         # for more (refused now) or hurry other work.
         for job in dropped:
-            job.future.cancel()
+            cancel(job.future)
         if wait:
             for thread in threads:
                 thread.join()

@@ -47,7 +47,7 @@ from morgan.metadata import (
     read_wheel_metadata,
 )
 from morgan.models import PREFERRED_HASH, DistributionFile, ReleaseFile, wheel_filename_tags
-from morgan.pool import AHEAD, BACKGROUND, URGENT, LanePool
+from morgan.pool import AHEAD, BACKGROUND, URGENT, LanePool, cancel
 from morgan.progress import Progress
 from morgan.selection import release_files
 from morgan.simple import parse_json_page
@@ -133,6 +133,10 @@ class Memo(Generic[K, V]):
             making.set()
         return future
 
+    def peek(self, key: K) -> Future[V] | None:
+        """The future for ``key``, if it is made."""
+        return self._futures.get(key)
+
     def items(self) -> list[tuple[K, Future[V]]]:
         with self._lock:
             return list(self._futures.items())
@@ -191,6 +195,9 @@ class UpstreamSource:
         self._type_pattern = re.compile(rf"\.{options.package_type_regex}$")
         self._metadata: Memo[str, Dependencies] = Memo()
         self._downloads: Memo[str, Fetched] = Memo()
+        #: The filenames fetched of each project (its pages are written as soon as its
+        #: files are in, and only its own fetches are looked at then).
+        self._fetched_of: dict[NormalizedName, list[str]] = {}
         self._states: dict[NormalizedName, ProjectState] = {}
         self._metadata_hosts = _HostAnswers()
         self._range_hosts = _HostAnswers()
@@ -607,6 +614,7 @@ class UpstreamSource:
         lane = BACKGROUND if background else AHEAD if ahead else URGENT
         future = self._downloads.get(file.file.filename, start)
         if made:  # this call made it: do the work, outside the memo's lock
+            self._fetched_of.setdefault(name, []).append(file.file.filename)
             self._start_fetch(name, file, future, lane)
         elif lane == URGENT:
             job = self._queued_jobs.pop(file.file.filename, None)
@@ -624,9 +632,16 @@ class UpstreamSource:
                     known[fetched.result.sha256] = fetched.dependencies
         return known
 
-    def fetches(self) -> list[tuple[str, Future[Fetched]]]:
-        """Every file fetched (or being fetched) this run, by filename."""
-        return self._downloads.items()
+    def fetches(self, project: NormalizedName | None = None) -> list[tuple[str, Future[Fetched]]]:
+        """Every file fetched (or being fetched) this run, or of one project, by filename."""
+        if project is None:
+            return self._downloads.items()
+        found = []
+        for filename in list(self._fetched_of.get(project, ())):
+            future = self._downloads.peek(filename)
+            if future is not None:
+                found.append((filename, future))
+        return found
 
     def _start_fetch(
         self, name: NormalizedName, file: ReleaseFile, future: Future[Fetched], lane: int
@@ -935,7 +950,7 @@ def _settle(future: Future[V], function: Callable[..., V], *args: object) -> Non
 
 def _copy_outcome(done: Future[V], future: Future[V]) -> None:
     if done.cancelled():
-        future.cancel()
+        cancel(future)
         return
     error = done.exception()
     if error is not None:

@@ -4,7 +4,7 @@ it will probably want, then the downloads nobody waits for."""
 from __future__ import annotations
 
 import threading
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 
 import pytest
 
@@ -188,3 +188,16 @@ def test_work_submitted_while_the_pool_shuts_down_never_stays_pending() -> None:
             assert future.done(), "a job left queued with no worker"
             if not future.cancelled():
                 future.result(10)
+
+
+def test_work_dropped_at_shutdown_is_done_for_concurrent_futures_wait() -> None:
+    # Future.cancel() alone leaves a future that wait() never counts as done: a
+    # resolution waiting for a dropped download with another future hung at Ctrl-C.
+    pool, release, _ = blocked_pool()
+    dropped = pool.submit_ahead(print, "never")
+    never: Future[None] = Future()
+    threading.Timer(0.2, release.set).start()
+    pool.shutdown(wait=True, cancel_futures=True)
+    finished = wait([dropped, never], timeout=5, return_when=FIRST_COMPLETED)
+    assert finished.done == {dropped}
+    assert dropped.cancelled()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -183,3 +183,35 @@ def test_memo_tries_again_when_making_a_key_failed() -> None:
         memo.get("page", start)
     assert not memo.get("page", start).done()
     assert len(attempts) == 2
+
+
+def test_a_wheel_whose_download_was_dropped_at_shutdown_does_not_hang_its_reader(
+    tmp_path: Path,
+) -> None:
+    # Interrupted: the pool drops a queued look-ahead download; a resolution that then
+    # asks for the wheel's dependencies gets an error, not a wait that never ends.
+    wheel = build_wheel(tmp_path / "up", "demo", "1.0", requires=["dep>=1"])
+    with FixtureIndex("json") as index:
+        index.add(wheel)
+        client = IndexClient(index.url, retries=0)
+        pool = LanePool(1)
+        source = UpstreamSource(
+            client, pool, FetchOptions(index_path=tmp_path / "index", package_type_regex="whl")
+        )
+        try:
+            (file,) = source.files(NormalizedName("demo"))
+            release = threading.Event()
+            started = threading.Event()
+            pool.submit(lambda: (started.set(), release.wait(10)))
+            assert started.wait(10)
+            source.prefetch_dependencies(NormalizedName("demo"), file)  # queued, ahead
+            threading.Timer(0.2, release.set).start()
+            pool.shutdown(wait=True, cancel_futures=True)
+            reader = ThreadPoolExecutor(1)
+            asked = reader.submit(source.dependencies, NormalizedName("demo"), file)
+            with pytest.raises(CancelledError):
+                asked.result(10)
+            reader.shutdown()
+        finally:
+            pool.shutdown()
+            client.close()
