@@ -205,11 +205,24 @@ def replacing(path: Path, *, durable: bool = True) -> Iterator[BinaryIO]:
         raise
 
 
+#: No digest's sidecar is longer (``sha512=`` and 128 hex digits, a line break).
+_HASH_SIDECAR_MAX = 512
+
+
 def read_hash_sidecar(path: Path) -> tuple[str, str] | None:
     """(algorithm, hex digest) from ``<file>.hash``, or None if absent or malformed."""
     try:
-        text = Path(str(path) + HASH_SUFFIX).read_text(encoding="ascii").strip()
+        # A few bytes, read thousands of times a run: os.read skips the file object's
+        # own system calls (fstat, isatty, seek).
+        fd = os.open(f"{path}{HASH_SUFFIX}", os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            data = os.read(fd, _HASH_SIDECAR_MAX + 1)
+        finally:
+            os.close(fd)
+        text = data.decode("ascii").strip()
     except (OSError, UnicodeDecodeError):
+        return None
+    if len(data) > _HASH_SIDECAR_MAX:
         return None
     algorithm, sep, digest = text.partition("=")
     if not sep or not re.fullmatch(r"[0-9a-f]+", digest.lower()):
@@ -308,9 +321,15 @@ def scan_project(folder: Path, known: Mapping[str, DistributionFile]) -> list[Fi
     """
     previous = _previous_facts(folder)
     entries = []
-    for path in sorted(folder.iterdir()):
-        if not path.is_file() or not is_distribution(path.name):
+    # One listing, whose entries know their type and cache their stat: a project's pages
+    # are written while thirty threads download, and every system call waits for the GIL.
+    with os.scandir(folder) as found:
+        listing = {entry.name: entry for entry in found}
+    for name in sorted(listing):
+        entry = listing[name]
+        if not is_distribution(name) or not entry.is_file():
             continue
+        path = folder / name
         sidecar = read_hash_sidecar(path)
         if sidecar is None or sidecar[0] != PREFERRED_HASH:
             sha256 = file_sha256(path)
@@ -318,7 +337,12 @@ def scan_project(folder: Path, known: Mapping[str, DistributionFile]) -> list[Fi
         else:
             sha256 = sidecar[1]
         metadata_path = Path(str(path) + METADATA_SUFFIX)
-        metadata_sha256 = file_sha256(metadata_path) if metadata_path.is_file() else None
+        metadata_entry = listing.get(metadata_path.name)
+        metadata_sha256 = (
+            file_sha256(metadata_path)
+            if metadata_entry is not None and metadata_entry.is_file()
+            else None
+        )
         upstream = known.get(path.name)
         before = previous.get(path.name, {})
         if upstream is not None:
@@ -335,7 +359,7 @@ def scan_project(folder: Path, known: Mapping[str, DistributionFile]) -> list[Fi
             FileEntry(
                 filename=path.name,
                 sha256=sha256,
-                size=path.stat().st_size,
+                size=entry.stat().st_size,
                 requires_python=requires_python if isinstance(requires_python, str) else None,
                 yanked=yanked if isinstance(yanked, (bool, str)) else False,
                 metadata_sha256=metadata_sha256,

@@ -235,7 +235,8 @@ class ProjectState:
         unsaved_body = self.page is not None and self.page.packed is not None
         if (self._saved == self._key() and not unsaved_body) or not folder.is_dir():
             return False
-        known = {name: record for name, record in self.verified.items() if (folder / name).exists()}
+        present = {path.name for path in folder.iterdir()}  # one listing, not a stat per file
+        known = {name: record for name, record in self.verified.items() if name in present}
         if self.page is None:
             (folder / PAGE_BODY_FILE).unlink(missing_ok=True)
         elif self.page.packed is not None:

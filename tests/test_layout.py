@@ -181,6 +181,8 @@ def test_hash_sidecar_roundtrip(tmp_path: Path) -> None:
         (b"sha256=not-hex", None),
         (b"sha256=", None),
         (b"\xff\xfe", None),
+        (b"sha512=" + b"0" * 128 + b"\n", ("sha512", "0" * 128)),
+        (b"sha256=" + b"a" * 600, None),  # longer than any digest's sidecar
     ],
 )
 def test_read_hash_sidecar(
