@@ -113,25 +113,29 @@ class Memo(Generic[K, V]):
         future = self._futures.get(key)
         if future is not None:
             return future
-        while True:
-            with self._lock:
-                future = self._futures.get(key)
-                if future is not None:
-                    return future
-                making = self._making.get(key)
-                if making is None:
-                    making = self._making[key] = threading.Event()
-                    break
-            making.wait()
+        mine: threading.Event | None = None
         try:
+            while True:
+                with self._lock:
+                    future = self._futures.get(key)
+                    if future is not None:
+                        return future
+                    making = self._making.get(key)
+                    if making is None:
+                        mine = threading.Event()
+                        self._making[key] = mine
+                        break
+                making.wait()
             future = start()
             with self._lock:
                 self._futures[key] = future
-        finally:
-            with self._lock:
-                del self._making[key]
-            making.set()
-        return future
+            return future
+        finally:  # also when interrupted (Ctrl-C): nobody may wait for a maker that is gone
+            if mine is not None:
+                with self._lock:
+                    if self._making.get(key) is mine:
+                        del self._making[key]
+                mine.set()
 
     def peek(self, key: K) -> Future[V] | None:
         """The future for ``key``, if it is made."""
@@ -615,7 +619,11 @@ class UpstreamSource:
         future = self._downloads.get(file.file.filename, start)
         if made:  # this call made it: do the work, outside the memo's lock
             self._fetched_of.setdefault(name, []).append(file.file.filename)
-            self._start_fetch(name, file, future, lane)
+            try:
+                self._start_fetch(name, file, future, lane)
+            except BaseException:  # interrupted (Ctrl-C) before the outcome was wired up
+                cancel(future)
+                raise
         elif lane == URGENT:
             job = self._queued_jobs.pop(file.file.filename, None)
             if job is not None:
@@ -949,6 +957,8 @@ def _settle(future: Future[V], function: Callable[..., V], *args: object) -> Non
 
 
 def _copy_outcome(done: Future[V], future: Future[V]) -> None:
+    if future.done():  # given up on already (an interrupted run)
+        return
     if done.cancelled():
         cancel(future)
         return

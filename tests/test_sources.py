@@ -169,19 +169,22 @@ def test_memo_does_not_hold_other_keys_up_while_one_is_being_made() -> None:
         slow_one.result(10)
 
 
-def test_memo_tries_again_when_making_a_key_failed() -> None:
+@pytest.mark.parametrize("failure", [OSError("cannot read the state"), KeyboardInterrupt()])
+def test_memo_tries_again_when_making_a_key_failed(failure: BaseException) -> None:
+    # Also when interrupted: a key left "being made" would make every later caller wait.
     memo: Memo[str, int] = Memo()
     attempts: list[int] = []
 
     def start() -> Future[int]:
         attempts.append(1)
         if len(attempts) == 1:
-            raise OSError("cannot read the state")
+            raise failure
         return Future()
 
-    with pytest.raises(OSError):
+    with pytest.raises(type(failure)):
         memo.get("page", start)
-    assert not memo.get("page", start).done()
+    with ThreadPoolExecutor(1) as threads:  # another thread: it must not wait for ever
+        assert not threads.submit(memo.get, "page", start).result(10).done()
     assert len(attempts) == 2
 
 
