@@ -3,8 +3,10 @@ and in which order the pool is asked for what."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -87,6 +89,26 @@ def test_a_page_someone_waits_for_goes_before_pages_asked_for_ahead(tmp_path: Pa
     assert sorted(client.asked) == ["ahead-1", "ahead-2", "needed"]  # each asked once
 
 
+@contextlib.contextmanager
+def source_of(
+    wheel: Path, index_path: Path, *, workers: int
+) -> Iterator[tuple[UpstreamSource, LanePool, ReleaseFile]]:
+    """An UpstreamSource over a fixture index that serves one wheel, and the wheel's file."""
+    with FixtureIndex("json") as index:
+        index.add(wheel)
+        client = IndexClient(index.url, retries=0)
+        pool = LanePool(workers)
+        source = UpstreamSource(
+            client, pool, FetchOptions(index_path=index_path, package_type_regex="whl")
+        )
+        try:
+            (file,) = source.files(NormalizedName("demo"))
+            yield source, pool, file
+        finally:
+            pool.shutdown()
+            client.close()
+
+
 def test_a_wheels_dependencies_are_read_before_its_download_is_in_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -103,15 +125,8 @@ def test_a_wheels_dependencies_are_read_before_its_download_is_in_place(
         real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", held_replace)
-    with FixtureIndex("json") as index:
-        index.add(wheel)
-        client = IndexClient(index.url, retries=0)
-        pool = LanePool(4)
-        source = UpstreamSource(
-            client, pool, FetchOptions(index_path=tmp_path / "index", package_type_regex="whl")
-        )
+    with source_of(wheel, tmp_path / "index", workers=4) as (source, _, file):
         try:
-            (file,) = source.files(NormalizedName("demo"))
             dependencies = source.dependencies(NormalizedName("demo"), file)
             assert [str(r) for r in dependencies.requires] == ["dep>=1"]
             assert not landed.exists()  # still held
@@ -119,8 +134,6 @@ def test_a_wheels_dependencies_are_read_before_its_download_is_in_place(
             fetched = source.fetch(NormalizedName("demo"), file).result(10)
         finally:
             hold.set()
-            pool.shutdown()
-            client.close()
     assert fetched.dependencies == dependencies
     assert landed.read_bytes() == wheel.read_bytes()
     assert Path(f"{landed}.metadata").is_file()
@@ -194,27 +207,15 @@ def test_a_wheel_whose_download_was_dropped_at_shutdown_does_not_hang_its_reader
     # Interrupted: the pool drops a queued look-ahead download; a resolution that then
     # asks for the wheel's dependencies gets an error, not a wait that never ends.
     wheel = build_wheel(tmp_path / "up", "demo", "1.0", requires=["dep>=1"])
-    with FixtureIndex("json") as index:
-        index.add(wheel)
-        client = IndexClient(index.url, retries=0)
-        pool = LanePool(1)
-        source = UpstreamSource(
-            client, pool, FetchOptions(index_path=tmp_path / "index", package_type_regex="whl")
-        )
-        try:
-            (file,) = source.files(NormalizedName("demo"))
-            release = threading.Event()
-            started = threading.Event()
-            pool.submit(lambda: (started.set(), release.wait(10)))
-            assert started.wait(10)
-            source.prefetch_dependencies(NormalizedName("demo"), file)  # queued, ahead
-            threading.Timer(0.2, release.set).start()
-            pool.shutdown(wait=True, cancel_futures=True)
-            reader = ThreadPoolExecutor(1)
+    with source_of(wheel, tmp_path / "index", workers=1) as (source, pool, file):
+        release = threading.Event()
+        started = threading.Event()
+        pool.submit(lambda: (started.set(), release.wait(10)))
+        assert started.wait(10)
+        source.prefetch_dependencies(NormalizedName("demo"), file)  # queued, ahead
+        threading.Timer(0.2, release.set).start()
+        pool.shutdown(wait=True, cancel_futures=True)
+        with ThreadPoolExecutor(1) as reader:
             asked = reader.submit(source.dependencies, NormalizedName("demo"), file)
             with pytest.raises(CancelledError):
                 asked.result(10)
-            reader.shutdown()
-        finally:
-            pool.shutdown()
-            client.close()
