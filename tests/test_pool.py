@@ -48,20 +48,12 @@ def test_work_ahead_of_need_goes_between_urgent_and_background_work() -> None:
     assert order == ["urgent", "guess", "download"]
 
 
-def test_work_ahead_that_someone_waits_for_is_hurried_past_other_guesses() -> None:
+@pytest.mark.parametrize("lane", ["ahead", "background"])
+def test_hurried_work_runs_next_and_only_once(lane: str) -> None:
     pool, release, _ = blocked_pool()
+    submit = pool.submit_ahead if lane == "ahead" else pool.submit_background
     order: list[str] = []
-    guesses = {name: pool.submit_ahead(order.append, name) for name in ("a", "b", "c")}
-    pool.hurry(guesses["c"])
-    release.set()
-    pool.shutdown(wait=True)
-    assert order == ["c", "a", "b"]
-
-
-def test_hurried_background_work_runs_next_and_only_once() -> None:
-    pool, release, _ = blocked_pool()
-    order: list[str] = []
-    futures = {name: pool.submit_background(order.append, name) for name in ("a", "b", "c")}
+    futures = {name: submit(order.append, name) for name in ("a", "b", "c")}
     pool.hurry(futures["c"])
     pool.hurry(futures["c"])  # twice: still once
     release.set()
