@@ -78,7 +78,7 @@ def part_path(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}{PART_SUFFIX}")
 
 
-def _reusable(
+def reuse(
     dest: Path, file: DistributionFile, record: VerifiedFile | None, verify: bool
 ) -> DownloadResult | None:
     """The file already in the tree, if its recorded hash is the one the index gives.
@@ -121,16 +121,29 @@ def download(
     on_bytes: Callable[[int], None] | None = None,
     on_verified: Callable[[Path], None] | None = None,
 ) -> DownloadResult:
-    """Put ``file`` at ``dest`` verified, or raise; a verified copy already there is kept.
+    """Put ``file`` at ``dest`` verified, or raise; a verified copy already there is kept."""
+    reused = reuse(dest, file, record, verify)
+    if reused is not None:
+        return reused
+    return transfer(client, file, dest, cancel=cancel, on_bytes=on_bytes, on_verified=on_verified)
+
+
+def transfer(
+    client: Upstream,
+    file: DistributionFile,
+    dest: Path,
+    *,
+    cancel: threading.Event | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+    on_verified: Callable[[Path], None] | None = None,
+) -> DownloadResult:
+    """Fetch ``file`` into ``dest`` (resuming a part left by an earlier attempt), verified.
 
     ``cancel`` stops a transfer between two chunks; ``on_bytes`` hears of each chunk;
     ``on_verified`` is given the hidden part file once all its bytes are in and verified,
     before they are synced and renamed into place (a resolution waiting for a wheel's
     dependencies need not wait for the disk). It must not raise.
     """
-    reused = _reusable(dest, file, record, verify)
-    if reused is not None:
-        return reused
     if is_upload(dest):  # an upload is never replaced: not even by a file of its own name
         raise UploadConflictError(file.filename, redact(file.url))
     expected = expected_digest(file)

@@ -9,12 +9,13 @@ lets out for printing is redacted.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import re
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -128,6 +129,10 @@ class Upstream(Protocol):
         self, url: str, *, headers: dict[str, str] | None = None, accept_partial: bool = False
     ) -> contextlib.AbstractContextManager[urllib3.BaseHTTPResponse]: ...
 
+    def client_for(self, url: str) -> IndexClient:
+        """The one index client that ``stream`` would fetch this file's URL with."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -184,6 +189,18 @@ class IndexClient:
         attempts: int = 4,
         tls: TLSSettings | None = None,
     ) -> None:
+        #: What makes this client again in another process (see ``recipe``).
+        self._recipe: dict[str, object] = {
+            "index_url": index_url,
+            "connections": connections,
+            "connect_timeout": connect_timeout,
+            "read_timeout": read_timeout,
+            "retries": retries,
+            # as resolved here (a default read now), so the copy behaves as this client does
+            "backoff": DEFAULT_BACKOFF if backoff is None else backoff,
+            "attempts": attempts,
+            "tls": None if tls is None else dataclasses.asdict(tls),
+        }
         url = normalize_index_url(index_url)
         parts = urllib.parse.urlsplit(url)
         self._credentials: dict[str, str] = {}
@@ -224,6 +241,20 @@ class IndexClient:
         self._lock = threading.Lock()
         #: Each host's Authorization from .netrc (or None): read once, not per request.
         self._from_netrc: dict[str, str | None] = {}
+
+    def recipe(self) -> dict[str, object]:
+        """This client's settings as JSON values (its credentials included): what the
+        download process makes its own copy from, with ``from_recipe``."""
+        return dict(self._recipe)
+
+    @classmethod
+    def from_recipe(cls, recipe: Mapping[str, Any]) -> IndexClient:
+        settings = dict(recipe)
+        tls = settings.pop("tls")
+        return cls(**settings, tls=None if tls is None else TLSSettings(**tls))
+
+    def client_for(self, url: str) -> IndexClient:
+        return self
 
     def project_url(self, project: str) -> str:
         return urllib.parse.urljoin(self.index_url, f"{project}/")

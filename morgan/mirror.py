@@ -57,6 +57,7 @@ from morgan.sources import (
     describe_failure,
 )
 from morgan.state import folder_listing
+from morgan.transfers import DownloadProcess, LocalTransfers, Transfers
 from morgan.upstreams import Upstreams
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,9 @@ class MirrorOptions:
     #: Set (by a SIGINT handler) to stop the run: it raises KeyboardInterrupt where the
     #: run's own thread waits, never inside a lock (see ``Mirrorer._await``).
     interrupt: threading.Event | None = None
+    #: Stream files in a download process of their own (``transfers.DownloadProcess``),
+    #: so resolving does not wait for the transfers' turns on this interpreter's lock.
+    download_process: bool = True
 
 
 @dataclass
@@ -167,6 +171,11 @@ class Mirrorer:
         planners = ThreadPoolExecutor(max_workers=max(len(envs), 1))
         if scratch is not None:
             self.client.repair_kept_pages = False
+        transfers: Transfers = (
+            DownloadProcess(self.client, self.options.jobs)
+            if self.options.download_process
+            else LocalTransfers(self.client)
+        )
         source = UpstreamSource(
             self.client,
             pool,
@@ -179,6 +188,7 @@ class Mirrorer:
             ),
             progress=self.progress,
             cancel=self._cancel,
+            transfers=transfers,
         )
         inputs = saved_plans.inputs_digest(
             self.config, self.options.selection, self._upstream_identity(), self.options.locks
@@ -232,10 +242,12 @@ class Mirrorer:
                 self._write_manifest(plans)
         except BaseException:
             self._cancel.set()  # interrupted: downloads stop, their parts stay for the next run
+            transfers.cancel()
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             planners.shutdown(wait=True, cancel_futures=True)
+            transfers.close()
         return self._sorted_report()
 
     def _upstream_identity(self) -> str:

@@ -25,7 +25,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from packaging.tags import Tag
 from packaging.utils import NormalizedName, canonicalize_name
 
-from morgan.download import DownloadResult, download, part_path
+from morgan.download import DownloadResult, part_path, reuse
 from morgan.environments import Environment
 from morgan.errors import DistributionError, MorganError, ProjectNotFoundError, UpstreamError
 from morgan.index import PageFetch, Upstream
@@ -52,6 +52,7 @@ from morgan.progress import Progress
 from morgan.selection import release_files
 from morgan.simple import parse_json_page
 from morgan.state import KnownDependencies, ProjectState, VerifiedFile
+from morgan.transfers import LocalTransfers, Transfers
 
 log = logging.getLogger(__name__)
 
@@ -184,8 +185,11 @@ class UpstreamSource:
         *,
         progress: Progress | None = None,
         cancel: threading.Event | None = None,
+        transfers: Transfers | None = None,
     ) -> None:
         self.client = client
+        #: Where files not yet in the tree are fetched: here, unless a download process is given.
+        self.transfers = transfers or LocalTransfers(client)
         self.options = options
         self.progress = progress or Progress()
         self.cancel = cancel or threading.Event()
@@ -683,18 +687,18 @@ class UpstreamSource:
     ) -> Fetched:
         """Download (or reuse) a file and read its dependencies; wheels get a .metadata sidecar."""
         try:
-            result = download(
-                self.client,
-                file.file,
-                dest,
-                record=record,
-                verify=self.options.verify,
-                cancel=self.cancel,
-                on_bytes=self.progress.bytes_received,
-                on_verified=(lambda part: self._read_verified(name, file, part))
-                if file.is_wheel
-                else None,
-            )
+            result = reuse(dest, file.file, record, self.options.verify)
+            if result is None:
+                result = self.transfers.transfer(
+                    file.file,
+                    dest,
+                    name,
+                    cancel=self.cancel,
+                    on_bytes=self.progress.bytes_received,
+                    on_metadata=(lambda metadata: self._metadata_verified(file, metadata))
+                    if file.is_wheel
+                    else None,
+                )
         except BaseException:
             self._verified_metadata.pop(file.file.filename, None)
             raise
@@ -732,14 +736,13 @@ class UpstreamSource:
             _set_if_pending(self._early_dependencies(file), dependencies)
         return Fetched(result=result, dependencies=dependencies, file=file.file)
 
-    def _read_verified(self, name: NormalizedName, file: ReleaseFile, part: Path) -> None:
+    def _metadata_verified(self, file: ReleaseFile, metadata: bytes) -> None:
         """A wheel's dependencies, from its verified bytes before they are in place: for
         whoever waits for them. A wheel that cannot be read here is read again, and
         refused, once in place."""
         try:
-            metadata = read_wheel_metadata(part, name)
             dependencies = parse_core_metadata(metadata, file.file.filename)
-        except (MorganError, OSError):
+        except MorganError:
             return
         self._verified_metadata[file.file.filename] = metadata
         _set_if_pending(self._early_dependencies(file), dependencies)

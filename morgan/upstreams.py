@@ -170,6 +170,12 @@ class Upstreams:
     def stream(
         self, url: str, *, headers: dict[str, str] | None = None, accept_partial: bool = False
     ) -> Iterator[urllib3.BaseHTTPResponse]:
+        with self.client_for(url).stream(
+            url, headers=headers, accept_partial=accept_partial
+        ) as response:
+            yield response
+
+    def client_for(self, url: str) -> IndexClient:
         if self._is_tree_url(url):
             raise UpstreamError(
                 url,
@@ -177,10 +183,7 @@ class Upstreams:
                 "run `morgan verify`, then restore or remove the file and its sidecars",
                 transient=False,
             )
-        with self._client_for(url).stream(
-            url, headers=headers, accept_partial=accept_partial
-        ) as response:
-            yield response
+        return self._client_for(url)
 
     def close(self) -> None:
         for _, client in self.indexes:

@@ -6,11 +6,14 @@ A child's ``ru_maxrss`` (from ``wait4``) also carries the high-water mark of the
 process that forked it (Linux records the old memory map's peak at exec, and
 with vfork that map is the parent's), so a large harness would show through.
 This runs SCRIPT under its own interpreter with ``runpy`` and, at exit, writes
-``VmHWM`` (KiB) of this process to OUTFILE. Standard library only.
+``VmHWM`` (KiB) of this process to OUTFILE, plus the largest peak of the processes
+it started and waited for (morgan's download process runs beside it the whole
+time, so the two count together). Standard library only.
 """
 
 import atexit
 import os
+import resource
 import runpy
 import sys
 
@@ -19,8 +22,9 @@ def _record(path: str) -> None:
     with open("/proc/self/status") as status:
         for line in status:
             if line.startswith("VmHWM:"):
+                children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
                 with open(path, "w") as out:
-                    out.write(line.split()[1])
+                    out.write(str(int(line.split()[1]) + children))
                 return
 
 

@@ -283,7 +283,8 @@ def render(results: dict) -> str:
         + "ETag/Last-Modified, on loopback in its own process.",
         "",
         "Requests and bytes are counted by the upstream (bytes = response bodies). Peak RSS is "
-        "the child's own VmHWM, read at its exit (ru_maxrss would also carry the harness's). "
+        "the child's own VmHWM, read at its exit (ru_maxrss would also carry the harness's), "
+        "plus the peak of the processes it started (morgan's download process). "
         "Warm = the same command again, nothing new upstream. "
         f"1-minute load average when the runs started: {_load_range(results)}.",
         "",

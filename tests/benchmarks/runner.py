@@ -85,7 +85,7 @@ class RunResult:
     label: str
     command: list[str]
     wall: float
-    #: the child's own VmHWM, written at its exit by peakrss.py
+    #: the child's own VmHWM, plus its own children's peak, written at its exit by peakrss.py
     peak_rss_kib: int
     #: ru_maxrss from wait4: also carries the forking harness's high-water mark
     max_rss_kib: int

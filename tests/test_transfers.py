@@ -1,0 +1,400 @@
+"""Transfers in a download process of its own: the same verified files and the same errors
+as a transfer here, its child stopped by cancel, by a closed pipe, and never waited on
+forever when it dies."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from builders import build_sdist, build_wheel
+from support import ENVIRONMENTS, GRAPH_REQUIREMENTS, populate_graph, tree_snapshot, write_config
+from upstream import Faults, FixtureIndex
+
+import morgan.index
+from morgan import mirror as mirror_module
+from morgan.cli import main
+from morgan.download import ATTEMPTS, DownloadResult, part_path
+from morgan.errors import (
+    DownloadCancelled,
+    HashMismatchError,
+    UploadConflictError,
+    UpstreamError,
+)
+from morgan.index import IndexClient
+from morgan.layout import UPLOADED_SUFFIX, read_hash_sidecar
+from morgan.models import DistributionFile
+from morgan.tls import TLSSettings
+from morgan.transfers import (
+    DownloadProcess,
+    DownloadProcessError,
+    LocalTransfers,
+    Transfers,
+    _decode_error,
+    _encode_error,
+)
+
+
+@pytest.fixture(autouse=True)
+def no_proxies_no_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.delenv("NETRC", raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+
+
+@pytest.fixture
+def index() -> Iterator[FixtureIndex]:
+    with FixtureIndex("json") as served:
+        yield served
+
+
+@pytest.fixture
+def client(index: FixtureIndex) -> Iterator[IndexClient]:
+    made = IndexClient(index.url, retries=0, backoff=0)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def process(client: IndexClient) -> Iterator[DownloadProcess]:
+    made = DownloadProcess(client, threads=4)
+    yield made
+    made.close()
+
+
+#: Both ways a file can be transferred; every contract test runs over both.
+MAKERS: dict[str, Callable[[IndexClient], Transfers]] = {
+    "here": LocalTransfers,
+    "process": lambda client: DownloadProcess(client, threads=4),
+}
+
+
+@pytest.fixture(params=sorted(MAKERS))
+def transfers(request: pytest.FixtureRequest, client: IndexClient) -> Iterator[Transfers]:
+    made = MAKERS[request.param](client)
+    yield made
+    made.close()
+
+
+def only_file(client: IndexClient, project: str) -> DistributionFile:
+    (file,) = client.get_project_page(project).page.files
+    return file
+
+
+def in_thread(work: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
+    """Run ``work`` on a thread; its result or exception lands in the list."""
+    outcome: list[object] = []
+
+    def run() -> None:
+        try:
+            outcome.append(work())
+        except BaseException as error:  # the test looks at it
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def wait_for_request(index: FixtureIndex, path: str) -> None:
+    deadline = time.monotonic() + 30
+    while path not in index.requests:
+        assert time.monotonic() < deadline, f"{path} was never asked for"
+        time.sleep(0.01)
+
+
+def test_a_wheel_arrives_verified_with_its_metadata_and_progress(
+    tmp_path: Path, index: FixtureIndex, client: IndexClient, transfers: Transfers
+) -> None:
+    wheel = index.add(build_wheel(tmp_path / "dists", "alpha", "1.0", requires=["beta>=2"]))
+    file = only_file(client, "alpha")
+    dest = tmp_path / "tree" / "alpha" / wheel.filename
+    received: list[int] = []
+    metadata: list[bytes] = []
+
+    result = transfers.transfer(
+        file,
+        dest,
+        "alpha",
+        cancel=threading.Event(),
+        on_bytes=received.append,
+        on_metadata=metadata.append,
+    )
+
+    size = wheel.path.stat().st_size
+    assert result == DownloadResult(dest, wheel.sha256(), size, reused=False)
+    assert dest.read_bytes() == wheel.path.read_bytes()
+    assert read_hash_sidecar(dest) == ("sha256", wheel.sha256())
+    assert sum(received) == size
+    assert metadata == [wheel.wheel_metadata()]
+    assert not part_path(dest).exists()
+
+
+def test_the_transfers_run_in_another_process(
+    tmp_path: Path, index: FixtureIndex, client: IndexClient, process: DownloadProcess
+) -> None:
+    index.add(build_sdist(tmp_path / "dists", "alpha", "1.0"))
+    file = only_file(client, "alpha")
+    assert process.pid is None  # started by the first transfer, not before
+    metadata: list[bytes] = []
+    process.transfer(
+        file,
+        tmp_path / "tree" / file.filename,
+        "alpha",
+        cancel=threading.Event(),
+        on_metadata=metadata.append,
+    )
+    assert process.pid is not None and process.pid != os.getpid()
+    assert metadata == []  # an sdist: no METADATA to hand on early
+    process.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        process.transfer(
+            file, tmp_path / "again" / file.filename, "alpha", cancel=threading.Event()
+        )
+
+
+def test_errors_come_back_as_the_errors_a_transfer_here_raises(
+    tmp_path: Path, index: FixtureIndex, client: IndexClient, transfers: Transfers
+) -> None:
+    bad = index.add(build_wheel(tmp_path / "dists", "bad", "1.0"), wrong_hash=True)
+    gone = index.add(build_wheel(tmp_path / "dists", "gone", "1.0"))
+    bad_file, gone_file = only_file(client, "bad"), only_file(client, "gone")
+    index.projects["gone"].clear()  # listed, then 404
+    cancel = threading.Event()
+
+    dest = tmp_path / "tree" / "bad" / bad.filename
+    with pytest.raises(HashMismatchError) as mismatch:
+        transfers.transfer(bad_file, dest, "bad", cancel=cancel)
+    assert mismatch.value.filename == bad.filename and mismatch.value.expected == "0" * 64
+    assert not dest.exists() and not part_path(dest).exists()
+
+    with pytest.raises(UpstreamError) as missing:
+        transfers.transfer(gone_file, tmp_path / "tree" / gone.filename, "gone", cancel=cancel)
+    assert missing.value.status == 404 and missing.value.transient is False
+    assert "404" in str(missing.value)
+
+    # a file uploaded to the mirror under the same name is never replaced
+    uploaded = tmp_path / "tree" / "gone" / gone.filename
+    uploaded.parent.mkdir(parents=True, exist_ok=True)
+    uploaded.write_bytes(b"mine")
+    Path(f"{uploaded}{UPLOADED_SUFFIX}").write_text("")
+    with pytest.raises(UploadConflictError):
+        transfers.transfer(gone_file, uploaded, "gone", cancel=cancel)
+    assert uploaded.read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        UpstreamError("http://x/f.whl", "refused", status=503, transient=True),
+        UpstreamError("http://x/f.whl", "not found", status=404),
+        HashMismatchError("f.whl", "sha256", "a" * 64, "b" * 64),
+        UploadConflictError("f.whl", "http://x/"),
+        DownloadCancelled(),
+        OSError(28, "No space left on device", "/tree/.f.whl.part"),
+    ],
+    ids=repr,
+)
+def test_an_error_crosses_the_pipe_unchanged(error: BaseException) -> None:
+    crossed = _decode_error(json.loads(json.dumps(_encode_error(error))))
+    assert type(crossed) is type(error)
+    assert str(crossed) == str(error)
+    if isinstance(error, UpstreamError):
+        assert isinstance(crossed, UpstreamError)
+        assert (crossed.status, crossed.transient) == (error.status, error.transient)
+
+
+def test_an_unexpected_error_is_named_not_lost() -> None:
+    crossed = _decode_error(json.loads(json.dumps(_encode_error(ZeroDivisionError("boom")))))
+    assert isinstance(crossed, DownloadProcessError)
+    assert str(crossed) == "the download process: ZeroDivisionError: boom"
+
+
+def test_cancel_stops_the_childs_transfer_and_keeps_nothing_half_done(
+    tmp_path: Path, index: FixtureIndex, client: IndexClient, process: DownloadProcess
+) -> None:
+    wheel = index.add(build_wheel(tmp_path / "dists", "slow", "1.0"))
+    file = only_file(client, "slow")
+    release = threading.Event()
+    index.held[f"/files/{wheel.filename}"] = release
+    dest = tmp_path / "tree" / "slow" / wheel.filename
+    cancel = threading.Event()
+    thread, outcome = in_thread(lambda: process.transfer(file, dest, "slow", cancel=cancel))
+    wait_for_request(index, f"/files/{wheel.filename}")
+
+    cancel.set()  # the run is interrupted: the waiting thread tells the child
+    time.sleep(0.5)
+    release.set()  # the bytes come now, and the child stops at the first of them
+    thread.join(30)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], DownloadCancelled)
+    assert not dest.exists()
+    with pytest.raises(DownloadCancelled):  # nothing new starts once cancelled
+        process.transfer(file, dest, "slow", cancel=cancel)
+
+
+def test_a_child_that_dies_fails_its_transfers_and_nobody_waits_forever(
+    tmp_path: Path, index: FixtureIndex, client: IndexClient, process: DownloadProcess
+) -> None:
+    wheel = index.add(build_wheel(tmp_path / "dists", "slow", "1.0"))
+    file = only_file(client, "slow")
+    release = threading.Event()
+    index.held[f"/files/{wheel.filename}"] = release
+    dest = tmp_path / "tree" / "slow" / wheel.filename
+    thread, outcome = in_thread(
+        lambda: process.transfer(file, dest, "slow", cancel=threading.Event())
+    )
+    wait_for_request(index, f"/files/{wheel.filename}")
+    assert process.pid is not None
+
+    os.kill(process.pid, signal.SIGKILL)
+    thread.join(30)
+    release.set()
+    assert not thread.is_alive()
+    (error,) = outcome
+    assert isinstance(error, DownloadProcessError)
+    assert str(error) == (
+        "the download process: it ended with exit code -9 before its transfers were done"
+    )
+    with pytest.raises(DownloadProcessError, match="exit code -9"):
+        process.transfer(
+            file, tmp_path / "again" / wheel.filename, "slow", cancel=threading.Event()
+        )
+
+
+def test_the_child_stops_when_its_pipe_closes(tmp_path: Path, index: FixtureIndex) -> None:
+    """A parent killed outright closes the child's stdin: the child cancels and ends."""
+    wheel = index.add(build_wheel(tmp_path / "dists", "slow", "1.0"))
+    file = IndexClient(index.url).get_project_page("slow").page.files[0]
+    release = threading.Event()
+    index.held[f"/files/{wheel.filename}"] = release
+    child = subprocess.Popen(
+        [sys.executable, "-m", "morgan.transfers", "2", str(logging.WARNING)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    requests = [
+        {"op": "client", "key": 0, "recipe": IndexClient(index.url).recipe()},
+        {
+            "op": "get",
+            "id": 1,
+            "client": 0,
+            "file": {
+                "filename": file.filename,
+                "url": file.url,
+                "hashes": dict(file.hashes),
+                "size": file.size,
+                "upload_time": file.upload_time,
+            },
+            "dest": str(tmp_path / "tree" / wheel.filename),
+            "project": "slow",
+            "wheel": True,
+        },
+    ]
+    child.stdin.write(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
+    child.stdin.flush()
+    wait_for_request(index, f"/files/{wheel.filename}")
+    child.stdin.close()
+    release.set()
+    assert child.wait(30) == 0
+    answers = [json.loads(line) for line in child.stdout.read().splitlines()]
+    child.stdout.close()
+    assert answers == [{"id": 1, "error": {"type": "DownloadCancelled", "args": []}}]
+    assert not (tmp_path / "tree" / wheel.filename).exists()
+
+
+def test_the_childs_log_lines_reach_this_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="morgan")
+    wheel = build_wheel(tmp_path / "dists", "cut", "1.0")
+    with FixtureIndex("json", Faults(always={wheel.name: "cut"})) as index:
+        index.add(wheel)
+        client = IndexClient(index.url, retries=0, backoff=0)
+        page = client.get_project_page("cut").page
+        process = DownloadProcess(client, threads=2)
+        try:
+            with pytest.raises(UpstreamError, match="Connection broken"):
+                process.transfer(
+                    page.files[0], tmp_path / "tree" / wheel.name, "cut", cancel=threading.Event()
+                )
+        finally:
+            process.close()
+    retries = [r for r in caplog.records if r.name == "morgan.download" and "attempt" in r.message]
+    assert [r.message.split(" failed")[0] for r in retries] == [
+        f"{wheel.name}: attempt {n} of {ATTEMPTS}" for n in range(1, ATTEMPTS)
+    ]
+
+
+def test_a_client_is_made_again_from_its_recipe(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("")
+    original = IndexClient(
+        "https://user:s%40cret@example.org/simple/",
+        connections=3,
+        connect_timeout=4.0,
+        read_timeout=5.0,
+        retries=2,
+        backoff=0.5,
+        attempts=6,
+        tls=TLSSettings(ca_bundle=str(bundle), ca_bundle_from="--cert"),
+    )
+    copy = IndexClient.from_recipe(json.loads(json.dumps(original.recipe())))
+    assert copy.recipe() == original.recipe()
+    assert copy.index_url == original.index_url == "https://example.org/simple/"
+    assert copy.tls == original.tls
+    assert (copy.backoff, copy.attempts) == (0.5, 6)
+    assert copy._credentials == original._credentials  # the password went along
+    # a default is taken as it is here (the tests make it short): the child waits as long
+    defaulted = IndexClient.from_recipe(IndexClient("http://example.org/simple/").recipe())
+    assert defaulted.backoff == morgan.index.DEFAULT_BACKOFF == 0.01
+
+
+def run_mirror(index: FixtureIndex, tree: Path, capsys: pytest.CaptureFixture[str]) -> int:
+    config = write_config(tree.parent / f"{tree.name}.ini", ENVIRONMENTS, GRAPH_REQUIREMENTS)
+    capsys.readouterr()
+    code = main(
+        ["-i", str(tree), "-c", str(config), "-I", index.url, "mirror", "--skip-server-copy"]
+    )
+    capsys.readouterr()
+    return code
+
+
+def test_a_mirror_is_the_same_whether_files_come_through_the_process_or_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started: list[DownloadProcess] = []
+    real = mirror_module.DownloadProcess
+
+    def spied(client: IndexClient, threads: int) -> DownloadProcess:
+        made = real(client, threads)
+        started.append(made)
+        return made
+
+    with FixtureIndex("json") as upstream:
+        populate_graph(upstream, tmp_path / "dists")
+        monkeypatch.setattr(mirror_module, "DownloadProcess", spied)
+        assert run_mirror(upstream, tmp_path / "through-process", capsys) == 0
+        (used,) = started
+        assert used.pid is not None  # the files came through a child
+        monkeypatch.setattr(mirror_module, "DownloadProcess", lambda c, t: LocalTransfers(c))
+        assert run_mirror(upstream, tmp_path / "here", capsys) == 0
+
+    through = tree_snapshot(tmp_path / "through-process", state=False)
+    here = tree_snapshot(tmp_path / "here", state=False)
+    assert through == here
+    assert any(name.endswith(".whl.metadata") for name in through)
