@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from morgan.allocator import tune_allocator, tune_collector
 from morgan.download import DownloadResult, transfer
 from morgan.errors import (
     DistributionError,
@@ -451,6 +452,8 @@ def _decode_error(message: dict[str, Any]) -> BaseException:
 def main(argv: list[str]) -> int:
     """The child: ``python -m morgan.transfers THREADS LOG_LEVEL``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tune_allocator()  # as the run does: thirty-odd threads, one chunk each at a time
+    tune_collector()
     threads, level = int(argv[0]), int(argv[1])
     # the answers get a stdout of their own: whatever else prints goes to stderr
     answers = _Answers(os.fdopen(os.dup(sys.stdout.fileno()), "wb"))
