@@ -20,6 +20,20 @@ def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(morgan.index, "DEFAULT_BACKOFF", 0.01)
 
 
+@pytest.fixture
+def no_proxies_no_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No proxy variables and no ``.netrc`` of the machine's: HOME is an empty folder
+    (returned, for a test to put its own ``.netrc`` in)."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.delenv("NETRC", raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    return home
+
+
 @pytest.fixture(params=["json", "html"])
 def upstream(request: pytest.FixtureRequest) -> Iterator[FixtureIndex]:
     """A local upstream index, once speaking PEP 691 JSON and once HTML only."""

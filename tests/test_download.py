@@ -27,15 +27,7 @@ UPLOAD_TIME = "2024-01-02T03:04:05.000000Z"
 UPLOAD_STAMP = 1704164645.0  # that instant, in seconds since the epoch (UTC)
 
 
-@pytest.fixture(autouse=True)
-def no_proxies_no_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.delenv("NETRC", raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
+pytestmark = pytest.mark.usefixtures("no_proxies_no_netrc")
 
 
 @pytest.fixture(params=["json", "html"])

@@ -26,16 +26,7 @@ QUOTED = f"{USER}:{urllib.parse.quote(PASSWORD, safe='')}"
 BASIC = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
 
 
-@pytest.fixture(autouse=True)
-def no_proxies_no_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.delenv("NETRC", raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    return home
+pytestmark = pytest.mark.usefixtures("no_proxies_no_netrc")
 
 
 class Recorder:

@@ -43,16 +43,7 @@ from morgan.transfers import (
     _encode_error,
 )
 
-
-@pytest.fixture(autouse=True)
-def no_proxies_no_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.delenv("NETRC", raising=False)
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
+pytestmark = pytest.mark.usefixtures("no_proxies_no_netrc")
 
 
 @pytest.fixture
@@ -223,56 +214,63 @@ def test_an_unexpected_error_is_named_not_lost() -> None:
     assert str(crossed) == "the download process: ZeroDivisionError: boom"
 
 
+class HeldTransfer:
+    """A wheel's transfer under way on a thread, its request held by the index until
+    ``release`` is set."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        index: FixtureIndex,
+        client: IndexClient,
+        process: DownloadProcess,
+        cancel: threading.Event,
+    ) -> None:
+        wheel = index.add(build_wheel(tmp_path / "dists", "slow", "1.0"))
+        self.file = only_file(client, "slow")
+        self.release = threading.Event()
+        index.held[f"/files/{wheel.filename}"] = self.release
+        self.dest = tmp_path / "tree" / "slow" / wheel.filename
+        self.thread, self.outcome = in_thread(
+            lambda: process.transfer(self.file, self.dest, "slow", cancel=cancel)
+        )
+        wait_for_request(index, f"/files/{wheel.filename}")
+
+
 def test_cancel_stops_the_childs_transfer_and_keeps_nothing_half_done(
     tmp_path: Path, index: FixtureIndex, client: IndexClient, process: DownloadProcess
 ) -> None:
-    wheel = index.add(build_wheel(tmp_path / "dists", "slow", "1.0"))
-    file = only_file(client, "slow")
-    release = threading.Event()
-    index.held[f"/files/{wheel.filename}"] = release
-    dest = tmp_path / "tree" / "slow" / wheel.filename
     cancel = threading.Event()
-    thread, outcome = in_thread(lambda: process.transfer(file, dest, "slow", cancel=cancel))
-    wait_for_request(index, f"/files/{wheel.filename}")
+    held = HeldTransfer(tmp_path, index, client, process, cancel)
 
     cancel.set()  # the run is interrupted: the waiting thread tells the child
     time.sleep(0.5)
-    release.set()  # the bytes come now, and the child stops at the first of them
-    thread.join(30)
-    assert not thread.is_alive()
-    assert len(outcome) == 1 and isinstance(outcome[0], DownloadCancelled)
-    assert not dest.exists()
+    held.release.set()  # the bytes come now, and the child stops at the first of them
+    held.thread.join(30)
+    assert not held.thread.is_alive()
+    assert len(held.outcome) == 1 and isinstance(held.outcome[0], DownloadCancelled)
+    assert not held.dest.exists()
     with pytest.raises(DownloadCancelled):  # nothing new starts once cancelled
-        process.transfer(file, dest, "slow", cancel=cancel)
+        process.transfer(held.file, held.dest, "slow", cancel=cancel)
 
 
 def test_a_child_that_dies_fails_its_transfers_and_nobody_waits_forever(
     tmp_path: Path, index: FixtureIndex, client: IndexClient, process: DownloadProcess
 ) -> None:
-    wheel = index.add(build_wheel(tmp_path / "dists", "slow", "1.0"))
-    file = only_file(client, "slow")
-    release = threading.Event()
-    index.held[f"/files/{wheel.filename}"] = release
-    dest = tmp_path / "tree" / "slow" / wheel.filename
-    thread, outcome = in_thread(
-        lambda: process.transfer(file, dest, "slow", cancel=threading.Event())
-    )
-    wait_for_request(index, f"/files/{wheel.filename}")
+    held = HeldTransfer(tmp_path, index, client, process, threading.Event())
     assert process.pid is not None
 
     os.kill(process.pid, signal.SIGKILL)
-    thread.join(30)
-    release.set()
-    assert not thread.is_alive()
-    (error,) = outcome
+    held.thread.join(30)
+    held.release.set()
+    assert not held.thread.is_alive()
+    (error,) = held.outcome
     assert isinstance(error, DownloadProcessError)
     assert str(error) == (
         "the download process: it ended with exit code -9 before its transfers were done"
     )
     with pytest.raises(DownloadProcessError, match="exit code -9"):
-        process.transfer(
-            file, tmp_path / "again" / wheel.filename, "slow", cancel=threading.Event()
-        )
+        process.transfer(held.file, tmp_path / "again.whl", "slow", cancel=threading.Event())
 
 
 def test_the_child_stops_when_its_pipe_closes(tmp_path: Path, index: FixtureIndex) -> None:
