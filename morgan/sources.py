@@ -52,7 +52,7 @@ from morgan.progress import Progress
 from morgan.selection import release_files
 from morgan.simple import parse_json_page
 from morgan.state import KnownDependencies, ProjectState, VerifiedFile
-from morgan.transfers import LocalTransfers, Transfers
+from morgan.transfers import DownloadProcessError, LocalTransfers, Transfers
 
 log = logging.getLogger(__name__)
 
@@ -782,7 +782,7 @@ class UpstreamSource:
                 log.info("%s: downloaded (%d bytes)", file.file.filename, result.size)
             return
         self.progress.file_failed(file.file.size)
-        if isinstance(error, UpstreamError):
+        if isinstance(error, (UpstreamError, DownloadProcessError)):  # the part is worth keeping
             dest = self.options.index_path / name / file.file.filename
             with self._lock:
                 self.resumable.add(part_path(dest))

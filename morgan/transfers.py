@@ -7,13 +7,16 @@ the streaming into a child interpreter with its own lock, on the other core; the
 resolvers keep this one to themselves. The child is started by the first transfer
 (a run with every file already in place never starts it) and ends with the run.
 
-The child is ``python -m morgan.transfers``. It reads requests as JSON lines on its
-stdin and answers on its stdout: the bytes received, a wheel's METADATA as soon as
-its bytes are verified (a resolution may be waiting for its dependencies), then the
-file's digest or the error. It knows nothing of the run but the index clients it
-was given (their recipes, credentials included: it is this user's own process) and
-stops what it is doing when told to cancel, or when its stdin closes because this
-process is gone. Ctrl-C is this process's to handle: the child ignores SIGINT.
+The child runs ``morgan.transfers.main`` with this process's ``sys.path`` (never the
+folder it was started in). It reads requests as JSON lines on its stdin and answers
+on its stdout: that it is ready, then per file the bytes received, a wheel's METADATA
+as soon as its bytes are verified (a resolution may be waiting for its dependencies),
+then the file's digest or the error. A child that ends before it is ready (an
+interpreter that cannot run it) leaves the transfers to this process, with a warning.
+It knows nothing of the run but the index clients it was given (their recipes,
+credentials included: it is this user's own process), and stops what it is doing
+when told to cancel, or when its stdin closes because this process is gone. Ctrl-C
+is this process's to handle: the child ignores SIGINT.
 """
 
 from __future__ import annotations
@@ -23,16 +26,16 @@ import contextlib
 import json
 import logging
 import os
+import queue
 import signal
 import subprocess
 import sys
 import threading
+import traceback
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, cast
 
 from morgan.allocator import tune_allocator, tune_collector
 from morgan.download import DownloadResult, transfer
@@ -45,7 +48,8 @@ from morgan.errors import (
     UploadConflictError,
     UpstreamError,
 )
-from morgan.index import IndexClient, Upstream
+from morgan.index import IndexClient, Upstream, redact
+from morgan.layout import is_upload
 from morgan.metadata import read_wheel_metadata
 from morgan.models import DistributionFile
 
@@ -123,25 +127,39 @@ class LocalTransfers:
         pass
 
 
-@dataclass
-class _Pending:
-    future: Future[DownloadResult]
-    on_bytes: OnBytes | None
-    on_metadata: OnMetadata | None
+#: What the reader thread hands a waiting transfer: ("bytes", n), ("metadata", bytes),
+#: ("done", DownloadResult) or ("error", exception).
+_Event = tuple[str, Any]
+
+#: The child's command: its imports resolve as this process's did (``sys.path`` is given
+#: whole), never from whatever folder the run was started in.
+_BOOTSTRAP = (
+    "import json, sys; sys.path[:] = json.loads(sys.argv.pop(1)); "
+    "from morgan.transfers import main; sys.exit(main(sys.argv[1:]))"
+)
 
 
 class DownloadProcess:
-    """Transfers run by a child interpreter (see the module), for any of ``client``'s indexes."""
+    """Transfers run by a child interpreter (see the module), for any of ``client``'s indexes.
+
+    Each transfer waits on its own queue, and the callbacks run on the waiting thread, as
+    they would in this process: the thread reading the child's answers runs nobody's code.
+    A child that cannot start (it ends before its first answer) is not fatal: the run's
+    files are then transferred here, with a warning.
+    """
 
     def __init__(self, client: Upstream, threads: int) -> None:
         self.client = client
         self.threads = max(threads, 1)
+        self._here = LocalTransfers(client)
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._ended: str | None = None
+        self._answered = False
+        self._unusable = False
         self._closed = False
         self._keys: dict[IndexClient, int] = {}
-        self._pending: dict[int, _Pending] = {}
+        self._pending: dict[int, queue.SimpleQueue[_Event]] = {}
         self._next_id = 0
         self._cancelled = False
         self._reader: threading.Thread | None = None
@@ -161,8 +179,14 @@ class DownloadProcess:
         on_bytes: OnBytes | None = None,
         on_metadata: OnMetadata | None = None,
     ) -> DownloadResult:
+        if self._fell_back():
+            return self._here.transfer(
+                file, dest, project, cancel=cancel, on_bytes=on_bytes, on_metadata=on_metadata
+            )
+        if is_upload(dest):  # as download.transfer says it, before any index is asked
+            raise UploadConflictError(file.filename, redact(file.url))
         index_client = self.client.client_for(file.url)  # raises for a changed upload
-        future: Future[DownloadResult] = Future()
+        events: queue.SimpleQueue[_Event] = queue.SimpleQueue()
         request = {
             "op": "get",
             "file": _file_message(file),
@@ -170,32 +194,64 @@ class DownloadProcess:
             "project": project,
             "wheel": file.is_wheel,
         }
-        with self._lock:
-            if cancel.is_set():
-                raise DownloadCancelled()
-            self._start()
-            key = self._keys.get(index_client)
-            if key is None:
-                key = self._keys[index_client] = len(self._keys)
-                self._send({"op": "client", "key": key, "recipe": index_client.recipe()})
-            self._next_id += 1
-            request["id"] = self._next_id
-            request["client"] = key
-            self._pending[self._next_id] = _Pending(future, on_bytes, on_metadata)
-            self._send(request)
+        try:
+            with self._lock:
+                if cancel.is_set():
+                    raise DownloadCancelled()
+                self._start()
+                key = self._keys.get(index_client)
+                if key is None:
+                    key = self._keys[index_client] = len(self._keys)
+                    self._send({"op": "client", "key": key, "recipe": index_client.recipe()})
+                self._next_id += 1
+                request["id"] = self._next_id
+                request["client"] = key
+                self._pending[self._next_id] = events
+                self._send(request)
+        except DownloadProcessError:
+            if self._reader is not None:
+                self._reader.join(EXIT_WAIT_SECONDS)  # the reader decides if it ever started
+            if not self._fell_back():
+                raise
+            return self._here.transfer(
+                file, dest, project, cancel=cancel, on_bytes=on_bytes, on_metadata=on_metadata
+            )
         while True:
             try:
-                return future.result(timeout=CANCEL_POLL_SECONDS)
-            except FutureTimeout:
+                kind, value = events.get(timeout=CANCEL_POLL_SECONDS)
+            except queue.Empty:
                 if cancel.is_set():
                     self.cancel()
+                continue
+            if kind == "bytes" and on_bytes is not None:
+                on_bytes(value)
+            elif kind == "metadata" and on_metadata is not None:
+                on_metadata(value)
+            elif kind == "done":
+                return cast(DownloadResult, value)
+            elif kind == "error":
+                if isinstance(value, DownloadProcessError) and self._fell_back():
+                    return self._here.transfer(
+                        file,
+                        dest,
+                        project,
+                        cancel=cancel,
+                        on_bytes=on_bytes,
+                        on_metadata=on_metadata,
+                    )
+                raise value
+
+    def _fell_back(self) -> bool:
+        """Whether the child could not start, and transfers run here instead."""
+        return self._unusable
 
     def cancel(self) -> None:
         with self._lock:
             if self._cancelled or self._process is None or self._ended is not None:
                 return
-            self._cancelled = True
-            self._send({"op": "cancel"})
+            with contextlib.suppress(DownloadProcessError):  # gone: nothing left to stop
+                self._send({"op": "cancel"})
+                self._cancelled = True
 
     def close(self) -> None:
         """End the child once its transfers are done (the run waited for them)."""
@@ -224,18 +280,15 @@ class DownloadProcess:
             raise DownloadProcessError(self._ended)
         if self._process is not None:
             return
-        package_parent = str(Path(__file__).resolve().parent.parent)
-        environ = dict(os.environ)
-        environ["PYTHONPATH"] = os.pathsep.join(
-            [package_parent, *filter(None, [environ.get("PYTHONPATH")])]
-        )
         level = logging.getLogger("morgan").getEffectiveLevel()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "morgan.transfers", str(self.threads), str(level)],
+        command = [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path)]
+        process = subprocess.Popen(
+            [*command, str(self.threads), str(level)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            env=environ,
+            stderr=None if _usable_stderr() else subprocess.DEVNULL,
         )
+        self._process = process
         self._reader = threading.Thread(
             target=self._read, name="morgan-download-process", daemon=True
         )
@@ -263,50 +316,79 @@ class DownloadProcess:
             code = self._process.wait()
             with self._lock:
                 self._ended = f"it ended with exit code {code} before its transfers were done"
+                if not self._answered and not self._closed:
+                    self._unusable = True
+                    log.warning(
+                        "the download process could not start (exit code %d); "
+                        "downloading in this process",
+                        code,
+                    )
                 pending, self._pending = self._pending, {}
-            for waiting in pending.values():
-                waiting.future.set_exception(DownloadProcessError(self._ended))
+            for events in pending.values():
+                events.put(("error", DownloadProcessError(self._ended)))
 
     def _answer(self, message: dict[str, Any]) -> None:
+        self._answered = True
+        if "ready" in message:
+            return
         if "log" in message:
             level, name, text = message["log"]
             logging.getLogger(name).log(level, "%s", text)
             return
         with self._lock:
-            waiting = self._pending.get(message["id"])
-        if waiting is None:
+            events = self._pending.get(message["id"])
+            if events is not None and ("done" in message or "error" in message):
+                del self._pending[message["id"]]
+        if events is None:
             return
         if "bytes" in message:
-            if waiting.on_bytes is not None:
-                waiting.on_bytes(message["bytes"])
+            events.put(("bytes", message["bytes"]))
         elif "metadata" in message:
-            if waiting.on_metadata is not None:
-                waiting.on_metadata(base64.b64decode(message["metadata"]))
+            events.put(("metadata", base64.b64decode(message["metadata"])))
+        elif "done" in message:
+            path, sha256, size = message["done"]
+            events.put(("done", DownloadResult(Path(path), sha256, size, reused=False)))
         else:
-            with self._lock:
-                del self._pending[message["id"]]
-            if "done" in message:
-                path, sha256, size = message["done"]
-                waiting.future.set_result(DownloadResult(Path(path), sha256, size, reused=False))
-            else:
-                waiting.future.set_exception(_decode_error(message["error"]))
+            events.put(("error", _decode_error(message["error"])))
+
+
+def _usable_stderr() -> bool:
+    """Whether the child can share this process's stderr (a GUI or service may have none)."""
+    try:
+        os.fstat(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
+    return True
 
 
 # -- the child's side --------------------------------------------------------------------
 
 
 class _Answers:
-    """The child's stdout, written whole lines at a time by many threads."""
+    """The child's stdout, written whole lines at a time by many threads.
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    A pipe that breaks (the parent is gone) cancels every transfer: nobody is left
+    to tell, and the parts stay for the next run. It never raises into a transfer,
+    which would take a failure to write here for a failed download and delete its part.
+    """
+
+    def __init__(self, stream: IO[bytes], cancel: threading.Event) -> None:
         self._stream = stream
+        self.cancel = cancel
         self._lock = threading.Lock()
 
     def send(self, message: dict[str, Any]) -> None:
         line = json.dumps(message).encode() + b"\n"
         with self._lock:
-            self._stream.write(line)
-            self._stream.flush()
+            if self._stream.closed:  # broken earlier
+                return
+            try:
+                self._stream.write(line)
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.cancel.set()
+                with contextlib.suppress(OSError):
+                    self._stream.close()
 
 
 class _ForwardedLogs(logging.Handler):
@@ -316,27 +398,38 @@ class _ForwardedLogs(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.answers.send({"log": [record.levelno, record.name, record.getMessage()]})
+            text = record.getMessage()
+            if record.exc_info:
+                text += "\n" + logging.Formatter().formatException(record.exc_info)
+            self.answers.send({"log": [record.levelno, record.name, text]})
         except Exception:  # a log line must never end a transfer
             self.handleError(record)
 
 
 def serve(requests: Iterator[bytes], answers: _Answers, threads: int) -> None:
     """Answer ``requests`` until they end; then stop what is still running."""
-    cancel = threading.Event()
+    cancel = answers.cancel
     clients: dict[int, IndexClient] = {}
-    with ThreadPoolExecutor(threads, thread_name_prefix="morgan-transfer") as pool:
-        for line in requests:
-            message = json.loads(line)
-            if message["op"] == "client":
-                clients[message["key"]] = IndexClient.from_recipe(message["recipe"])
-            elif message["op"] == "get":
-                pool.submit(_serve_one, message, clients[message["client"]], cancel, answers)
-            elif message["op"] == "cancel":
-                cancel.set()
-        cancel.set()  # the parent closed the pipe: done, or gone
-    for client in clients.values():
-        client.close()
+    try:
+        with ThreadPoolExecutor(threads, thread_name_prefix="morgan-transfer") as pool:
+            try:
+                for line in requests:
+                    try:
+                        message = json.loads(line)
+                        if message["op"] == "client":
+                            clients[message["key"]] = IndexClient.from_recipe(message["recipe"])
+                        elif message["op"] == "get":
+                            client = clients[message["client"]]
+                            pool.submit(_serve_one, message, client, cancel, answers)
+                        elif message["op"] == "cancel":
+                            cancel.set()
+                    except Exception:  # one request it cannot read: the others still go
+                        log.error("download process: cannot read request %r", line, exc_info=True)
+            finally:
+                cancel.set()  # the parent closed the pipe (done, or gone), or this failed
+    finally:
+        for made in clients.values():
+            made.close()
 
 
 def _serve_one(
@@ -433,8 +526,12 @@ def _encode_error(error: BaseException) -> dict[str, Any]:
     if type(error).__name__ in _REBUILT and all(isinstance(a, str) for a in error.args):
         return {"type": type(error).__name__, "args": list(error.args)}
     if isinstance(error, OSError):
+        if error.errno is None:
+            return {"type": "OSError", "args": [None, str(error), None]}
         return {"type": "OSError", "args": [error.errno, error.strerror, error.filename]}
-    return {"type": "", "args": [f"{type(error).__name__}: {error}"]}
+    described = f"{type(error).__name__}: {error}"
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return {"type": "", "args": [described], "traceback": trace}
 
 
 def _decode_error(message: dict[str, Any]) -> BaseException:
@@ -445,8 +542,12 @@ def _decode_error(message: dict[str, Any]) -> BaseException:
         return _REBUILT[kind](*args)
     if kind == "OSError":
         errno, strerror, filename = args
+        if errno is None:
+            return OSError(strerror)
         return OSError(errno, strerror) if filename is None else OSError(errno, strerror, filename)
-    return DownloadProcessError(*args)
+    # not one of morgan's errors: a bug, to be reported as one (with the child's traceback)
+    log.debug("in the download process:\n%s", message.get("traceback", ""))
+    return RuntimeError(f"in the download process: {args[0]}")
 
 
 def main(argv: list[str]) -> int:
@@ -456,12 +557,14 @@ def main(argv: list[str]) -> int:
     tune_collector()
     threads, level = int(argv[0]), int(argv[1])
     # the answers get a stdout of their own: whatever else prints goes to stderr
-    answers = _Answers(os.fdopen(os.dup(sys.stdout.fileno()), "wb"))
+    answers = _Answers(os.fdopen(os.dup(sys.stdout.fileno()), "wb"), threading.Event())
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     handler = _ForwardedLogs(answers)
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(level)
+    # started: from now on its end is a failure, not a reason to transfer in the run itself
+    answers.send({"ready": True})
     serve(iter(sys.stdin.buffer.readline, b""), answers, threads)
     return 0
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ from morgan.transfers import (
     Transfers,
     _decode_error,
     _encode_error,
+    _file_message,
 )
 
 pytestmark = pytest.mark.usefixtures("no_proxies_no_netrc")
@@ -196,6 +198,7 @@ def test_errors_come_back_as_the_errors_a_transfer_here_raises(
         UploadConflictError("f.whl", "http://x/"),
         DownloadCancelled(),
         OSError(28, "No space left on device", "/tree/.f.whl.part"),
+        OSError("no errno at all"),
     ],
     ids=repr,
 )
@@ -209,9 +212,16 @@ def test_an_error_crosses_the_pipe_unchanged(error: BaseException) -> None:
 
 
 def test_an_unexpected_error_is_named_not_lost() -> None:
-    crossed = _decode_error(json.loads(json.dumps(_encode_error(ZeroDivisionError("boom")))))
-    assert isinstance(crossed, DownloadProcessError)
-    assert str(crossed) == "the download process: ZeroDivisionError: boom"
+    """A bug in the child stays a bug here (not one of morgan's errors, which would be
+    taken for a refusal), named with its type."""
+    try:
+        1 / 0  # noqa: B018 - a real exception, with a traceback
+    except ZeroDivisionError as error:
+        encoded = _encode_error(error)
+    assert "ZeroDivisionError" in encoded["traceback"]
+    crossed = _decode_error(json.loads(json.dumps(encoded)))
+    assert type(crossed) is RuntimeError
+    assert str(crossed) == "in the download process: ZeroDivisionError: division by zero"
 
 
 class HeldTransfer:
@@ -311,7 +321,10 @@ def test_the_child_stops_when_its_pipe_closes(tmp_path: Path, index: FixtureInde
     assert child.wait(30) == 0
     answers = [json.loads(line) for line in child.stdout.read().splitlines()]
     child.stdout.close()
-    assert answers == [{"id": 1, "error": {"type": "DownloadCancelled", "args": []}}]
+    assert answers == [
+        {"ready": True},
+        {"id": 1, "error": {"type": "DownloadCancelled", "args": []}},
+    ]
     assert not (tmp_path / "tree" / wheel.filename).exists()
 
 
@@ -396,3 +409,102 @@ def test_a_mirror_is_the_same_whether_files_come_through_the_process_or_not(
     here = tree_snapshot(tmp_path / "here", state=False)
     assert through == here
     assert any(name.endswith(".whl.metadata") for name in through)
+
+
+def test_callbacks_run_on_the_waiting_thread_which_may_transfer_again(
+    tmp_path: Path, index: FixtureIndex, client: IndexClient, process: DownloadProcess
+) -> None:
+    """As a transfer here would: a wheel's METADATA may start more work (a resolution's
+    look-ahead), even another transfer, and nothing waits on the thread reading answers."""
+    first = index.add(build_wheel(tmp_path / "dists", "alpha", "1.0"))
+    second = index.add(build_wheel(tmp_path / "dists", "beta", "1.0"))
+    alpha, beta = only_file(client, "alpha"), only_file(client, "beta")
+    threads: list[int] = []
+    nested: list[DownloadResult] = []
+
+    def on_metadata(metadata: bytes) -> None:
+        threads.append(threading.get_ident())
+        dest = tmp_path / "tree" / "beta" / second.filename
+        nested.append(process.transfer(beta, dest, "beta", cancel=threading.Event()))
+
+    thread, outcome = in_thread(
+        lambda: process.transfer(
+            alpha,
+            tmp_path / "tree" / "alpha" / first.filename,
+            "alpha",
+            cancel=threading.Event(),
+            on_metadata=on_metadata,
+        )
+    )
+    thread.join(30)
+    assert not thread.is_alive()
+    assert isinstance(outcome[0], DownloadResult)
+    assert threads == [thread.ident]
+    assert [r.sha256 for r in nested] == [second.sha256()]
+
+
+def test_a_child_that_cannot_start_leaves_the_transfers_to_this_process(
+    tmp_path: Path,
+    index: FixtureIndex,
+    client: IndexClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wheel = index.add(build_wheel(tmp_path / "dists", "alpha", "1.0"))
+    file = only_file(client, "alpha")
+    monkeypatch.setattr(sys, "executable", shutil.which("false"))  # starts, and ends at once
+    process = DownloadProcess(client, threads=2)
+    try:
+        for attempt in ("first", "second"):
+            dest = tmp_path / attempt / wheel.filename
+            result = process.transfer(file, dest, "alpha", cancel=threading.Event())
+            assert result.sha256 == wheel.sha256() and dest.read_bytes() == wheel.path.read_bytes()
+    finally:
+        process.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "the download process could not start (exit code 1); downloading in this process"
+    ]
+
+
+def test_a_child_whose_answers_cannot_be_sent_keeps_the_part(
+    tmp_path: Path, index: FixtureIndex
+) -> None:
+    """The parent is gone mid-transfer: the child cancels, and the part stays to resume."""
+    wheel = index.add(
+        build_wheel(
+            tmp_path / "dists", "big", "1.0", extra_members={"big/blob.bin": os.urandom(3 << 20)}
+        )
+    )
+    file = IndexClient(index.url).get_project_page("big").page.files[0]
+    release = threading.Event()
+    index.held[f"/files/{wheel.filename}"] = release
+    child = subprocess.Popen(
+        [sys.executable, "-m", "morgan.transfers", "2", str(logging.WARNING)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdin is not None and child.stdout is not None
+    dest = tmp_path / "tree" / wheel.filename
+    requests = [
+        {"op": "client", "key": 0, "recipe": IndexClient(index.url).recipe()},
+        {
+            "op": "get",
+            "id": 1,
+            "client": 0,
+            "file": _file_message(file),
+            "dest": str(dest),
+            "project": "big",
+            "wheel": True,
+        },
+    ]
+    child.stdin.write(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
+    child.stdin.flush()
+    wait_for_request(index, f"/files/{wheel.filename}")
+    child.stdout.close()  # nobody reads the answers any more
+    release.set()
+    time.sleep(1)
+    child.stdin.close()
+    assert child.wait(30) == 0
+    assert not dest.exists()
+    assert 0 < part_path(dest).stat().st_size < wheel.path.stat().st_size
