@@ -144,8 +144,8 @@ class DownloadProcess:
 
     Each transfer waits on its own queue, and the callbacks run on the waiting thread, as
     they would in this process: the thread reading the child's answers runs nobody's code.
-    A child that cannot start (it ends before its first answer) is not fatal: the run's
-    files are then transferred here, with a warning.
+    A child that cannot start (it ends before it says it is ready) is not fatal: the
+    run's files are then transferred here, with a warning.
     """
 
     def __init__(self, client: Upstream, threads: int) -> None:
@@ -316,14 +316,14 @@ class DownloadProcess:
             code = self._process.wait()
             with self._lock:
                 self._ended = f"it ended with exit code {code} before its transfers were done"
-                if not self._answered and not self._closed:
-                    self._unusable = True
-                    log.warning(
-                        "the download process could not start (exit code %d); "
-                        "downloading in this process",
-                        code,
-                    )
+                self._unusable = not self._answered and not self._closed
                 pending, self._pending = self._pending, {}
+            if self._unusable:
+                log.warning(
+                    "the download process could not start (exit code %d); "
+                    "downloading in this process",
+                    code,
+                )
             for events in pending.values():
                 events.put(("error", DownloadProcessError(self._ended)))
 
