@@ -283,39 +283,46 @@ def test_a_child_that_dies_fails_its_transfers_and_nobody_waits_forever(
         process.transfer(held.file, tmp_path / "again.whl", "slow", cancel=threading.Event())
 
 
-def test_the_child_stops_when_its_pipe_closes(tmp_path: Path, index: FixtureIndex) -> None:
-    """A parent killed outright closes the child's stdin: the child cancels and ends."""
-    wheel = index.add(build_wheel(tmp_path / "dists", "slow", "1.0"))
-    file = IndexClient(index.url).get_project_page("slow").page.files[0]
+def child_fetching_a_held_wheel(
+    tmp_path: Path, index: FixtureIndex, wheel: Path
+) -> tuple[subprocess.Popen[bytes], threading.Event, Path]:
+    """A bare download process (``python -m morgan.transfers``) asked for ``wheel``, whose
+    request the index holds until the event is set; and where the wheel is to go."""
+    entry = index.add(wheel)
+    project = entry.filename.split("-")[0]
+    file = IndexClient(index.url).get_project_page(project).page.files[0]
     release = threading.Event()
-    index.held[f"/files/{wheel.filename}"] = release
+    index.held[f"/files/{entry.filename}"] = release
     child = subprocess.Popen(
         [sys.executable, "-m", "morgan.transfers", "2", str(logging.WARNING)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )
-    assert child.stdin is not None and child.stdout is not None
+    assert child.stdin is not None
+    dest = tmp_path / "tree" / entry.filename
     requests = [
         {"op": "client", "key": 0, "recipe": IndexClient(index.url).recipe()},
         {
             "op": "get",
             "id": 1,
             "client": 0,
-            "file": {
-                "filename": file.filename,
-                "url": file.url,
-                "hashes": dict(file.hashes),
-                "size": file.size,
-                "upload_time": file.upload_time,
-            },
-            "dest": str(tmp_path / "tree" / wheel.filename),
-            "project": "slow",
+            "file": _file_message(file),
+            "dest": str(dest),
+            "project": project,
             "wheel": True,
         },
     ]
     child.stdin.write(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
     child.stdin.flush()
-    wait_for_request(index, f"/files/{wheel.filename}")
+    wait_for_request(index, f"/files/{entry.filename}")
+    return child, release, dest
+
+
+def test_the_child_stops_when_its_pipe_closes(tmp_path: Path, index: FixtureIndex) -> None:
+    """A parent killed outright closes the child's stdin: the child cancels and ends."""
+    wheel = build_wheel(tmp_path / "dists", "slow", "1.0")
+    child, release, dest = child_fetching_a_held_wheel(tmp_path, index, wheel)
+    assert child.stdin is not None and child.stdout is not None
     child.stdin.close()
     release.set()
     assert child.wait(30) == 0
@@ -325,7 +332,7 @@ def test_the_child_stops_when_its_pipe_closes(tmp_path: Path, index: FixtureInde
         {"ready": True},
         {"id": 1, "error": {"type": "DownloadCancelled", "args": []}},
     ]
-    assert not (tmp_path / "tree" / wheel.filename).exists()
+    assert not dest.exists()
 
 
 def test_the_childs_log_lines_reach_this_process(
@@ -471,40 +478,14 @@ def test_a_child_whose_answers_cannot_be_sent_keeps_the_part(
     tmp_path: Path, index: FixtureIndex
 ) -> None:
     """The parent is gone mid-transfer: the child cancels, and the part stays to resume."""
-    wheel = index.add(
-        build_wheel(
-            tmp_path / "dists", "big", "1.0", extra_members={"big/blob.bin": os.urandom(3 << 20)}
-        )
-    )
-    file = IndexClient(index.url).get_project_page("big").page.files[0]
-    release = threading.Event()
-    index.held[f"/files/{wheel.filename}"] = release
-    child = subprocess.Popen(
-        [sys.executable, "-m", "morgan.transfers", "2", str(logging.WARNING)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
+    blob = os.urandom(3 << 20)
+    wheel = build_wheel(tmp_path / "dists", "big", "1.0", extra_members={"big/blob.bin": blob})
+    child, release, dest = child_fetching_a_held_wheel(tmp_path, index, wheel)
     assert child.stdin is not None and child.stdout is not None
-    dest = tmp_path / "tree" / wheel.filename
-    requests = [
-        {"op": "client", "key": 0, "recipe": IndexClient(index.url).recipe()},
-        {
-            "op": "get",
-            "id": 1,
-            "client": 0,
-            "file": _file_message(file),
-            "dest": str(dest),
-            "project": "big",
-            "wheel": True,
-        },
-    ]
-    child.stdin.write(b"".join(json.dumps(r).encode() + b"\n" for r in requests))
-    child.stdin.flush()
-    wait_for_request(index, f"/files/{wheel.filename}")
     child.stdout.close()  # nobody reads the answers any more
     release.set()
     time.sleep(1)
     child.stdin.close()
     assert child.wait(30) == 0
     assert not dest.exists()
-    assert 0 < part_path(dest).stat().st_size < wheel.path.stat().st_size
+    assert 0 < part_path(dest).stat().st_size < wheel.stat().st_size
