@@ -8,7 +8,9 @@ with vfork that map is the parent's), so a large harness would show through.
 This runs SCRIPT under its own interpreter with ``runpy`` and, at exit, writes
 ``VmHWM`` (KiB) of this process to OUTFILE, plus the largest peak of the processes
 it started and waited for (morgan's download process runs beside it the whole
-time, so the two count together). Standard library only.
+time, so the two count together; that peak is their ``ru_maxrss``, which for the
+same reason may be this process's size when it started them: an upper bound).
+Standard library only.
 """
 
 import atexit
