@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from builders import build_sdist, build_wheel
+from packaging.utils import NormalizedName
 from support import ENVIRONMENTS, GRAPH_REQUIREMENTS, populate_graph, tree_snapshot, write_config
 from upstream import Faults, FixtureIndex
 
@@ -34,6 +35,8 @@ from morgan.errors import (
 from morgan.index import IndexClient
 from morgan.layout import UPLOADED_SUFFIX, read_hash_sidecar
 from morgan.models import DistributionFile
+from morgan.pool import LanePool
+from morgan.sources import FetchOptions, UpstreamSource
 from morgan.tls import TLSSettings
 from morgan.transfers import (
     DownloadProcess,
@@ -489,3 +492,32 @@ def test_a_child_whose_answers_cannot_be_sent_keeps_the_part(
     assert child.wait(30) == 0
     assert not dest.exists()
     assert 0 < part_path(dest).stat().st_size < wheel.stat().st_size
+
+
+def test_the_parts_of_a_dead_childs_transfers_are_kept_to_resume(
+    tmp_path: Path, index: FixtureIndex, client: IndexClient, process: DownloadProcess
+) -> None:
+    """The run keeps a part whose transfer broke off (``resumable``): the next run resumes
+    it. A dead download process breaks its transfers off as a dropped connection would."""
+    wheel = index.add(build_wheel(tmp_path / "dists", "slow", "1.0"))
+    release = threading.Event()
+    index.held[f"/files/{wheel.filename}"] = release
+    pool = LanePool(2)
+    source = UpstreamSource(
+        client,
+        pool,
+        FetchOptions(index_path=tmp_path / "tree", package_type_regex="whl"),
+        transfers=process,
+    )
+    try:
+        (file,) = source.files(NormalizedName("slow"))
+        fetched = source.fetch(NormalizedName("slow"), file)
+        wait_for_request(index, f"/files/{wheel.filename}")
+        assert process.pid is not None
+        os.kill(process.pid, signal.SIGKILL)
+        with pytest.raises(DownloadProcessError):
+            fetched.result(30)
+    finally:
+        release.set()
+        pool.shutdown(wait=True)
+    assert source.resumable == {part_path(tmp_path / "tree" / "slow" / wheel.filename)}
