@@ -57,7 +57,7 @@ from morgan.sources import (
     describe_failure,
 )
 from morgan.state import folder_listing
-from morgan.transfers import DownloadProcess, LocalTransfers, Transfers
+from morgan.transfers import DownloadProcess, Transfers
 from morgan.upstreams import Upstreams
 
 log = logging.getLogger(__name__)
@@ -82,9 +82,6 @@ class MirrorOptions:
     #: Set (by a SIGINT handler) to stop the run: it raises KeyboardInterrupt where the
     #: run's own thread waits, never inside a lock (see ``Mirrorer._await``).
     interrupt: threading.Event | None = None
-    #: Stream files in a download process of their own (``transfers.DownloadProcess``),
-    #: so resolving does not wait for the transfers' turns on this interpreter's lock.
-    download_process: bool = True
 
 
 @dataclass
@@ -171,11 +168,9 @@ class Mirrorer:
         planners = ThreadPoolExecutor(max_workers=max(len(envs), 1))
         if scratch is not None:
             self.client.repair_kept_pages = False
-        transfers: Transfers = (
-            DownloadProcess(self.client, self.options.jobs)
-            if self.options.download_process
-            else LocalTransfers(self.client)
-        )
+        # files are streamed in a process of their own, so that resolving does not wait
+        # for the transfers' turns on this interpreter's lock (see morgan/transfers.py)
+        transfers: Transfers = DownloadProcess(self.client, self.options.jobs)
         source = UpstreamSource(
             self.client,
             pool,

@@ -67,7 +67,7 @@ OnMetadata = Callable[[bytes], None]
 
 
 class DownloadProcessError(MorganError):
-    """The download process failed in a way that is not one of morgan's own errors."""
+    """The download process ended, or could not be written to, before a transfer was done."""
 
     def __str__(self) -> str:
         return f"the download process: {self.args[0]}"
@@ -179,10 +179,28 @@ class DownloadProcess:
         on_bytes: OnBytes | None = None,
         on_metadata: OnMetadata | None = None,
     ) -> DownloadResult:
-        if self._fell_back():
-            return self._here.transfer(
-                file, dest, project, cancel=cancel, on_bytes=on_bytes, on_metadata=on_metadata
-            )
+        if not self._fell_back():
+            try:
+                return self._in_child(
+                    file, dest, project, cancel=cancel, on_bytes=on_bytes, on_metadata=on_metadata
+                )
+            except DownloadProcessError:
+                if not self._fell_back():
+                    raise
+        return self._here.transfer(
+            file, dest, project, cancel=cancel, on_bytes=on_bytes, on_metadata=on_metadata
+        )
+
+    def _in_child(
+        self,
+        file: DistributionFile,
+        dest: Path,
+        project: str,
+        *,
+        cancel: threading.Event,
+        on_bytes: OnBytes | None,
+        on_metadata: OnMetadata | None,
+    ) -> DownloadResult:
         if is_upload(dest):  # as download.transfer says it, before any index is asked
             raise UploadConflictError(file.filename, redact(file.url))
         index_client = self.client.client_for(file.url)  # raises for a changed upload
@@ -211,11 +229,7 @@ class DownloadProcess:
         except DownloadProcessError:
             if self._reader is not None:
                 self._reader.join(EXIT_WAIT_SECONDS)  # the reader decides if it ever started
-            if not self._fell_back():
-                raise
-            return self._here.transfer(
-                file, dest, project, cancel=cancel, on_bytes=on_bytes, on_metadata=on_metadata
-            )
+            raise
         while True:
             try:
                 kind, value = events.get(timeout=CANCEL_POLL_SECONDS)
@@ -230,15 +244,6 @@ class DownloadProcess:
             elif kind == "done":
                 return cast(DownloadResult, value)
             elif kind == "error":
-                if isinstance(value, DownloadProcessError) and self._fell_back():
-                    return self._here.transfer(
-                        file,
-                        dest,
-                        project,
-                        cancel=cancel,
-                        on_bytes=on_bytes,
-                        on_metadata=on_metadata,
-                    )
                 raise value
 
     def _fell_back(self) -> bool:

@@ -12,6 +12,7 @@ from upstream import FixtureIndex
 
 import morgan.index
 from morgan.cli import main
+from morgan.index import IndexClient
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +33,14 @@ def no_proxies_no_netrc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     return home
+
+
+@pytest.fixture
+def client(index: FixtureIndex) -> Iterator[IndexClient]:
+    """A client of the test module's own ``index`` fixture that never retries or waits."""
+    made = IndexClient(index.url, retries=0, backoff=0)
+    yield made
+    made.close()
 
 
 @pytest.fixture(params=["json", "html"])

@@ -36,13 +36,6 @@ def index(request: pytest.FixtureRequest) -> Iterator[FixtureIndex]:
         yield served
 
 
-@pytest.fixture
-def client(index: FixtureIndex) -> Iterator[IndexClient]:
-    made = IndexClient(index.url, retries=0, backoff=0)
-    yield made
-    made.close()
-
-
 def file_requests(index: FixtureIndex) -> list[str]:
     return [path for path in index.requests if path.startswith("/files/")]
 

@@ -58,13 +58,6 @@ def index() -> Iterator[FixtureIndex]:
 
 
 @pytest.fixture
-def client(index: FixtureIndex) -> Iterator[IndexClient]:
-    made = IndexClient(index.url, retries=0, backoff=0)
-    yield made
-    made.close()
-
-
-@pytest.fixture
 def process(client: IndexClient) -> Iterator[DownloadProcess]:
     made = DownloadProcess(client, threads=4)
     yield made
