@@ -11,7 +11,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -119,7 +118,7 @@ def cold_and_warm(args, tool, *, label, index, config, upstream, runs_dir, jobs=
     """``--repeat`` cold runs into an empty tree, each followed by a warm one: lists of results."""
     runs: dict[str, list[dict]] = {"cold": [], "warm": []}
     for repeat in range(args.repeat):
-        shutil.rmtree(index, ignore_errors=True)
+        runner.set_aside(index, args.trash)
         for kind in ("cold", "warm"):
             result = measured_run(
                 args,
@@ -201,7 +200,7 @@ def jobs_sweep(args, tool, upstream, *, config, latency, runs_dir) -> dict:
         )
         runs[str(jobs)] = median_runs(found)
         if not args.keep_trees:
-            shutil.rmtree(index, ignore_errors=True)
+            runner.set_aside(index, args.trash)
     return {"latency_ms": latency, "runs": runs}
 
 
@@ -304,6 +303,9 @@ def main(argv: list[str] | None = None) -> int:
     upstream = probes.Upstream(
         tree, runs_dir / "logs", unannounced_metadata=args.unannounced_metadata
     )
+    # trees are set aside between runs, deleted at the end (see runner.set_aside)
+    args.trash, stamp = work / "discarded", work / "discarded-at"
+    runner.settle(args.trash, stamp, log)
     try:
         log(f"upstream at {upstream.url}simple/")
         for latency in latencies:
@@ -327,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         upstream.stop()
+        runner.empty_trash(args.trash, stamp)
     if not args.skip_servers:
         results["servers"] = server_runs(args, runs_dir, min(latencies))
     text = report.render(results)
