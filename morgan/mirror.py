@@ -209,10 +209,10 @@ class Mirrorer:
             fetches = [source.fetch(name, file) for name, file in chosen]
             chosen_names = {file.file.filename for _, file in chosen}
             written = self._write_finished_projects(source, pool, chosen, fetches, chosen_names)
+            self._summarize(plans, findings)  # while the last files come in
             self._await(fetches, errors=False)
             self._discard_unchosen(source, chosen_names)
             self._account(source, chosen_names)
-            self._summarize(plans, findings)
             self._write_pages(source, pool, written)
             self._check_interrupt()
             missing = self._missing(source, chosen)

@@ -67,12 +67,21 @@ class EnvironmentPlan:
     on_resolution: Callable[[Resolution], None] | None = field(
         default=None, repr=False, compare=False
     )
+    _by_task: dict[Task, list[Resolution]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        for resolution in self.resolutions:
+            self._by_task.setdefault(resolution.task, []).append(resolution)
 
     def add(self, resolution: Resolution, *, proven: bool = True) -> None:
         """Keep a resolution: the mirror holds its pins (and, if ``proven``, the proof
         checks that it installs from the tree)."""
-        if resolution in self.resolutions:
+        same_task = self._by_task.setdefault(resolution.task, [])
+        if resolution in same_task:  # not compared with the hundreds of other tasks
             return
+        same_task.append(resolution)
         self.resolutions.append(resolution)
         if proven:
             self.to_prove.append(resolution)

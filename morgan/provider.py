@@ -376,7 +376,7 @@ class MirrorProvider(AbstractProvider):  # type: ignore[type-arg]
             ahead = [r for r in found if r.version not in excluded][:BACKTRACK_LOOK_AHEAD]
             for release in ahead:
                 candidate = view.candidate(name, release, specifier, extras)
-                view.source.prefetch_dependencies(name, candidate.metadata_file)
+                view.source.prefetch_dependencies(name, candidate.metadata_file, unlikely=True)
 
         def produce() -> Iterator[Candidate]:
             for release in found:

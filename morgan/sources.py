@@ -90,9 +90,15 @@ class ProjectSource(Protocol):
         name: NormalizedName,
         file: ReleaseFile,
         then: Callable[[], None] | None = None,
+        *,
+        unlikely: bool = False,
     ) -> None:
         """A hint: this file's dependencies will probably be asked for soon; once they
-        can be read without waiting, ``then`` may be called (on any thread)."""
+        can be read without waiting, ``then`` may be called (on any thread).
+
+        ``unlikely``: the version is one a resolution may try but will probably not
+        keep (backtracking): its metadata is worth more than the file.
+        """
 
 
 class Memo(Generic[K, V]):
@@ -403,6 +409,19 @@ class UpstreamSource:
         host = urllib.parse.urlsplit(file.file.url).netloc
         return self._metadata_hosts.answer(host, lambda: self._metadata_future(name, file), _served)
 
+    def _announced_metadata(self, name: NormalizedName, file: ReleaseFile) -> bool:
+        """Whether a wheel's metadata is offered on its own (PEP 658), whatever its size.
+
+        For a version backtracking looks at: most are never kept, and a small wheel
+        downloaded only to be read would be written, synced and deleted again.
+        """
+        return (
+            file.is_wheel
+            and file.file.metadata_hashes is not None
+            and file.file.filename not in self._downloads
+            and not self.in_tree(name, file)
+        )
+
     def _worth_reading_apart(self, name: NormalizedName, file: ReleaseFile) -> bool:
         """A wheel large enough that its METADATA alone is worth asking for (any wheel, in
         a dry run: it downloads only what cannot be read otherwise)."""
@@ -486,17 +505,23 @@ class UpstreamSource:
         name: NormalizedName,
         file: ReleaseFile,
         then: Callable[[], None] | None = None,
+        *,
+        unlikely: bool = False,
     ) -> None:
         if self._known_dependencies(name, file) is not None:
             future: Future[Any] | None = None
         else:
             try:
-                route = self._uses_metadata_file(name, file)
+                route = self._uses_metadata_file(name, file) or (
+                    unlikely and self._announced_metadata(name, file)
+                )
                 ranged = False if route is True else self._uses_ranges(name, file)
                 for pending in (route, ranged):
                     if isinstance(pending, Future):  # again once the host's answer is in
                         pending.add_done_callback(
-                            lambda _: self.prefetch_dependencies(name, file, then)
+                            lambda _: self.prefetch_dependencies(
+                                name, file, then, unlikely=unlikely
+                            )
                         )
                         return
                 if route:
@@ -861,6 +886,8 @@ class TreeSource:
         name: NormalizedName,
         file: ReleaseFile,
         then: Callable[[], None] | None = None,
+        *,
+        unlikely: bool = False,
     ) -> None:
         """Nothing to do ahead: the tree is local."""
 

@@ -73,6 +73,11 @@ class MemoryIndex:
         pass
 
     def prefetch_dependencies(
-        self, name: NormalizedName, file: ReleaseFile, then: object = None
+        self,
+        name: NormalizedName,
+        file: ReleaseFile,
+        then: object = None,
+        *,
+        unlikely: bool = False,
     ) -> None:
         pass

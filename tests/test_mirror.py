@@ -596,6 +596,34 @@ def test_a_version_tried_and_left_is_not_kept_and_not_read_again(
     assert files_in(index, "app") == {"app-1.0-py3-none-any.whl"}
 
 
+def test_versions_backtracking_looks_ahead_at_are_read_from_metadata_not_downloaded(
+    run_morgan, upstream: FixtureIndex, tmp_path: Path
+) -> None:
+    """x 2.0 to 1.8 need z>=2, y needs z<2: together, resolvelib backjumps over x and the
+    provider looks ahead at x 1.9, 1.8 and 1.7. Those are small wheels, which are
+    otherwise read by downloading them; most such versions are left again, so their PEP
+    658 metadata is read instead, and only the versions picked are downloaded (x 2.0 for
+    the line alone, 1.7 for both lines)."""
+    dists = tmp_path / "dists"
+    for version in ("2.0", "1.9", "1.8"):
+        upstream.add(build_wheel(dists, "x", version, requires=["z>=2"]))
+    upstream.add(build_wheel(dists, "x", "1.7"))
+    upstream.add(build_wheel(dists, "y", "1.0", requires=["z<2"]))
+    for version in ("2.0", "1.0"):
+        upstream.add(build_wheel(dists, "z", version))
+    index = tmp_path / "index"
+    environments = {"linux": ENVIRONMENTS["linux312"]}
+    result = mirror(run_morgan, upstream, index, "x =\ny =", environments=environments)
+    assert result.code == 0, result
+    assert files_in(index, "x") == {"x-2.0-py3-none-any.whl", "x-1.7-py3-none-any.whl"}
+    assert files_in(index, "z") == {"z-1.0-py3-none-any.whl", "z-2.0-py3-none-any.whl"}
+    asked = [path.rsplit("/", 1)[-1] for path in upstream.requests]
+    for left in ("x-1.9-py3-none-any.whl", "x-1.8-py3-none-any.whl"):
+        assert f"{left}.metadata" in asked
+        assert left not in asked
+    assert "x-1.7-py3-none-any.whl" in asked
+
+
 def test_pages_of_projects_whose_files_are_in_are_written_while_others_download(
     upstream: FixtureIndex, tmp_path: Path
 ) -> None:
