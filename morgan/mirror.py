@@ -665,6 +665,7 @@ class Mirrorer:
             self.options.index_path,
             self.options.selection.package_type_regex,
             known=source.sdist_dependencies(),
+            known_metadata=source.metadata_dependencies(),
         )
         findings = Findings()
         for plan in plans:

@@ -222,9 +222,12 @@ class UpstreamSource:
         #: Downloads queued ahead or in the background and not yet hurried, by filename.
         self._queued_jobs: dict[str, Future[Fetched]] = {}
         #: Wheels' dependencies read as soon as their bytes were verified, before the
-        #: download is synced and renamed into place; and their METADATA, for the sidecar.
+        #: download is synced and renamed into place; and their METADATA, for the sidecar
+        #: (with what it says: it is parsed once).
         self._verified_dependencies: Memo[str, Dependencies] = Memo()
-        self._verified_metadata: dict[str, bytes] = {}
+        self._verified_metadata: dict[str, tuple[bytes, Dependencies]] = {}
+        #: What each wheel METADATA read from verified bytes says, by the bytes' sha256.
+        self._metadata_read: dict[str, Dependencies] = {}
         self._lock = threading.Lock()
         #: Parts of downloads that broke off, kept for the next run to resume.
         self.resumable: set[Path] = set()
@@ -669,6 +672,10 @@ class UpstreamSource:
                     known[fetched.result.sha256] = fetched.dependencies
         return known
 
+    def metadata_dependencies(self) -> dict[str, Dependencies]:
+        """What each wheel METADATA read this run says, by the sha256 of its bytes."""
+        return dict(self._metadata_read)
+
     def fetches(self, project: NormalizedName | None = None) -> list[tuple[str, Future[Fetched]]]:
         """Every file fetched (or being fetched) this run, or of one project, by filename."""
         if project is None:
@@ -742,7 +749,7 @@ class UpstreamSource:
                     result,
                     self.options.verify,
                     keep_sidecar=self.options.scratch is None,
-                    metadata=self._verified_metadata.pop(file.file.filename, None),
+                    verified=self._verified_metadata.pop(file.file.filename, None),
                 )
         except DistributionError:
             # verified, but unreadable (a bomb, a broken archive): not fit for the mirror;
@@ -769,7 +776,8 @@ class UpstreamSource:
             dependencies = parse_core_metadata(metadata, file.file.filename)
         except MorganError:
             return
-        self._verified_metadata[file.file.filename] = metadata
+        self._verified_metadata[file.file.filename] = (metadata, dependencies)
+        self._metadata_read[hashlib.sha256(metadata).hexdigest()] = dependencies
         _set_if_pending(self._early_dependencies(file), dependencies)
 
     def _early_dependencies(self, file: ReleaseFile) -> Future[Dependencies]:
@@ -818,8 +826,9 @@ class TreeSource:
 
     Pages are the ``index.json`` the mirror wrote; dependencies come from each
     wheel's ``.metadata`` sidecar and each sdist's own files. Nothing is fetched.
-    ``known`` gives the dependencies already read this run from sdists by sha256:
-    the same bytes need not be unpacked twice.
+    ``known`` gives the dependencies already read this run from sdists by sha256,
+    ``known_metadata`` those of wheels' METADATA by the sha256 of its bytes: the same
+    bytes need not be unpacked, nor parsed, twice.
     """
 
     def __init__(
@@ -827,10 +836,12 @@ class TreeSource:
         index_path: Path,
         package_type_regex: str,
         known: Mapping[str, Dependencies] | None = None,
+        known_metadata: Mapping[str, Dependencies] | None = None,
     ) -> None:
         self.index_path = index_path
         self.package_type_regex = package_type_regex
         self._known = dict(known or {})
+        self._known_metadata = dict(known_metadata or {})
         self._files: dict[NormalizedName, list[ReleaseFile]] = {}
         self._dependencies: dict[str, Dependencies] = {}
         self._lock = threading.Lock()
@@ -863,9 +874,12 @@ class TreeSource:
         if file.is_wheel:
             sidecar = Path(f"{path}{METADATA_SUFFIX}")
             try:
-                dependencies = parse_core_metadata(sidecar.read_bytes(), sidecar.name)
+                metadata = sidecar.read_bytes()
+                source = sidecar.name
             except FileNotFoundError:
-                dependencies = parse_core_metadata(read_wheel_metadata(path, name), filename)
+                metadata, source = read_wheel_metadata(path, name), filename
+            read = self._known_metadata.get(hashlib.sha256(metadata).hexdigest())
+            dependencies = read if read is not None else parse_core_metadata(metadata, source)
         else:
             sha256 = file.file.hashes.get(PREFERRED_HASH, "")
             known = self._known.get(sha256)
@@ -1005,15 +1019,17 @@ def _read_dependencies(
     verify: bool,
     *,
     keep_sidecar: bool = True,
-    metadata: bytes | None = None,
+    verified: tuple[bytes, Dependencies] | None = None,
 ) -> Dependencies:
-    """``metadata``: the wheel's METADATA, if it was read already (from its verified bytes)."""
+    """``verified``: the wheel's METADATA, and what it says, if it was read already (from
+    its verified bytes)."""
     if not file.is_wheel:
         return read_sdist_dependencies(result.path)
     sidecar = Path(str(result.path) + METADATA_SUFFIX)
-    if metadata is not None:
-        atomic_write(sidecar, metadata)
-        return parse_core_metadata(metadata, file.file.filename)
+    if verified is not None:
+        atomic_write(sidecar, verified[0])
+        return verified[1]
+    metadata: bytes | None = None
     if result.reused and not verify:
         with contextlib.suppress(FileNotFoundError):
             metadata = sidecar.read_bytes()  # written by an earlier run from this very wheel

@@ -4,6 +4,7 @@ and in which order the pool is asked for what."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import threading
 from collections.abc import Iterator
@@ -17,9 +18,16 @@ from packaging.utils import NormalizedName
 from upstream import FixtureIndex
 
 from morgan.index import IndexClient
+from morgan.metadata import parse_core_metadata
 from morgan.models import DistributionFile, ReleaseFile
 from morgan.pool import LanePool
-from morgan.sources import METADATA_FIRST_SIZE, FetchOptions, Memo, UpstreamSource
+from morgan.sources import (
+    METADATA_FIRST_SIZE,
+    FetchOptions,
+    Memo,
+    TreeSource,
+    UpstreamSource,
+)
 
 
 def release_file(filename: str, size: int, metadata: bool) -> ReleaseFile:
@@ -219,3 +227,24 @@ def test_a_wheel_whose_download_was_dropped_at_shutdown_does_not_hang_its_reader
             asked = reader.submit(source.dependencies, NormalizedName("demo"), file)
             with pytest.raises(CancelledError):
                 asked.result(10)
+
+
+def test_the_tree_source_parses_only_metadata_the_run_has_not_read(tmp_path: Path) -> None:
+    # The proof reads each wheel's .metadata from the tree. Bytes the run read already
+    # (by their sha256) are not parsed again; any other bytes are, whatever the run read.
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    said = b"Metadata-Version: 2.1\nName: demo\nVersion: 1.0\nRequires-Dist: dep>=1\n"
+    read = parse_core_metadata(said, "demo-1.0-py3-none-any.whl")
+    known = {hashlib.sha256(said).hexdigest(): read}
+    wheel = release_file("demo-1.0-py3-none-any.whl", 1, metadata=True)
+    sidecar = folder / "demo-1.0-py3-none-any.whl.metadata"
+
+    sidecar.write_bytes(said)
+    tree = TreeSource(tmp_path, "whl", known_metadata=known)
+    assert tree.dependencies(NormalizedName("demo"), wheel) is read
+
+    sidecar.write_bytes(said.replace(b"dep>=1", b"other<2"))  # not what the run read
+    tree = TreeSource(tmp_path, "whl", known_metadata=known)
+    found = tree.dependencies(NormalizedName("demo"), wheel)
+    assert [str(r) for r in found.requires] == ["other<2"]
