@@ -77,7 +77,10 @@ class ProjectRequirement:
 
     @property
     def identifier(self) -> str:
-        return identifier_of(self.name, self.extras)
+        known: str | None = self.__dict__.get("_identifier")  # asked for at every step
+        if known is None:
+            known = self.__dict__["_identifier"] = identifier_of(self.name, self.extras)
+        return known
 
     @property
     def is_exact(self) -> bool:
@@ -116,7 +119,10 @@ class Candidate:
 
     @property
     def identifier(self) -> str:
-        return identifier_of(self.name, self.extras)
+        known: str | None = self.__dict__.get("_identifier")
+        if known is None:
+            known = self.__dict__["_identifier"] = identifier_of(self.name, self.extras)
+        return known
 
     @property
     def wheels(self) -> tuple[ReleaseFile, ...]:
@@ -157,7 +163,10 @@ class EnvironmentView:
     """An index as one environment sees it: its releases and their dependencies there.
 
     Shared by every resolution of that environment (one thread), so each page is
-    ranked and each version's dependencies evaluated once.
+    ranked and each version's dependencies evaluated once. Look-aheads run on pool
+    threads too: the memos are read without a lock (a dict read is one step, and they
+    are read at every step of every resolution) and filled with ``setdefault``, so
+    every thread gets the first object made for a key.
     """
 
     def __init__(self, source: ProjectSource, environment: Environment, findings: Findings) -> None:
@@ -174,8 +183,7 @@ class EnvironmentView:
 
     def releases(self, name: NormalizedName, *, wheels_only: bool) -> list[Release]:
         key = (name, wheels_only)
-        with self._lock:
-            found = self._releases.get(key)
+        found = self._releases.get(key)
         if found is not None:
             return found
         try:
@@ -188,10 +196,9 @@ class EnvironmentView:
             files = []
             with self.findings.lock:
                 self.findings.page_errors[name] = f"{name}: cannot read its page: {error}"
-        found = releases(files, self.environment, wheels_only=wheels_only)
-        with self._lock:
-            self._releases[key] = found
-        return found
+        return self._releases.setdefault(
+            key, releases(files, self.environment, wheels_only=wheels_only)
+        )
 
     def allowed(
         self, name: NormalizedName, specifier: SpecifierSet, *, wheels_only: bool
@@ -199,12 +206,11 @@ class EnvironmentView:
         """The releases a specifier admits here, newest first (asked again and again while
         backtracking, so kept)."""
         key = (name, specifier, wheels_only)
-        with self._lock:
-            found = self._allowed.get(key)
+        found = self._allowed.get(key)
         if found is None:
-            found = allowed_releases(self.releases(name, wheels_only=wheels_only), specifier)
-            with self._lock:
-                self._allowed[key] = found
+            found = self._allowed.setdefault(
+                key, allowed_releases(self.releases(name, wheels_only=wheels_only), specifier)
+            )
         return found
 
     def candidate(
@@ -216,13 +222,11 @@ class EnvironmentView:
     ) -> Candidate:
         usable = release.usable_files(specifier)
         key = (name, release.version, extras, len(usable))  # yanked files in, or not
-        with self._lock:
-            known = self._candidates.get(key)
+        known = self._candidates.get(key)
         if known is None:
             files = ordered_files(usable, self.environment)
-            known = Candidate(name=name, version=release.version, extras=extras, files=files)
-            with self._lock:
-                self._candidates[key] = known
+            made = Candidate(name=name, version=release.version, extras=extras, files=files)
+            known = self._candidates.setdefault(key, made)
         return known
 
     def exactly(
@@ -243,8 +247,7 @@ class EnvironmentView:
         """What the candidate needs here (DistributionError/MorganError if unreadable)."""
         file = candidate.metadata_file
         key = (file.file.filename, candidate.name, candidate.extras)
-        with self._lock:
-            known = self._requirements.get(key)
+        known = self._requirements.get(key)
         if known is not None:
             return known
         try:
@@ -280,9 +283,7 @@ class EnvironmentView:
             ):
                 continue
             needed.append(ProjectRequirement.from_requirement(requirement))
-        with self._lock:
-            self._requirements[key] = needed
-        return needed
+        return self._requirements.setdefault(key, needed)
 
     def readable(self, candidate: Candidate) -> bool:
         """Whether the candidate's dependencies can be read here; if not, say why once."""

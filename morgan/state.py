@@ -167,22 +167,32 @@ class KnownDependencies:
 
     @classmethod
     def of(cls, sha256: str, dependencies: Dependencies) -> KnownDependencies:
-        return cls(
+        known = cls(
             sha256=sha256,
             requires=tuple(str(r) for r in dependencies.requires),
             build_requires=tuple(str(r) for r in dependencies.build_requires),
             extras=tuple(sorted(dependencies.extras)),
             requires_python=dependencies.requires_python,
         )
+        known.__dict__["_parsed"] = dependencies
+        return known
 
     def dependencies(self, source: str) -> Dependencies:
-        """The dependencies again (each requirement checked as when first read)."""
-        return Dependencies(
-            requires=tuple(parse_requirement(r, source) for r in self.requires),
-            build_requires=tuple(parse_requirement(r, source) for r in self.build_requires),
-            extras=frozenset(canonicalize_name(e) for e in self.extras),
-            requires_python=self.requires_python,
-        )
+        """The dependencies again (each requirement checked as when first read).
+
+        Parsed once: every environment's resolutions ask for them again and again.
+        (Kept in the instance's ``__dict__``, not a field: it is not saved.)
+        """
+        parsed: Dependencies | None = self.__dict__.get("_parsed")
+        if parsed is None:
+            parsed = Dependencies(
+                requires=tuple(parse_requirement(r, source) for r in self.requires),
+                build_requires=tuple(parse_requirement(r, source) for r in self.build_requires),
+                extras=frozenset(canonicalize_name(e) for e in self.extras),
+                requires_python=self.requires_python,
+            )
+            self.__dict__["_parsed"] = parsed
+        return parsed
 
 
 @dataclass
