@@ -164,9 +164,10 @@ class EnvironmentView:
 
     Shared by every resolution of that environment (one thread), so each page is
     ranked and each version's dependencies evaluated once. Look-aheads run on pool
-    threads too: the memos are read without a lock (a dict read is one step, and they
-    are read at every step of every resolution) and filled with ``setdefault``, so
-    every thread gets the first object made for a key.
+    threads too: the memos of releases, allowed releases, candidates and requirements
+    are read without a lock (a dict read is one step, and they are read at every step of
+    every resolution) and filled with ``setdefault``, so every thread gets the first
+    object made for a key.
     """
 
     def __init__(self, source: ProjectSource, environment: Environment, findings: Findings) -> None:

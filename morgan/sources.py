@@ -226,7 +226,7 @@ class UpstreamSource:
         #: (with what it says: it is parsed once).
         self._verified_dependencies: Memo[str, Dependencies] = Memo()
         self._verified_metadata: dict[str, tuple[bytes, Dependencies]] = {}
-        #: What each wheel METADATA read from verified bytes says, by the bytes' sha256.
+        #: What each METADATA read from a download's verified bytes says, by their sha256.
         self._metadata_read: dict[str, Dependencies] = {}
         self._lock = threading.Lock()
         #: Parts of downloads that broke off, kept for the next run to resume.
@@ -673,7 +673,8 @@ class UpstreamSource:
         return known
 
     def metadata_dependencies(self) -> dict[str, Dependencies]:
-        """What each wheel METADATA read this run says, by the sha256 of its bytes."""
+        """What each wheel's METADATA read from this run's downloads (their verified bytes)
+        says, by the sha256 of those bytes."""
         return dict(self._metadata_read)
 
     def fetches(self, project: NormalizedName | None = None) -> list[tuple[str, Future[Fetched]]]:

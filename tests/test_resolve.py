@@ -370,3 +370,18 @@ def test_a_search_too_long_gives_up_naming_the_conflicts_met_most(
     error = failure(flask_like(), "flask", "werkzeug<2")
     assert error.causes[0] == "gave up after 3 rounds of backtracking, most often over these"
     assert "flask 3.0 depends on werkzeug>=3" in error.causes[1:]
+
+
+def test_a_plan_keeps_each_resolution_once_also_when_restored() -> None:
+    # a resolution is compared with those of its own task only; a restored plan (saved
+    # plans build it whole) knows the ones it was given
+    index = MemoryIndex().add("a-1.0-py3-none-any.whl").add("a-2.0-py3-none-any.whl")
+    view = view_of(index)
+    task = Task("'a'", (ProjectRequirement.from_requirement(Requirement("a")),))
+    newest = resolve(view, task)
+    pinned = resolve(view, Task("'a'", (ProjectRequirement.from_requirement(Requirement("a<2")),)))
+    restored = EnvironmentPlan(environment=LINUX, resolutions=[newest], to_prove=[newest])
+    restored.add(resolve(view, task))  # equal to the one it holds
+    assert restored.resolutions == [newest] and restored.to_prove == [newest]
+    restored.add(pinned)  # same label, other requirements: another task
+    assert restored.resolutions == [newest, pinned]

@@ -248,3 +248,38 @@ def test_the_tree_source_parses_only_metadata_the_run_has_not_read(tmp_path: Pat
     tree = TreeSource(tmp_path, "whl", known_metadata=known)
     found = tree.dependencies(NormalizedName("demo"), wheel)
     assert [str(r) for r in found.requires] == ["other<2"]
+
+
+def test_a_small_wheel_looked_ahead_at_while_backtracking_is_read_from_its_metadata(
+    tmp_path: Path,
+) -> None:
+    # unlikely=True: its PEP 658 metadata, not the wheel; a wheel already fetched is
+    # read from what is in, with no request at all.
+    dists = tmp_path / "up"
+    with FixtureIndex("json") as index:
+        index.add(build_wheel(dists, "demo", "1.0", requires=["dep>=1"]))
+        index.add(build_wheel(dists, "demo", "0.9", requires=["dep>=0.5"]))
+        client = IndexClient(index.url, retries=0)
+        pool = LanePool(4)
+        source = UpstreamSource(
+            client, pool, FetchOptions(index_path=tmp_path / "index", package_type_regex="whl")
+        )
+        try:
+            newer, older = source.files(NormalizedName("demo"))
+            name = NormalizedName("demo")
+            source.prefetch_dependencies(name, older, unlikely=True)
+            found = source.dependencies(name, older)
+            assert [str(r) for r in found.requires] == ["dep>=0.5"]
+            asked = [path.rsplit("/", 1)[-1] for path in index.requests]
+            assert f"{older.file.filename}.metadata" in asked
+            assert older.file.filename not in asked
+            assert not (tmp_path / "index" / "demo" / older.file.filename).exists()
+
+            source.fetch(name, newer).result(10)
+            index.requests.clear()
+            source.prefetch_dependencies(name, newer, unlikely=True)
+            assert [str(r) for r in source.dependencies(name, newer).requires] == ["dep>=1"]
+            assert index.requests == []
+        finally:
+            pool.shutdown()
+            client.close()

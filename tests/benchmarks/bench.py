@@ -300,12 +300,12 @@ def main(argv: list[str] | None = None) -> int:
         },
         "latencies": {},
     }
-    upstream = probes.Upstream(
-        tree, runs_dir / "logs", unannounced_metadata=args.unannounced_metadata
-    )
     # trees are set aside between runs, deleted at the end (see runner.set_aside)
     args.trash, stamp = work / "discarded", work / "discarded-at"
     runner.settle(args.trash, stamp, log)
+    upstream = probes.Upstream(
+        tree, runs_dir / "logs", unannounced_metadata=args.unannounced_metadata
+    )
     try:
         log(f"upstream at {upstream.url}simple/")
         for latency in latencies:

@@ -123,7 +123,9 @@ def set_aside(index: Path, trash: Path) -> None:
     thousand files) right before a cold run made every file that run created cost
     about half a millisecond of system time, a sixth to a fifth of the run's CPU
     (perf: ``recently_deleted`` under ``ext4_create``). Users mirroring into a fresh
-    folder never pay that, so no measured run may follow a deletion.
+    folder never pay that, so no measured run may follow the deletion of a tree. (A run
+    still deletes a few files of its own, what it read only for dependencies: that is
+    part of what it costs.)
     """
     if not index.exists():
         return
