@@ -153,8 +153,10 @@ class Memo(Generic[K, V]):
             return list(self._futures.items())
 
     def __contains__(self, key: object) -> bool:
+        """Whether ``key``'s future is made, or being made (``get`` then waits for it): a
+        read that is starting counts, or a second thread would read another way too."""
         with self._lock:
-            return key in self._futures
+            return key in self._futures or key in self._making
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,26 @@ def test_memo_does_not_hold_other_keys_up_while_one_is_being_made() -> None:
         slow_one.result(10)
 
 
+def test_a_key_being_made_is_in_the_memo() -> None:
+    # Whoever checks ``in`` to choose how to read a file must see a read that is starting.
+    memo: Memo[str, int] = Memo()
+    making = threading.Event()
+    release = threading.Event()
+
+    def slow() -> Future[int]:
+        making.set()
+        release.wait(10)
+        return Future()
+
+    with ThreadPoolExecutor(1) as threads:
+        made = threads.submit(memo.get, "wheel", slow)
+        assert making.wait(10)
+        assert "wheel" in memo and "other" not in memo
+        release.set()
+        assert memo.get("wheel", slow) is made.result(10)
+    assert "wheel" in memo
+
+
 @pytest.mark.parametrize("failure", [OSError("cannot read the state"), KeyboardInterrupt()])
 def test_memo_tries_again_when_making_a_key_failed(failure: BaseException) -> None:
     # Also when interrupted: a key left "being made" would make every later caller wait.
