@@ -168,44 +168,44 @@ def test_memo_makes_each_key_once_however_many_threads_ask() -> None:
     assert all(answer is answers[0] for answer in answers)
 
 
+class HeldMaker:
+    """A ``start`` for ``Memo.get`` that says it began, then waits to be released."""
+
+    def __init__(self) -> None:
+        self.making = threading.Event()
+        self.release = threading.Event()
+
+    def __call__(self) -> Future[int]:
+        self.making.set()
+        self.release.wait(10)
+        return Future()
+
+
 def test_memo_does_not_hold_other_keys_up_while_one_is_being_made() -> None:
     # Making a key may read a file or start a thread; it runs outside the memo's lock.
     memo: Memo[str, int] = Memo()
-    making = threading.Event()
-    release = threading.Event()
-
-    def slow() -> Future[int]:
-        making.set()
-        release.wait(10)
-        return Future()
+    slow = HeldMaker()
 
     def quick() -> Future[int]:
         return Future()
 
     with ThreadPoolExecutor(1) as threads:
         slow_one = threads.submit(memo.get, "slow", slow)
-        assert making.wait(10)
+        assert slow.making.wait(10)
         assert not memo.get("quick", quick).done()  # answered while "slow" is being made
-        release.set()
+        slow.release.set()
         slow_one.result(10)
 
 
 def test_a_key_being_made_is_in_the_memo() -> None:
     # Whoever checks ``in`` to choose how to read a file must see a read that is starting.
     memo: Memo[str, int] = Memo()
-    making = threading.Event()
-    release = threading.Event()
-
-    def slow() -> Future[int]:
-        making.set()
-        release.wait(10)
-        return Future()
-
+    slow = HeldMaker()
     with ThreadPoolExecutor(1) as threads:
         made = threads.submit(memo.get, "wheel", slow)
-        assert making.wait(10)
+        assert slow.making.wait(10)
         assert "wheel" in memo and "other" not in memo
-        release.set()
+        slow.release.set()
         assert memo.get("wheel", slow) is made.result(10)
     assert "wheel" in memo
 
