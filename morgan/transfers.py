@@ -156,6 +156,7 @@ class DownloadProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._ended: str | None = None
         self._answered = False
+        #: The child could not start: transfers run here instead.
         self._unusable = False
         self._closed = False
         self._keys: dict[IndexClient, int] = {}
@@ -179,13 +180,13 @@ class DownloadProcess:
         on_bytes: OnBytes | None = None,
         on_metadata: OnMetadata | None = None,
     ) -> DownloadResult:
-        if not self._fell_back():
+        if not self._unusable:
             try:
                 return self._in_child(
                     file, dest, project, cancel=cancel, on_bytes=on_bytes, on_metadata=on_metadata
                 )
             except DownloadProcessError:
-                if not self._fell_back():
+                if not self._unusable:  # it could not start: transferred here instead
                     raise
         return self._here.transfer(
             file, dest, project, cancel=cancel, on_bytes=on_bytes, on_metadata=on_metadata
@@ -245,10 +246,6 @@ class DownloadProcess:
                 return cast(DownloadResult, value)
             elif kind == "error":
                 raise value
-
-    def _fell_back(self) -> bool:
-        """Whether the child could not start, and transfers run here instead."""
-        return self._unusable
 
     def cancel(self) -> None:
         with self._lock:
