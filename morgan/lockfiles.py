@@ -60,6 +60,7 @@ def write_lock_files(
             "rename one of them"
         )
     pages: dict[str, Mapping[str, Mapping[str, Any]]] = {}
+    rendered: dict[tuple[LockedPackage, str | None], str] = {}
     written = []
     for plan in plans:
         if not plan.joint:
@@ -100,6 +101,7 @@ def write_lock_files(
             requires_python=None,
             index_url=redact(index_url),
             origins={name: redact(url) if url else None for name, url in (origins or {}).items()},
+            rendered=rendered,
         )
         path = index_path / names[env.name]
         atomic_write(path, body)

@@ -176,6 +176,7 @@ def render_pylock(
     index_url: str,
     created_by: str = "morgan",
     origins: Mapping[str, str | None] | None = None,
+    rendered: dict[tuple[LockedPackage, str | None], str] | None = None,
 ) -> bytes:
     """The bytes of ``pylock.<env>.toml`` for the packages one environment installs.
 
@@ -188,6 +189,9 @@ def render_pylock(
     install time, so it is refused here instead. With several indexes, ``origins``
     gives each project's own index URL, or None for a project uploaded to the
     mirror (then its package names no index: it was found in none).
+
+    ``rendered`` keeps each package's ``[[packages]]`` text for the next lock file
+    of the same run: most packages are locked for several environments alike.
     """
     origins = origins or {}
     for url in {index_url, *origins.values()} - {None}:
@@ -205,7 +209,20 @@ def render_pylock(
     if requires_python:
         document["requires-python"] = requires_python
     document["created-by"] = created_by
-    document["packages"] = [
-        _package_table(package, origins.get(package.name, index_url)) for package in ordered
-    ]
-    return tomli_w.dumps(document).encode("utf-8")
+    rendered = {} if rendered is None else rendered
+    chunks = [tomli_w.dumps(document)]
+    for package in ordered:
+        index = origins.get(package.name, index_url)
+        text = rendered.get((package, index))
+        if text is None:
+            text = tomli_w.dumps({"packages": [_package_table(package, index)]})
+            rendered[(package, index)] = text
+        chunks.append(text)
+    if len(chunks) == 1 or not all(c.startswith("[[packages]]\n") for c in chunks[1:]):
+        # tomli-w writes an array of small tables inline: render the document whole
+        document["packages"] = [
+            _package_table(package, origins.get(package.name, index_url)) for package in ordered
+        ]
+        return tomli_w.dumps(document).encode("utf-8")
+    # what tomli-w writes for the whole document: each array-of-tables entry after a blank line
+    return "\n".join(chunks).encode("utf-8")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomli_w
 from builders import build_sdist, build_wheel
 from support import clean_client_env
 
@@ -159,6 +160,43 @@ def test_same_input_gives_the_same_bytes() -> None:
     ]
     assert render_pylock(iter(shuffled), **options) == forward
     assert render_pylock(sample_packages(), **options) == forward
+
+
+@pytest.mark.parametrize("count", [0, 1, 2])
+def test_the_bytes_are_those_tomli_w_writes_for_the_whole_document(count: int) -> None:
+    """Package tables are written one by one (and kept for the next environment's lock):
+    the file must still be what tomli-w writes for the document at once."""
+    packages = sample_packages()[:count]
+    text = render_pylock(
+        packages, environment_marker=None, requires_python=None, index_url=INDEX_URL
+    ).decode()
+    assert tomli_w.dumps(tomllib.loads(text)) == text
+
+
+def test_package_tables_are_rendered_once_for_the_lock_files_of_a_run() -> None:
+    options: dict[str, Any] = {"requires_python": None, "index_url": INDEX_URL}
+    rendered: dict[Any, str] = {}
+    linux = render_pylock(
+        sample_packages(),
+        environment_marker='sys_platform == "linux"',
+        rendered=rendered,
+        **options,
+    )
+    kept = dict(rendered)
+    assert len(kept) == 2
+    windows = render_pylock(
+        sample_packages()[1:],
+        environment_marker='sys_platform == "win32"',
+        rendered=rendered,
+        **options,
+    )
+    assert rendered == kept  # nothing rendered again
+    assert linux == render_pylock(
+        sample_packages(), environment_marker='sys_platform == "linux"', **options
+    )
+    assert windows == render_pylock(
+        sample_packages()[1:], environment_marker='sys_platform == "win32"', **options
+    )
 
 
 def test_hashes_are_written_lowercase() -> None:
