@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import re
+import stat
 import tempfile
 import unicodedata
 import urllib.parse
@@ -240,6 +241,34 @@ def file_sha256(path: Path) -> str:
         for chunk in iter(lambda: stream.read(1024 * 1024), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def regular_file_digest(path: Path) -> tuple[str, int] | None:
+    """The sha256 and size of the regular file at ``path``; None if there is none there
+    (nothing, a folder, a link, a pipe).
+
+    The manifest asks this of a tree's thousands of small files: one open, one fstat and
+    the reads, where pathlib's checks would stat each file three times more.
+    """
+    no_follow = getattr(os, "O_NOFOLLOW", 0)
+    if not no_follow and path.is_symlink():  # no O_NOFOLLOW (Windows)
+        return None
+    flags = os.O_RDONLY | no_follow | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        fd = os.open(path, flags)  # a link fails here (ELOOP); a pipe opens without waiting
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        digest = hashlib.sha256()
+        size = 0
+        while chunk := os.read(fd, 1024 * 1024):
+            digest.update(chunk)
+            size += len(chunk)
+        return digest.hexdigest(), size
+    finally:
+        os.close(fd)
 
 
 @dataclass(frozen=True)

@@ -43,10 +43,10 @@ from morgan.layout import (
     PAGE_HTML,
     PAGE_JSON,
     atomic_write,
-    file_sha256,
     is_distribution,
     is_upload,
     project_dir,
+    regular_file_digest,
     upload_record,
 )
 from morgan.models import PREFERRED_HASH
@@ -478,9 +478,9 @@ def _version_of(filename: str) -> str:
 
 
 def _add_plain(listing: dict[str, Any], index: Path, path: str) -> None:
-    file = index / path
-    if file.is_file() and not file.is_symlink():
-        listing[path] = {"sha256": file_sha256(file), "size": file.stat().st_size}
+    found = regular_file_digest(index / path)
+    if found is not None:
+        listing[path] = {"sha256": found[0], "size": found[1]}
 
 
 # -- why ----------------------------------------------------------------------------

@@ -468,7 +468,7 @@ class Mirrorer:
                 fetched: Fetched = future.result()
                 result = fetched.result
                 self.report.files.add(filename)
-                self.report.projects.add(result.path.parent.name)
+                self.report.projects.add(fetched.project)
                 if result.reused:
                     self.report.reused += 1
                     self.report.bytes_reused += result.size

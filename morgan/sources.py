@@ -166,6 +166,8 @@ class Fetched:
     result: DownloadResult
     dependencies: Dependencies
     file: DistributionFile
+    #: The project, which is also the file's folder in the tree.
+    project: NormalizedName
 
 
 @dataclass(frozen=True)
@@ -769,7 +771,7 @@ class UpstreamSource:
             self._remember(name, file, dependencies)
         if file.is_wheel:
             _set_if_pending(self._early_dependencies(file), dependencies)
-        return Fetched(result=result, dependencies=dependencies, file=file.file)
+        return Fetched(result=result, dependencies=dependencies, file=file.file, project=name)
 
     def _metadata_verified(self, file: ReleaseFile, metadata: bytes) -> None:
         """A wheel's dependencies, from its verified bytes before they are in place: for

@@ -18,6 +18,7 @@ from morgan.layout import (
     is_distribution,
     project_dir,
     read_hash_sidecar,
+    regular_file_digest,
     write_hash_sidecar,
     write_project_pages,
     write_root_pages,
@@ -450,3 +451,21 @@ def test_what_is_served_is_synced_before_it_replaces_and_caches_are_not(
     assert len(synced) == 1
     assert (tmp_path / ".morgan-state.json").read_bytes() == b"{}"
     assert sorted(p.name for p in tmp_path.iterdir()) == [".morgan-state.json", "index.json"]
+
+
+def test_regular_file_digest_reads_regular_files_only(tmp_path: Path) -> None:
+    """What the manifest lists of a tree's plain files: never a link, a folder or a pipe
+    (which must not block the run)."""
+    page = tmp_path / "page.json"
+    page.write_bytes(b"{}" * 1000)
+    assert regular_file_digest(page) == (hashlib.sha256(b"{}" * 1000).hexdigest(), 2000)
+    (tmp_path / "empty").write_bytes(b"")
+    assert regular_file_digest(tmp_path / "empty") == (hashlib.sha256(b"").hexdigest(), 0)
+    assert regular_file_digest(tmp_path / "missing") is None
+    (tmp_path / "folder").mkdir()
+    assert regular_file_digest(tmp_path / "folder") is None
+    (tmp_path / "link").symlink_to(page)
+    assert regular_file_digest(tmp_path / "link") is None
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe")
+        assert regular_file_digest(tmp_path / "pipe") is None
