@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from builders import build_sdist, build_wheel
 
+from morgan import layout, manifest
+from morgan import server as server_module
 from morgan.errors import UnsafeNameError
 from morgan.layout import (
     atomic_write,
@@ -469,3 +471,17 @@ def test_regular_file_digest_reads_regular_files_only(tmp_path: Path) -> None:
     if hasattr(os, "mkfifo"):
         os.mkfifo(tmp_path / "pipe")
         assert regular_file_digest(tmp_path / "pipe") is None
+
+
+def test_the_server_names_the_tree_s_files_as_the_mirror_does() -> None:
+    """server.py is one file with no imports from morgan, so it repeats these names: the
+    tree on disk is the contract between the two, and a name changed on one side only
+    would break it silently (the server would serve a sidecar as a file, or hide a page)."""
+    assert server_module.HASH_SUFFIX == layout.HASH_SUFFIX
+    assert server_module.METADATA_SUFFIX == layout.METADATA_SUFFIX
+    assert server_module.UPLOADED_SUFFIX == layout.UPLOADED_SUFFIX
+    assert server_module.UPLOADING_SUFFIX == layout.UPLOADING_SUFFIX
+    assert server_module.PAGE_JSON == layout.PAGE_JSON
+    assert server_module.PROJECT_PAGES == (layout.PAGE_HTML, layout.PAGE_JSON)
+    assert server_module.DISTRIBUTION_SUFFIXES == layout.DISTRIBUTION_SUFFIXES
+    assert server_module.MANIFEST_NAME == manifest.MANIFEST
