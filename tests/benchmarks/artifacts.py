@@ -36,11 +36,17 @@ def tree_path(work: Path, workload: Workload) -> Path:
     return work / "upstream" / f"{scale}-s{workload.seed}-g{GENERATOR_VERSION}"
 
 
-def ensure_tree(work: Path, workload: Workload, log: Callable[[str], None] = print) -> Path:
+def ensure_tree(
+    work: Path,
+    workload: Workload,
+    log: Callable[[str], None] = print,
+    deleted: Callable[[], None] | None = None,
+) -> Path:
     """The tree for ``workload``, built now unless a complete one is cached.
 
     Concurrent callers wait for one another (a lock file), and a tree is built in a
     temporary folder renamed into place, so nobody ever serves a half-built tree.
+    ``deleted`` is told when a leftover was deleted (see ``runner.set_aside``).
     """
     root = tree_path(work, workload)
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -49,15 +55,22 @@ def ensure_tree(work: Path, workload: Workload, log: Callable[[str], None] = pri
         if not (root / "manifest.json").is_file():
             started = time.monotonic()
             building = root.with_name(f".{root.name}.building")
-            shutil.rmtree(building, ignore_errors=True)
+            _delete(building, deleted)  # an interrupted build's
             document = _build(building, workload)
-            shutil.rmtree(root, ignore_errors=True)  # an incomplete tree from an older harness
+            _delete(root, deleted)  # an incomplete tree from an older harness
             building.rename(root)
             log(
                 f"built {document['files']} files ({document['bytes'] / 2**20:.0f} MiB) "
                 f"in {root} in {time.monotonic() - started:.0f} s"
             )
     return root
+
+
+def _delete(folder: Path, deleted: Callable[[], None] | None) -> None:
+    if folder.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        if deleted is not None:
+            deleted()
 
 
 def _build(root: Path, workload: Workload) -> dict:

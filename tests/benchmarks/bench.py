@@ -272,13 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     scale = getattr(workload.Scale, args.scale or ("quick" if args.quick else "full"))()
     log(f"workload: {scale.name}, seed {args.seed}")
     generated = workload.generate(scale, args.seed)
-    tree = artifacts.ensure_tree(work, generated, log)
+    # trees are set aside between runs, deleted at the end (see runner.set_aside)
+    args.trash, stamp = work / "discarded", work / "discarded-at"
+    tree = artifacts.ensure_tree(work, generated, log, lambda: runner.note_deletion(stamp))
     manifest = artifacts.load_manifest(tree)
     config = tree / "morgan.ini"
     tools = {"ours": runner.ours()}
     args.default_jobs = default_jobs(tools["ours"])
     if not args.skip_morgan:
-        tools["morgan"] = runner.original_morgan(work, log)
+        tools["morgan"] = runner.original_morgan(work, log, lambda: runner.note_deletion(stamp))
     runs_dir = work / "runs" / (scale.name + ("-unannounced" if args.unannounced_metadata else ""))
     latencies = [float(v) for v in args.latencies.split(",")]
     results: dict = {
@@ -300,8 +302,6 @@ def main(argv: list[str] | None = None) -> int:
         },
         "latencies": {},
     }
-    # trees are set aside between runs, deleted at the end (see runner.set_aside)
-    args.trash, stamp = work / "discarded", work / "discarded-at"
     runner.settle(args.trash, stamp, log)
     upstream = probes.Upstream(
         tree, runs_dir / "logs", unannounced_metadata=args.unannounced_metadata

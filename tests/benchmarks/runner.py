@@ -64,8 +64,9 @@ def ours() -> Tool:
     return Tool("ours", Path(sys.executable).with_name("morgan"), takes_jobs=True)
 
 
-def original_morgan(work: Path, log=print) -> Tool:
-    """Morgan 0.15.0 from PyPI in its own venv under the work dir (installed on first use)."""
+def original_morgan(work: Path, log=print, deleted: Callable[[], None] | None = None) -> Tool:
+    """Morgan 0.15.0 from PyPI in its own venv under the work dir (installed on first use;
+    ``deleted`` is then told: pip deletes the temporary files it built with)."""
     venv = work / "morgan015"
     executable = venv / "bin" / "morgan"
     if not executable.exists():
@@ -78,6 +79,8 @@ def original_morgan(work: Path, log=print) -> Tool:
             check=True,
             env=env,
         )
+        if deleted is not None:
+            deleted()
     return Tool(f"Morgan {MORGAN_VERSION}", executable, takes_jobs=False)
 
 
@@ -137,7 +140,12 @@ def empty_trash(trash: Path, stamp: Path) -> None:
     """Delete the trees set aside, and note when: the next benchmark waits for that."""
     if trash.exists():
         shutil.rmtree(trash, ignore_errors=True)
-        stamp.write_text(f"{time.time()}\n")
+        note_deletion(stamp)
+
+
+def note_deletion(stamp: Path) -> None:
+    """Files were deleted now: ``settle`` makes the first measured run wait for them to age."""
+    stamp.write_text(f"{time.time()}\n")
 
 
 def settle(trash: Path, stamp: Path, log: Callable[[str], None]) -> None:
