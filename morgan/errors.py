@@ -141,7 +141,7 @@ class UnsafeNameError(MorganError, ValueError):
 
 
 class IndexLockedError(MorganError):
-    """Another morgan run is writing the same index."""
+    """Another morgan run, or ``server.py import``, is writing the same index."""
 
     def __init__(self, lock_path: str) -> None:
         super().__init__(lock_path)
@@ -149,8 +149,8 @@ class IndexLockedError(MorganError):
 
     def __str__(self) -> str:
         return (
-            f"another morgan run is mirroring into this index (it holds {self.lock_path}); "
-            "wait for it to finish, then run again"
+            f"another morgan run (or a server.py import) is writing this index (it holds "
+            f"{self.lock_path}); wait for it to finish, then run again"
         )
 
 

@@ -2478,7 +2478,9 @@ def upload_record(uploader: str, upload: CheckedUpload, upload_time: str) -> byt
 def tree_lock(root: str, busy: Callable[[], Exception]) -> Iterator[None]:
     """The lock that an import holds on the index folder, held while an upload lands (so
     that an import never lands over an upload in progress); ``busy()`` is raised while an
-    import runs. Where the system has no locks, nothing is locked."""
+    import runs, or a morgan run (``mirror`` holds it too: it writes pages from the folders
+    it scanned; so do ``prune`` and ``export``). Where the system has no locks, nothing is
+    locked."""
     try:
         import fcntl  # noqa: PLC0415 - POSIX only
     except ImportError:
@@ -3130,7 +3132,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             received.close_file()
             upload = check_upload(received)
             busy = UploadRefused(
-                503, "Service Unavailable: an import is landing files", [("Retry-After", "10")]
+                503,
+                "Service Unavailable: an import is landing files, or a morgan run (mirror, "
+                "prune, export) holds the index",
+                [("Retry-After", "10")],
             )
             user = self.user or ""
             with uploads.lock, tree_lock(tree.root, lambda: busy):
@@ -4548,8 +4553,8 @@ def import_lock(root: str) -> Iterator[bool]:
             locked = True
         except BlockingIOError:
             raise Refusal(
-                "another import into %s is running (or an upload is landing): wait for it to end"
-                % root
+                "another import into %s is running (or a morgan run holds it, or an upload is "
+                "landing): wait for it to end" % root
             ) from None
         except OSError:
             locked = False  # a file system without locks

@@ -11,6 +11,8 @@ import hashlib
 import json
 import random
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from builders import build_wheel
 from support import ENVIRONMENTS, populate_graph, populate_many, tree_snapshot, write_config
 from upstream import FAULT_KINDS, Faults, FixtureIndex
 
+from morgan import lock as lock_module
+from morgan.errors import IndexLockedError
 from morgan.lock import IndexLock
 
 LINUX = {"linux312": ENVIRONMENTS["linux312"]}
@@ -238,6 +242,34 @@ def test_other_hosts_are_fetched_and_logged_other_schemes_refused(
     assert not (index / "other" / "other-1.0-py3-none-any.whl").exists()
 
 
+def test_a_run_waits_a_moment_for_a_lock_held_briefly(tmp_path: Path) -> None:
+    """``server.py`` holds the run's lock while an upload lands: a run starting then waits
+    for it, and refuses only a lock held longer (another run, an import)."""
+    held = threading.Event()
+
+    def hold(seconds: float) -> None:
+        with IndexLock(tmp_path):
+            held.set()
+            time.sleep(seconds)
+
+    holder = threading.Thread(target=hold, args=(0.3,))
+    holder.start()
+    held.wait(10)
+    started = time.monotonic()
+    with IndexLock(tmp_path):
+        waited = time.monotonic() - started
+    holder.join()
+    assert 0.1 < waited < lock_module.WAIT_SECONDS
+
+    held.clear()
+    holder = threading.Thread(target=hold, args=(lock_module.WAIT_SECONDS + 1,))
+    holder.start()
+    held.wait(10)
+    with pytest.raises(IndexLockedError):
+        IndexLock(tmp_path).acquire()
+    holder.join()
+
+
 def test_a_second_run_on_the_same_index_refuses(
     run_morgan, upstream: FixtureIndex, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
@@ -247,7 +279,7 @@ def test_a_second_run_on_the_same_index_refuses(
     with IndexLock(index):
         result = mirror(run_morgan, upstream.url, index, "demo =\n")
     assert result.code == 1
-    assert "another morgan run is mirroring into this index" in result.err
+    assert "another morgan run (or a server.py import) is writing this index" in result.err
     assert result.err.count("\n") == 1
     assert not (index / "demo").exists()
     assert upstream.requests == []

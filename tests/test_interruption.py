@@ -159,16 +159,23 @@ def test_a_run_that_finds_nothing_new_writes_nothing(slow_upstream, tmp_path: Pa
 def test_two_runs_at_once_never_interleave(slow_upstream, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     upstream, config, reference = slow_upstream
     index = tmp_path / "index"
-    first = start_mirror(index, config, upstream.url)
-    deadline = time.monotonic() + 60
-    while not (index / ".morgan.lock").exists():
-        assert first.poll() is None and time.monotonic() < deadline
-        time.sleep(0.01)
-    time.sleep(0.2)
-    second = start_mirror(index, config, upstream.url)
-    _, err = second.communicate(timeout=120)
+    # the first run stays under way (its last project's page is held) until the second ends
+    release = threading.Event()
+    upstream.held["/simple/p099/"] = release
+    try:
+        first = start_mirror(index, config, upstream.url)
+        deadline = time.monotonic() + 60
+        while not (index / ".morgan.lock").exists():
+            assert first.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(0.2)
+        second = start_mirror(index, config, upstream.url)
+        _, err = second.communicate(timeout=120)  # after waiting WAIT_SECONDS for the lock
+        assert first.poll() is None
+    finally:
+        release.set()
     assert second.returncode == 1
-    assert b"another morgan run is mirroring into this index" in err
+    assert b"another morgan run (or a server.py import) is writing this index" in err
     assert err.count(b"\n") == 1
     first.communicate(timeout=300)
     assert first.returncode == 0

@@ -25,6 +25,7 @@ from server_support import SERVER_SOURCE, ServerProcess, find_python
 from support import skip_unless_ci
 
 from morgan import server as server_module
+from morgan.lock import IndexLock
 
 Member = tuple[tarfile.TarInfo, "bytes | None"]
 
@@ -1024,6 +1025,19 @@ def test_one_import_at_a_time(mirrors: Mirrors) -> None:
         os.close(descriptor)
     assert "another import into" in one_line_error(result, 1)
     assert snapshot(mirrors.base) == before
+
+
+def test_no_import_while_morgan_mirror_writes_the_index(mirrors: Mirrors) -> None:
+    """A run writes pages from the folders it scanned: a bundle landing meanwhile would
+    mix its pages with the run's. The run holds the lock an import takes."""
+    index = imported_v1(mirrors, mirrors.base / "index")
+    with IndexLock(index):
+        before = snapshot(mirrors.base)  # with the run's lock file
+        result = run_server(sys.executable, "import", mirrors.delta, "-i", index)
+        assert "or a morgan run holds it" in one_line_error(result, 1)
+        assert snapshot(mirrors.base) == before
+    # once the run is over, the same import lands
+    assert run_server(sys.executable, "import", mirrors.delta, "-i", index).returncode == 0
 
 
 # ---------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from support import skip_unless_ci
 from test_transfer_server import V1, bundle_members, make_mirror, write_tar
 
 from morgan import server as server_module
+from morgan.lock import IndexLock
 
 USER, PASSWORD = "alice", "s3cret!"
 BOUNDARY = "morgan-test-boundary-7f3a"
@@ -1119,6 +1120,28 @@ def test_an_import_and_an_upload_never_land_together(tmp_path: Path) -> None:
             assert sorted(p.name for p in index.iterdir()) == []
         status, _, text, _ = post(server.port, body)
         assert status == 200, text
+
+
+def test_no_upload_lands_while_morgan_mirror_writes_the_index(tmp_path: Path) -> None:
+    """A run writes pages from the folders it scans: an upload landing meanwhile could
+    be left off its project's page. While a run holds its locks, uploads are told to
+    come back (503)."""
+    index = tmp_path / "index"
+    index.mkdir()
+    users = write_users(tmp_path)
+    filename, data = sdist_bytes(tmp_path / "dist", "acme", "1.0")
+    body = form(fields_for("acme", "1.0", data, "sdist"), (filename, data))
+    with upload_server(index, users, python=sys.executable) as server:
+        with IndexLock(index):
+            status, _, text, headers = post(server.port, body)
+            assert status == 503 and "a morgan run (mirror, prune, export) holds the index" in text
+            assert headers["Retry-After"] == "10"
+            assert sorted(p.name for p in index.iterdir()) == [".morgan.lock"]
+        status, _, text, _ = post(server.port, body)
+        assert status == 200, text
+    assert (index / "acme" / filename).read_bytes() == data
+    with IndexLock(index):  # the upload let go of it
+        pass
 
 
 def test_a_mirror_run_leaves_what_an_upload_writes_alone(
