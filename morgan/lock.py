@@ -98,12 +98,15 @@ else:
     def _lock(fd: int) -> bool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return False
+        except BlockingIOError:
+            return False  # held (any other error is said as it is)
         return True
 
     def _open_folder(folder: Path) -> int | None:
-        return os.open(folder, os.O_RDONLY)
+        try:
+            return os.open(folder, os.O_RDONLY)
+        except PermissionError:  # a folder one may write but not list: not locked
+            return None
 
     def _lock_folder(fd: int) -> bool:
         try:

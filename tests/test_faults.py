@@ -7,6 +7,7 @@ than the read timeout, and a Content-Length larger than the body.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import random
@@ -268,6 +269,24 @@ def test_a_run_waits_a_moment_for_a_lock_held_briefly(tmp_path: Path) -> None:
     with pytest.raises(IndexLockedError):
         IndexLock(tmp_path).acquire()
     holder.join()
+
+
+@pytest.mark.skipif(not hasattr(lock_module, "fcntl"), reason="flock: POSIX only")
+def test_a_lock_that_fails_otherwise_than_held_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system without flock is not another run: the error is said as it is, at once,
+    and nothing stays open."""
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock_module.fcntl, "flock", no_locks)
+    started = time.monotonic()
+    with pytest.raises(OSError, match="No locks available") as raised:
+        IndexLock(tmp_path).acquire()
+    assert not isinstance(raised.value, IndexLockedError)
+    assert time.monotonic() - started < lock_module.WAIT_SECONDS
 
 
 def test_a_second_run_on_the_same_index_refuses(

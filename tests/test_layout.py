@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from builders import build_sdist, build_wheel
@@ -471,6 +472,27 @@ def test_regular_file_digest_reads_regular_files_only(tmp_path: Path) -> None:
     if hasattr(os, "mkfifo"):
         os.mkfifo(tmp_path / "pipe")
         assert regular_file_digest(tmp_path / "pipe") is None
+    if Path(os.devnull).exists() and os.devnull != "nul":
+        assert regular_file_digest(Path(os.devnull)) is None  # a device is never opened
+
+
+def test_regular_file_digest_says_when_a_regular_file_cannot_be_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Left out, an unreadable page would be missing from the manifest, and the next
+    bundle would tell the other side to delete it."""
+    page = tmp_path / "index.json"
+    page.write_bytes(b"{}")
+    real_open = os.open
+
+    def refused(path: Any, flags: int, *args: Any) -> int:
+        if Path(path) == page:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refused)
+    with pytest.raises(PermissionError):
+        regular_file_digest(page)
 
 
 def test_the_server_names_the_tree_s_files_as_the_mirror_does() -> None:
