@@ -209,6 +209,9 @@ def render_pylock(
     if requires_python:
         document["requires-python"] = requires_python
     document["created-by"] = created_by
+    if not ordered:
+        document["packages"] = []
+        return tomli_w.dumps(document).encode("utf-8")
     rendered = {} if rendered is None else rendered
     chunks = [tomli_w.dumps(document)]
     for package in ordered:
@@ -218,11 +221,7 @@ def render_pylock(
             text = tomli_w.dumps({"packages": [_package_table(package, index)]})
             rendered[(package, index)] = text
         chunks.append(text)
-    if len(chunks) == 1 or not all(c.startswith("[[packages]]\n") for c in chunks[1:]):
-        # tomli-w writes an array of small tables inline: render the document whole
-        document["packages"] = [
-            _package_table(package, origins.get(package.name, index_url)) for package in ordered
-        ]
-        return tomli_w.dumps(document).encode("utf-8")
-    # what tomli-w writes for the whole document: each array-of-tables entry after a blank line
+    # What tomli-w writes for the whole document: each ``[[packages]]`` entry after a blank
+    # line. (It would write an array of short tables inline, but a package table is never
+    # short: it holds a file's 64-digit sha256.)
     return "\n".join(chunks).encode("utf-8")
