@@ -89,9 +89,6 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
     def _open_folder(folder: Path) -> int | None:
         return None  # a folder cannot be opened, nor locked; server.py locks none here
 
-    def _lock_folder(fd: int) -> bool:
-        return True
-
 else:
     import fcntl
 
@@ -110,9 +107,6 @@ else:
 
     def _lock_folder(fd: int) -> bool:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return False
+            return _lock(fd)
         except OSError:
-            pass  # a file system without locks, as server.py takes it
-        return True
+            return True  # a file system without locks, as server.py takes it
