@@ -71,3 +71,17 @@ def tune_collector() -> None:
     """
     gc.freeze()
     gc.set_threshold(*COLLECTOR_THRESHOLDS)
+
+
+def leave_to_the_system() -> None:
+    """Let the interpreter end without walking what the command left behind.
+
+    Once a run is over, what it built (pages, states, plans, resolutions) is garbage,
+    most of it held in reference cycles (futures and their callbacks, resolver
+    structures), and the collector's last pass at exit walked and freed it one object
+    at a time: 120,000 objects and 0.1 to 0.2 s on the benchmark, cold or warm. Frozen,
+    it is left to the operating system, which takes the whole process back at once.
+    Call it only when the process is about to exit: frozen objects are never
+    finalized (every file and process the commands open is closed before they return).
+    """
+    gc.freeze()

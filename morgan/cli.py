@@ -22,7 +22,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from morgan import __version__
-from morgan.allocator import tune_allocator, tune_collector
+from morgan.allocator import leave_to_the_system, tune_allocator, tune_collector
 from morgan.bundle import export_bundle
 from morgan.config import MirrorConfig
 from morgan.errors import MorganError, UsageError
@@ -612,4 +612,5 @@ def entry_point() -> None:
     code = main()
     # The work is over: an interrupt while the interpreter winds down changes nothing.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    leave_to_the_system()
     sys.exit(code)

@@ -48,3 +48,42 @@ def test_download_chunks_stay_below_the_mapping_threshold() -> None:
     # A chunk's bytes object (its data and a small header) must come from the heap: at
     # or above the threshold, every chunk was mapped, faulted in page by page, unmapped.
     assert CHUNK_SIZE + 4096 <= MMAP_THRESHOLD
+
+
+# A command's leftovers in a reference cycle, with a finalizer that says when it runs,
+# then the console script's exit (``morgan version``). The collector is off, as a
+# mirror run's rarely comes by (see tune_collector): only the exit could walk them.
+_LEFTOVERS_THEN_EXIT = """
+import gc, sys
+from morgan.cli import entry_point
+gc.disable()
+class Leftover:
+    def __del__(self):
+        print("walked at exit", flush=True)
+leftover = Leftover()
+leftover.cycle = leftover
+del leftover
+sys.argv = ["morgan", "version"]
+entry_point()
+"""
+
+
+def test_the_console_script_leaves_what_a_command_built_to_the_system() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _LEFTOVERS_THEN_EXIT],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert result.stdout.startswith("morgan ")  # the command's output is all there
+    assert "walked at exit" not in result.stdout  # nothing walked the garbage at the end
+
+
+def test_without_it_python_walks_the_garbage_at_exit() -> None:
+    # the test above can fail: the same leftovers, with a plain exit, are finalized
+    code = _LEFTOVERS_THEN_EXIT.replace("entry_point()", "sys.exit(0)")
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "walked at exit" in result.stdout
