@@ -6,7 +6,8 @@ downloads of files already chosen wait on nobody. With one first-come queue, a
 resolution's next question would queue behind its own guesses and a gigabyte of
 downloads. So each worker takes *urgent* work (someone waits for it) first, then
 work *ahead* of need, then *background* work; and queued work that someone turns
-out to wait for can be hurried into the urgent lane.
+out to wait for can be hurried into the urgent lane (or, from the background, into the
+lane ahead, when a resolution says it will want it soon).
 """
 
 from __future__ import annotations
@@ -40,11 +41,16 @@ def cancel(future: Future[Any]) -> None:
 class _Job:
     """One call, run once however many times it is queued."""
 
-    def __init__(self, future: Future[Any], fn: Callable[..., Any], args: Any, kwargs: Any):
+    def __init__(
+        self, future: Future[Any], fn: Callable[..., Any], args: Any, kwargs: Any, lane: int
+    ):
         self.future = future
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
+        #: The most urgent lane it is queued in (two threads hurrying it at once may
+        #: queue it twice in one lane: it still runs once).
+        self.lane = lane
         self._claimed = False
         self._lock = threading.Lock()
 
@@ -99,15 +105,20 @@ class LanePool(Executor):
     def submit_background(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         return self._put(BACKGROUND, fn, args, kwargs)
 
-    def hurry(self, future: Future[Any]) -> None:
-        """Move queued work into the urgent lane: someone now waits for it.
+    def hurry(self, future: Future[Any], lane: int = URGENT) -> None:
+        """Move queued work into a more urgent lane: someone now waits for it (``URGENT``),
+        or will soon (``AHEAD``, for work queued in the background).
 
         The job also stays queued where it was, and runs once, from whichever entry
         a worker takes first (or is cancelled there by ``shutdown``).
         """
-        job = self._waiting.pop(future, None)  # None: started, done, urgent, or not ours
-        if job is not None and not self._closed.is_set():
-            self._enqueue(URGENT, job)
+        job = self._waiting.get(future)  # None: started, done, urgent, or not ours
+        if job is None or job.lane <= lane or self._closed.is_set():
+            return
+        job.lane = lane
+        if lane == URGENT:
+            self._waiting.pop(future, None)
+        self._enqueue(lane, job)
 
     def _enqueue(self, lane: int, job: _Job | None) -> None:
         self._lanes[lane].append(job)
@@ -117,7 +128,7 @@ class LanePool(Executor):
         if self._closed.is_set():
             raise RuntimeError("cannot schedule new work after shutdown")
         future: Future[T] = Future()
-        job = _Job(future, fn, args, kwargs)
+        job = _Job(future, fn, args, kwargs, lane)
         if lane != URGENT:
             self._waiting[future] = job
         self._enqueue(lane, job)

@@ -281,10 +281,11 @@ class UpstreamSource:
                 return self._pool.submit_background(fn, *args)
         return self._pool.submit(fn, *args)
 
-    def _hurry(self, future: Future[Any]) -> None:
-        """Someone waits for this work now: if it is still queued, it goes next."""
+    def _hurry(self, future: Future[Any], lane: int = URGENT) -> None:
+        """Someone waits for this work now (or will soon, ``AHEAD``): if it is still
+        queued in a later lane, it moves up."""
         if isinstance(self._pool, LanePool):
-            self._pool.hurry(future)
+            self._pool.hurry(future, lane)
 
     def _page_done(self, name: NormalizedName, future: Future[PageFetch]) -> None:
         with contextlib.suppress(Exception):
@@ -664,6 +665,10 @@ class UpstreamSource:
             job = self._queued_jobs.pop(file.file.filename, None)
             if job is not None:
                 self._hurry(job)
+        elif lane == AHEAD:  # a chosen file a resolution will read soon: before the others
+            job = self._queued_jobs.get(file.file.filename)
+            if job is not None:
+                self._hurry(job, AHEAD)
         return future
 
     def sdist_dependencies(self) -> dict[str, Dependencies]:

@@ -8,7 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 
 import pytest
 
-from morgan.pool import LanePool
+from morgan.pool import AHEAD, BACKGROUND, LanePool
 
 
 def blocked_pool() -> tuple[LanePool, threading.Event, Future[None]]:
@@ -60,6 +60,23 @@ def test_hurried_work_runs_next_and_only_once(lane: str) -> None:
     pool.shutdown(wait=True)
     assert order == ["c", "a", "b"]
     assert all(future.done() for future in futures.values())
+
+
+def test_background_work_asked_for_ahead_moves_up_a_lane_and_can_still_be_hurried() -> None:
+    pool, release, _ = blocked_pool()
+    order: list[str] = []
+    background = {name: pool.submit_background(order.append, name) for name in ("a", "b", "c")}
+    ahead = pool.submit_ahead(order.append, "guess")
+    pool.hurry(background["c"], AHEAD)  # after the work queued ahead before it
+    pool.hurry(background["c"], AHEAD)  # twice: still once
+    pool.hurry(background["b"], AHEAD)
+    pool.hurry(background["b"])  # then someone waits for it: next
+    pool.hurry(ahead, BACKGROUND)  # never down a lane
+    urgent = pool.submit(order.append, "urgent")
+    pool.hurry(urgent, AHEAD)  # nor out of the urgent one
+    release.set()
+    pool.shutdown(wait=True)
+    assert order == ["b", "urgent", "guess", "c", "a"]
 
 
 def test_results_and_errors_reach_the_future() -> None:

@@ -8,7 +8,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Iterator
-from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from builders import build_wheel
 from packaging.utils import NormalizedName
 from upstream import FixtureIndex
 
+from morgan.errors import UpstreamError
 from morgan.index import IndexClient
 from morgan.metadata import parse_core_metadata
 from morgan.models import DistributionFile, ReleaseFile
@@ -95,6 +96,48 @@ def test_a_page_someone_waits_for_goes_before_pages_asked_for_ahead(tmp_path: Pa
     pool.shutdown(wait=True)
     assert client.asked[0] == "needed"
     assert sorted(client.asked) == ["ahead-1", "ahead-2", "needed"]  # each asked once
+
+
+class _RecordingTransfers:
+    """Notes the order files are transferred in, and fails each (only the order counts)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def transfer(self, file: DistributionFile, *args: object, **kwargs: object) -> None:
+        self.asked.append(file.filename)
+        raise UpstreamError(file.url, "not served here")
+
+    def cancel(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def test_a_chosen_file_a_resolution_asks_for_ahead_goes_before_other_chosen_files(
+    tmp_path: Path,
+) -> None:
+    # Files chosen go to the background lane; a build resolution about to read an sdist
+    # among them asks for it ahead, and it must not wait for the hundreds queued before.
+    pool = LanePool(1)
+    release = threading.Event()
+    started = threading.Event()
+    pool.submit(lambda: (started.set(), release.wait(10)))
+    assert started.wait(10)
+    transfers = _RecordingTransfers()
+    source = UpstreamSource(
+        IndexClient("https://index.example/simple/"),
+        pool,
+        FetchOptions(index_path=tmp_path, package_type_regex="(whl|tar\\.gz)"),
+        transfers=transfers,  # type: ignore[arg-type]
+    )
+    demo = NormalizedName("demo")
+    chosen = [release_file(f"demo-{n}.0.tar.gz", 100, False) for n in (1, 2, 3)]
+    fetches = [source.fetch(demo, file, background=True) for file in chosen]
+    source.fetch(demo, chosen[2], ahead=True)
+    release.set()
+    wait(fetches, timeout=10)
+    pool.shutdown(wait=True)
+    assert transfers.asked == ["demo-3.0.tar.gz", "demo-1.0.tar.gz", "demo-2.0.tar.gz"]
 
 
 @contextlib.contextmanager
