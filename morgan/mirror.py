@@ -192,11 +192,13 @@ class Mirrorer:
             self._error(message)
         try:
             tree_stands = False
-            self._prefetch_known_pages(source)
+            mirrored_before = self._prefetch_known_pages(source)
             reused = self._reuse_plans(source, inputs)
             if reused is not None:
                 plans, findings = reused.plans, reused.findings
             else:
+                if not mirrored_before and scratch is None:
+                    transfers.start()  # a new tree: every file is to be downloaded
                 findings = Findings()
                 plans = self._await(
                     [planners.submit(self._plan, source, findings, env) for env in envs]
@@ -258,8 +260,8 @@ class Mirrorer:
 
     # -- steps ----------------------------------------------------------------
 
-    def _prefetch_known_pages(self, source: UpstreamSource) -> None:
-        """Fetch at once the pages of every project an earlier run mirrored.
+    def _prefetch_known_pages(self, source: UpstreamSource) -> int:
+        """Fetch at once the pages of every project an earlier run mirrored; how many.
 
         On a re-run this turns a walk of the graph, level by level, into one round
         of concurrent requests (conditional where the index allows). A page nobody
@@ -269,7 +271,8 @@ class Mirrorer:
         try:
             entries = sorted(entry.name for entry in os.scandir(index) if entry.is_dir())
         except OSError:
-            return
+            return 0
+        known = 0
         for name in entries:
             if name.startswith("."):
                 continue
@@ -280,6 +283,8 @@ class Mirrorer:
             state = source.state(NormalizedName(name))
             if state.page is not None or state.verified:  # mirrored here before
                 source.prefetch(NormalizedName(name))
+                known += 1
+        return known
 
     def _reuse_plans(self, source: UpstreamSource, inputs: str) -> _Reused | None:
         """The last run's plans, if they were made from the same inputs and pages."""

@@ -4,8 +4,9 @@ A cold run is bound by one core running Python. The resolving threads, the pages
 being parsed and written, and thirty-odd threads streaming, hashing, syncing and
 renaming files all take turns on one interpreter lock. ``DownloadProcess`` moves
 the streaming into a child interpreter with its own lock, on the other core; the
-resolvers keep this one to themselves. The child is started by the first transfer
-(a run with every file already in place never starts it) and ends with the run.
+resolvers keep this one to themselves. The child is started as a new tree's planning
+begins (every file is to come), else by the first transfer (a re-run with every file
+already in place never starts it), and ends with the run.
 
 The child runs ``morgan.transfers.main`` with this process's ``sys.path`` (never the
 folder it was started in). It reads requests as JSON lines on its stdin and answers
@@ -89,6 +90,9 @@ class Transfers(Protocol):
         """``on_metadata`` gets a wheel's METADATA once its bytes are verified."""
         ...
 
+    def start(self) -> None:
+        """Get ready before the first transfer comes (a hint: it may do nothing)."""
+
     def cancel(self) -> None:
         """Stop every transfer where it stands (their parts stay, for the next run)."""
 
@@ -119,6 +123,9 @@ class LocalTransfers:
             on_bytes=on_bytes,
             on_verified=_metadata_reader(project, on_metadata),
         )
+
+    def start(self) -> None:
+        pass
 
     def cancel(self) -> None:
         pass  # each transfer watches the run's cancel event itself
@@ -246,6 +253,14 @@ class DownloadProcess:
                 return cast(DownloadResult, value)
             elif kind == "error":
                 raise value
+
+    def start(self) -> None:
+        """Start the child now rather than at the first transfer: its interpreter takes a
+        tenth of a second to be ready, which the first transfers, those a resolution
+        waits for, would otherwise wait out."""
+        with self._lock:
+            if not self._closed and self._ended is None:
+                self._start()
 
     def cancel(self) -> None:
         with self._lock:

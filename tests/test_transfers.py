@@ -414,6 +414,40 @@ def test_a_mirror_is_the_same_whether_files_come_through_the_process_or_not(
     assert any(name.endswith(".whl.metadata") for name in through)
 
 
+def test_a_new_tree_starts_the_process_before_its_first_transfer_and_a_rerun_never(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The child's interpreter takes a tenth of a second to be ready: a new tree starts it
+    # while its first pages come in. A re-run, whose files are all in place, never does,
+    # whether its plans stand or are made again (another configuration).
+    events: list[str] = []
+    real = mirror_module.DownloadProcess
+
+    class Spied(real):  # type: ignore[misc, valid-type]
+        def start(self) -> None:
+            events.append("start")
+            super().start()
+
+        def transfer(self, *args: object, **kwargs: object) -> DownloadResult:
+            events.append("transfer")
+            return super().transfer(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(mirror_module, "DownloadProcess", Spied)
+    tree = tmp_path / "tree"
+    with FixtureIndex("json") as upstream:
+        populate_graph(upstream, tmp_path / "dists")
+        assert run_mirror(upstream, tree, capsys) == 0
+        assert events[:2] == ["start", "transfer"]
+        events.clear()
+        assert run_mirror(upstream, tree, capsys) == 0  # the plans stand
+        config = write_config(tmp_path / "other.ini", ENVIRONMENTS, GRAPH_REQUIREMENTS[:-1])
+        code = main(
+            ["-i", str(tree), "-c", str(config), "-I", upstream.url, "mirror", "--skip-server-copy"]
+        )
+        assert code == 0
+    assert events == []
+
+
 def test_callbacks_run_on_the_waiting_thread_which_may_transfer_again(
     tmp_path: Path, index: FixtureIndex, client: IndexClient, process: DownloadProcess
 ) -> None:
