@@ -12,8 +12,9 @@ The child runs ``morgan.transfers.main`` with this process's ``sys.path`` (never
 folder it was started in). It reads requests as JSON lines on its stdin and answers
 on its stdout: that it is ready, then per file the bytes received, a wheel's METADATA
 as soon as its bytes are verified (a resolution may be waiting for its dependencies),
-then the file's digest or the error. A child that ends before it is ready (an
-interpreter that cannot run it) leaves the transfers to this process, with a warning.
+then the file's digest or the error. A child that cannot be started (no interpreter
+there, no process left to fork), or ends before it is ready (an interpreter that
+cannot run it), leaves the transfers to this process, with a warning.
 It knows nothing of the run but the index clients it was given (their recipes,
 credentials included: it is this user's own process), and stops what it is doing
 when told to cancel, or when its stdin closes because this process is gone. Ctrl-C
@@ -151,8 +152,8 @@ class DownloadProcess:
 
     Each transfer waits on its own queue, and the callbacks run on the waiting thread, as
     they would in this process: the thread reading the child's answers runs nobody's code.
-    A child that cannot start (it ends before it says it is ready) is not fatal: the
-    run's files are then transferred here, with a warning.
+    A child that cannot start (it cannot be spawned, or ends before it says it is ready)
+    is not fatal: the run's files are then transferred here, with a warning.
     """
 
     def __init__(self, client: Upstream, threads: int) -> None:
@@ -260,7 +261,8 @@ class DownloadProcess:
         waits for, would otherwise wait out."""
         with self._lock:
             if not self._closed and self._ended is None:
-                self._start()
+                with contextlib.suppress(DownloadProcessError):  # said, and done here
+                    self._start()
 
     def cancel(self) -> None:
         with self._lock:
@@ -299,12 +301,21 @@ class DownloadProcess:
             return
         level = logging.getLogger("morgan").getEffectiveLevel()
         command = [sys.executable, "-c", _BOOTSTRAP, json.dumps(sys.path)]
-        process = subprocess.Popen(
-            [*command, str(self.threads), str(level)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=None if _usable_stderr() else subprocess.DEVNULL,
-        )
+        try:
+            process = subprocess.Popen(
+                [*command, str(self.threads), str(level)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=None if _usable_stderr() else subprocess.DEVNULL,
+            )
+        except OSError as error:  # no interpreter there, no process left to fork
+            self._unusable = True
+            self._ended = f"it could not be started ({error.strerror or error})"
+            log.warning(
+                "the download process could not start (%s); downloading in this process",
+                error.strerror or error,
+            )
+            raise DownloadProcessError(self._ended) from None
         self._process = process
         self._reader = threading.Thread(
             target=self._read, name="morgan-download-process", daemon=True

@@ -504,6 +504,37 @@ def test_a_child_that_cannot_start_leaves_the_transfers_to_this_process(
     ]
 
 
+@pytest.mark.parametrize("ahead", [True, False], ids=["started-ahead", "at-first-transfer"])
+def test_a_child_that_cannot_be_spawned_leaves_the_transfers_to_this_process(
+    tmp_path: Path,
+    index: FixtureIndex,
+    client: IndexClient,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    caplog: pytest.LogCaptureFixture,
+    ahead: bool,
+) -> None:
+    wheel = index.add(build_wheel(tmp_path / "dists", "alpha", "1.0"))
+    file = only_file(client, "alpha")
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
+    process = DownloadProcess(client, threads=2)
+    try:
+        if ahead:
+            process.start()  # a hint: not an error of the run
+        for attempt in ("first", "second"):
+            dest = tmp_path / attempt / wheel.filename
+            result = process.transfer(file, dest, "alpha", cancel=threading.Event())
+            assert result.sha256 == wheel.sha256() and dest.read_bytes() == wheel.path.read_bytes()
+    finally:
+        process.close()
+    assert process.pid is None
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [
+        "the download process could not start (No such file or directory); "
+        "downloading in this process"
+    ]
+
+
 def test_a_child_whose_answers_cannot_be_sent_keeps_the_part(
     tmp_path: Path, index: FixtureIndex
 ) -> None:
