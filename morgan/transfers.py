@@ -142,6 +142,9 @@ _Event = tuple[str, Any]
 #: The child's command: its imports resolve as this process's did (``sys.path`` is given
 #: whole), never from whatever folder the run was started in.
 _BOOTSTRAP = (
+    # Ctrl-C reaches the whole process group: ignored before the imports (a tenth of a
+    # second), or one during them ends the child with a traceback
+    "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
     "import json, sys; sys.path[:] = json.loads(sys.argv.pop(1)); "
     "from morgan.transfers import main; sys.exit(main(sys.argv[1:]))"
 )

@@ -39,6 +39,7 @@ from morgan.pool import LanePool
 from morgan.sources import FetchOptions, UpstreamSource
 from morgan.tls import TLSSettings
 from morgan.transfers import (
+    _BOOTSTRAP,
     DownloadProcess,
     DownloadProcessError,
     LocalTransfers,
@@ -533,6 +534,30 @@ def test_a_child_that_cannot_be_spawned_leaves_the_transfers_to_this_process(
         "the download process could not start (No such file or directory); "
         "downloading in this process"
     ]
+
+
+def test_the_child_ignores_ctrl_c_before_its_imports(tmp_path: Path) -> None:
+    # The terminal's Ctrl-C reaches the child too; the run handles it and tells the child.
+    # A stand-in for morgan.transfers reports what SIGINT does while it is imported.
+    stand_in = tmp_path / "path" / "morgan"
+    stand_in.mkdir(parents=True)
+    (stand_in / "__init__.py").write_text("")
+    (stand_in / "transfers.py").write_text(
+        "import signal\n"
+        "IGNORED = signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
+        "def main(argv):\n"
+        "    print('ignored' if IGNORED else 'not ignored')\n"
+        "    return 0\n"
+    )
+    search = json.dumps([str(tmp_path / "path"), *sys.path])
+    result = subprocess.run(
+        [sys.executable, "-c", _BOOTSTRAP, search, "2", "20"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == "ignored"
 
 
 def test_a_child_whose_answers_cannot_be_sent_keeps_the_part(
