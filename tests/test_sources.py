@@ -76,12 +76,18 @@ class _RecordingClient:
         self.asked.append(name)
 
 
-def test_a_page_someone_waits_for_goes_before_pages_asked_for_ahead(tmp_path: Path) -> None:
+def busy_pool() -> tuple[LanePool, threading.Event]:
+    """A one-worker pool, busy until the event is set: what is queued meanwhile waits."""
     pool = LanePool(1)
     release = threading.Event()
     started = threading.Event()
     pool.submit(lambda: (started.set(), release.wait(10)))
     assert started.wait(10)
+    return pool, release
+
+
+def test_a_page_someone_waits_for_goes_before_pages_asked_for_ahead(tmp_path: Path) -> None:
+    pool, release = busy_pool()
     client = _RecordingClient()
     source = UpstreamSource(
         client,  # type: ignore[arg-type]
@@ -118,11 +124,7 @@ def test_a_chosen_file_a_resolution_asks_for_ahead_goes_before_other_chosen_file
 ) -> None:
     # Files chosen go to the background lane; a build resolution about to read an sdist
     # among them asks for it ahead, and it must not wait for the hundreds queued before.
-    pool = LanePool(1)
-    release = threading.Event()
-    started = threading.Event()
-    pool.submit(lambda: (started.set(), release.wait(10)))
-    assert started.wait(10)
+    pool, release = busy_pool()
     transfers = _RecordingTransfers()
     source = UpstreamSource(
         IndexClient("https://index.example/simple/"),
