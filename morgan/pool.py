@@ -1,4 +1,4 @@
-"""One bounded pool of threads for all network work, with three lanes.
+"""One bounded pool of threads for all network work, with four lanes.
 
 Resolution waits on pages, metadata and the small files it reads dependencies
 from; it also asks, ahead of need, for what it will probably want next; and the
@@ -8,6 +8,10 @@ downloads. So each worker takes *urgent* work (someone waits for it) first, then
 work *ahead* of need, then *background* work; and queued work that someone turns
 out to wait for can be hurried into the urgent lane (or, from the background, into the
 lane ahead, when a resolution says it will want it soon).
+
+Background work that takes *long* (a large download) has a lane of its own, before
+the short: queued behind hundreds of small files, the largest wheels started last
+and ended the run alone, with the small ones long done.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ T = TypeVar("T")
 
 URGENT = 0
 AHEAD = 1
-BACKGROUND = 2
-_STOP = 3
+LONG = 2
+BACKGROUND = 3
+_STOP = 4
 
 
 def cancel(future: Future[Any]) -> None:
@@ -73,8 +78,8 @@ class _Job:
 
 
 class LanePool(Executor):
-    """``max_workers`` threads; ``submit`` is urgent, ``submit_ahead`` and
-    ``submit_background`` are not (in that order).
+    """``max_workers`` threads; ``submit`` is urgent, ``submit_ahead``,
+    ``submit_long`` and ``submit_background`` are not (in that order).
 
     Thirty-odd threads share one GIL here, and a Python lock that a thread holds
     when the GIL moves on stalls every thread that wants it (a lock convoy: four
@@ -101,6 +106,10 @@ class LanePool(Executor):
 
     def submit_ahead(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         return self._put(AHEAD, fn, args, kwargs)
+
+    def submit_long(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        """Background work that takes long: before the rest of the background."""
+        return self._put(LONG, fn, args, kwargs)
 
     def submit_background(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         return self._put(BACKGROUND, fn, args, kwargs)

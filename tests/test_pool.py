@@ -1,5 +1,5 @@
 """The pool's lanes (morgan/pool.py): what a resolution waits for goes first, then what
-it will probably want, then the downloads nobody waits for."""
+it will probably want, then the downloads nobody waits for (the long ones first)."""
 
 from __future__ import annotations
 
@@ -48,10 +48,28 @@ def test_work_ahead_of_need_goes_between_urgent_and_background_work() -> None:
     assert order == ["urgent", "guess", "download"]
 
 
-@pytest.mark.parametrize("lane", ["ahead", "background"])
+def test_long_background_work_goes_after_work_ahead_and_before_other_background_work() -> None:
+    pool, release, _ = blocked_pool()
+    order: list[str] = []
+    pool.submit_background(order.append, "small-1")
+    pool.submit_long(order.append, "large-1")
+    pool.submit_background(order.append, "small-2")
+    pool.submit_long(order.append, "large-2")
+    pool.submit_ahead(order.append, "guess")
+    pool.submit(order.append, "urgent")
+    release.set()
+    pool.shutdown(wait=True)
+    assert order == ["urgent", "guess", "large-1", "large-2", "small-1", "small-2"]
+
+
+@pytest.mark.parametrize("lane", ["ahead", "long", "background"])
 def test_hurried_work_runs_next_and_only_once(lane: str) -> None:
     pool, release, _ = blocked_pool()
-    submit = pool.submit_ahead if lane == "ahead" else pool.submit_background
+    submit = {
+        "ahead": pool.submit_ahead,
+        "long": pool.submit_long,
+        "background": pool.submit_background,
+    }[lane]
     order: list[str] = []
     futures = {name: submit(order.append, name) for name in ("a", "b", "c")}
     pool.hurry(futures["c"])
@@ -67,16 +85,18 @@ def test_background_work_asked_for_ahead_moves_up_a_lane_and_can_still_be_hurrie
     order: list[str] = []
     background = {name: pool.submit_background(order.append, name) for name in ("a", "b", "c")}
     ahead = pool.submit_ahead(order.append, "guess")
+    long = pool.submit_long(order.append, "large")
     pool.hurry(background["c"], AHEAD)  # after the work queued ahead before it
     pool.hurry(background["c"], AHEAD)  # twice: still once
     pool.hurry(background["b"], AHEAD)
     pool.hurry(background["b"])  # then someone waits for it: next
     pool.hurry(ahead, BACKGROUND)  # never down a lane
+    pool.hurry(long, BACKGROUND)
     urgent = pool.submit(order.append, "urgent")
     pool.hurry(urgent, AHEAD)  # nor out of the urgent one
     release.set()
     pool.shutdown(wait=True)
-    assert order == ["b", "urgent", "guess", "c", "a"]
+    assert order == ["b", "urgent", "guess", "c", "large", "a"]
 
 
 def test_results_and_errors_reach_the_future() -> None:

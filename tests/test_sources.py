@@ -23,6 +23,7 @@ from morgan.metadata import parse_core_metadata
 from morgan.models import DistributionFile, ReleaseFile
 from morgan.pool import LanePool
 from morgan.sources import (
+    LONG_DOWNLOAD_SIZE,
     METADATA_FIRST_SIZE,
     FetchOptions,
     Memo,
@@ -31,7 +32,7 @@ from morgan.sources import (
 )
 
 
-def release_file(filename: str, size: int, metadata: bool) -> ReleaseFile:
+def release_file(filename: str, size: int | None, metadata: bool) -> ReleaseFile:
     file = DistributionFile(
         filename=filename,
         url=f"https://index.example/files/{filename}",
@@ -140,6 +141,38 @@ def test_a_chosen_file_a_resolution_asks_for_ahead_goes_before_other_chosen_file
     wait(fetches, timeout=10)
     pool.shutdown(wait=True)
     assert transfers.asked == ["demo-3.0.tar.gz", "demo-1.0.tar.gz", "demo-2.0.tar.gz"]
+
+
+def test_a_large_chosen_file_goes_before_the_small_ones_chosen_before_it(
+    tmp_path: Path,
+) -> None:
+    # Queued behind hundreds of small files, a large wheel would start last and end the
+    # run alone; it still waits for what a resolution asks for ahead.
+    pool, release = busy_pool()
+    transfers = _RecordingTransfers()
+    source = UpstreamSource(
+        IndexClient("https://index.example/simple/"),
+        pool,
+        FetchOptions(index_path=tmp_path, package_type_regex="(whl|tar\\.gz)"),
+        transfers=transfers,  # type: ignore[arg-type]
+    )
+    demo = NormalizedName("demo")
+    small = [release_file(f"demo-{n}.0.tar.gz", 100, False) for n in (1, 2)]
+    large = release_file("demo-3.0.tar.gz", LONG_DOWNLOAD_SIZE, False)
+    unknown = release_file("demo-4.0.tar.gz", None, False)  # no size given: not known large
+    needed = release_file("demo-5.0.tar.gz", 100, False)
+    fetches = [source.fetch(demo, file, background=True) for file in (*small, large, unknown)]
+    fetches.append(source.fetch(demo, needed, ahead=True))
+    release.set()
+    wait(fetches, timeout=10)
+    pool.shutdown(wait=True)
+    assert transfers.asked == [
+        "demo-5.0.tar.gz",
+        "demo-3.0.tar.gz",
+        "demo-1.0.tar.gz",
+        "demo-2.0.tar.gz",
+        "demo-4.0.tar.gz",
+    ]
 
 
 @contextlib.contextmanager
