@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from packaging.requirements import Requirement
@@ -42,6 +43,8 @@ JOINT_LABEL = "the requirements together"
 #: mostly finds it going forward (the newest release with a wheel, or one a step
 #: back); on the benchmark, every search that went past 300 rounds gave up at 1,000.
 WHEELS_ONLY_ROUNDS = 300
+#: Wheels-only searches of one environment run side by side, at most this many at once.
+WHEELS_ONLY_SEARCHES = 4
 
 
 @dataclass
@@ -182,6 +185,9 @@ def plan_environment(
             (plan.errors if failure_is_error else plan.warnings).append(failure)
             return None
         plan.add(resolution)
+        # Its sdists' build requirements are resolved last, and each sdist must be
+        # downloaded to read them: they start now, before the other chosen files.
+        _prefetch_sdists(view, resolution.pins.values())
         return resolution
 
     if not lines:
@@ -215,6 +221,7 @@ def plan_environment(
             if resolution is not None:
                 plan.joint.append(resolution)
                 defaults.append(resolution)
+    variants: list[Task] = []
     for resolution in defaults:
         sdist_only = resolution.needs_building
         if not sdist_only:
@@ -234,14 +241,39 @@ def plan_environment(
                 f"{', '.join(hopeless)} has a wheel for {view.environment.name}"
             )
             continue
-        try:
-            found = resolve(view, variant, max_rounds=WHEELS_ONLY_ROUNDS)
-            plan.add(found)
-        except ResolutionFailure as failure:
-            plan.no_wheel.append(str(failure))
+        variants.append(variant)
+    for outcome in _search_wheels_only(view, list(dict.fromkeys(variants))):
+        if isinstance(outcome, ResolutionFailure):
+            plan.no_wheel.append(str(outcome))
+        else:
+            plan.add(outcome)
     _plan_builds(view, plan)
     log.debug("%s: %d resolutions, %d versions", env, len(plan.resolutions), len(plan.pins()))
     return plan
+
+
+def _search_wheels_only(
+    view: EnvironmentView, variants: Sequence[Task]
+) -> list[Resolution | ResolutionFailure]:
+    """The wheels-only resolutions, side by side; each outcome in the order asked.
+
+    A wheels-only search backtracks over older versions, and waits for each one's
+    metadata in turn: one after the other, an environment's searches kept its
+    planning going a second and a half after everything else was resolved (50 ms
+    from the index). Their outcomes are kept in order, so the plan is the same.
+    """
+
+    def search(variant: Task) -> Resolution | ResolutionFailure:
+        try:
+            return resolve(view, variant, max_rounds=WHEELS_ONLY_ROUNDS)
+        except ResolutionFailure as failure:
+            return failure
+
+    if len(variants) < 2:
+        return [search(variant) for variant in variants]
+    workers = min(len(variants), WHEELS_ONLY_SEARCHES)
+    with ThreadPoolExecutor(workers, thread_name_prefix="morgan-wheels-only") as searches:
+        return list(searches.map(search, variants))
 
 
 def _plan_builds(view: EnvironmentView, plan: EnvironmentPlan) -> None:

@@ -162,12 +162,12 @@ class Findings:
 class EnvironmentView:
     """An index as one environment sees it: its releases and their dependencies there.
 
-    Shared by every resolution of that environment (one thread), so each page is
-    ranked and each version's dependencies evaluated once. Look-aheads run on pool
-    threads too: the memos of releases, allowed releases, candidates and requirements
-    are read without a lock (a dict read is one step, and they are read at every step of
-    every resolution) and filled with ``setdefault``, so every thread gets the first
-    object made for a key.
+    Shared by every resolution of that environment (on its planner's thread, and the
+    threads of its wheels-only searches), so each page is ranked and each version's
+    dependencies evaluated once. Look-aheads run on pool threads too: the memos of
+    releases, allowed releases, candidates and requirements are read without a lock (a
+    dict read is one step, and they are read at every step of every resolution) and
+    filled with ``setdefault``, so every thread gets the first object made for a key.
     """
 
     def __init__(self, source: ProjectSource, environment: Environment, findings: Findings) -> None:

@@ -6,16 +6,20 @@ the two questions a resolution asks (a project's files, a file's dependencies).
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
+
 import pytest
 from memory_index import MemoryIndex
 from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
+from packaging.utils import NormalizedName, canonicalize_name
 from support import ENVIRONMENTS
 
 from morgan import resolve as resolve_module
 from morgan.environments import Environment
 from morgan.errors import DistributionError, UpstreamError
 from morgan.metadata import Dependencies
+from morgan.models import ReleaseFile
 from morgan.plan import EnvironmentPlan, applicable_lines, plan_environment, prove
 from morgan.provider import EnvironmentView, Findings, ProjectRequirement
 from morgan.resolve import ResolutionFailure, Task, resolve
@@ -296,6 +300,77 @@ def test_wheels_only_where_a_default_needs_an_sdist() -> None:
     # pure has no wheel at all: said, not an error
     assert result.no_wheel and "pure" in result.no_wheel[0]
     assert not result.errors
+
+
+class _Meeting(MemoryIndex):
+    """Answers for the files in ``meet`` only once all of them have been asked for:
+    searches that ran one after the other would wait here until they give up."""
+
+    def __init__(self, meet: Sequence[str]) -> None:
+        super().__init__()
+        self.asked_for = {filename: threading.Event() for filename in meet}
+
+    def dependencies(self, name: NormalizedName, file: ReleaseFile) -> Dependencies:
+        asked = self.asked_for.get(file.file.filename)
+        if asked is not None:
+            asked.set()
+            for other in self.asked_for.values():
+                if not other.wait(10):
+                    raise AssertionError(f"{file.file.filename}: asked for alone")
+        return super().dependencies(name, file)
+
+
+def test_wheels_only_searches_run_side_by_side_and_keep_their_order() -> None:
+    # Each search waits for older versions' metadata one after the other; an environment's
+    # searches wait together, and the plan holds them in the order of their tasks.
+    index = _Meeting(["native-1.0-cp311-cp311-win_amd64.whl", "other-1.0-py3-none-any.whl"])
+    index.add("native-2.0.tar.gz").add("native-1.0-cp311-cp311-win_amd64.whl")
+    index.add("other-2.0.tar.gz").add("other-1.0-py3-none-any.whl")
+    result = plan(index, "native\nother", env=WINDOWS)
+    assert not result.errors and not result.no_wheel
+    searched = [r.task.label for r in result.resolutions if r.task.wheels_only]
+    assert searched == [
+        "'native' (wheels only)",
+        "'other' (wheels only)",
+        "the requirements together (wheels only)",
+    ]
+    assert {"native 1.0", "other 1.0"} <= versions(result)
+
+
+class _Recording(MemoryIndex):
+    """Notes, in order, the files whose dependencies are asked for or announced ahead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    def dependencies(self, name: NormalizedName, file: ReleaseFile) -> Dependencies:
+        self.events.append(f"read {file.file.filename}")
+        return super().dependencies(name, file)
+
+    def prefetch_dependencies(
+        self,
+        name: NormalizedName,
+        file: ReleaseFile,
+        then: object = None,
+        *,
+        unlikely: bool = False,
+    ) -> None:
+        self.events.append(f"ahead {file.file.filename}")
+
+
+def test_a_resolutions_sdists_are_read_ahead_as_soon_as_it_is_found() -> None:
+    # Build requirements are resolved last, and an sdist's can only be read from the
+    # whole sdist: its download starts with the resolution that chose it, not after all
+    # the others.
+    index = _Recording()
+    index.add("app-1.0.tar.gz", build=["flit-core"]).add("lib-1.0-py3-none-any.whl")
+    index.add("flit_core-3.9-py3-none-any.whl")
+    plan(index, "app\nlib")
+    assert "ahead app-1.0.tar.gz" in index.events
+    assert index.events.index("ahead app-1.0.tar.gz") < index.events.index(
+        "read lib-1.0-py3-none-any.whl"
+    )
 
 
 def test_build_requirements_are_resolved_like_an_isolated_build() -> None:
