@@ -185,9 +185,6 @@ def plan_environment(
             (plan.errors if failure_is_error else plan.warnings).append(failure)
             return None
         plan.add(resolution)
-        # Its sdists' build requirements are resolved last, and each sdist must be
-        # downloaded to read them: they start now, before the other chosen files.
-        _prefetch_sdists(view, resolution.pins.values())
         return resolution
 
     if not lines:

@@ -337,42 +337,6 @@ def test_wheels_only_searches_run_side_by_side_and_keep_their_order() -> None:
     assert {"native 1.0", "other 1.0"} <= versions(result)
 
 
-class _Recording(MemoryIndex):
-    """Notes, in order, the files whose dependencies are asked for or announced ahead."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[str] = []
-
-    def dependencies(self, name: NormalizedName, file: ReleaseFile) -> Dependencies:
-        self.events.append(f"read {file.file.filename}")
-        return super().dependencies(name, file)
-
-    def prefetch_dependencies(
-        self,
-        name: NormalizedName,
-        file: ReleaseFile,
-        then: object = None,
-        *,
-        unlikely: bool = False,
-    ) -> None:
-        self.events.append(f"ahead {file.file.filename}")
-
-
-def test_a_resolutions_sdists_are_read_ahead_as_soon_as_it_is_found() -> None:
-    # Build requirements are resolved last, and an sdist's can only be read from the
-    # whole sdist: its download starts with the resolution that chose it, not after all
-    # the others.
-    index = _Recording()
-    index.add("app-1.0.tar.gz", build=["flit-core"]).add("lib-1.0-py3-none-any.whl")
-    index.add("flit_core-3.9-py3-none-any.whl")
-    plan(index, "app\nlib")
-    assert "ahead app-1.0.tar.gz" in index.events
-    assert index.events.index("ahead app-1.0.tar.gz") < index.events.index(
-        "read lib-1.0-py3-none-any.whl"
-    )
-
-
 def test_build_requirements_are_resolved_like_an_isolated_build() -> None:
     index = (
         MemoryIndex()
