@@ -7,7 +7,7 @@ import contextlib
 import hashlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from morgan.pool import LanePool
 from morgan.sources import (
     LONG_DOWNLOAD_SIZE,
     METADATA_FIRST_SIZE,
+    Fetched,
     FetchOptions,
     Memo,
     TreeSource,
@@ -120,11 +121,11 @@ class _RecordingTransfers:
     def close(self) -> None: ...
 
 
-def test_a_chosen_file_a_resolution_asks_for_ahead_goes_before_other_chosen_files(
-    tmp_path: Path,
-) -> None:
-    # Files chosen go to the background lane; a build resolution about to read an sdist
-    # among them asks for it ahead, and it must not wait for the hundreds queued before.
+def transfer_order(
+    tmp_path: Path, queue: Callable[[UpstreamSource], list[Future[Fetched]]]
+) -> list[str]:
+    """The order in which the files ``queue`` fetches are transferred, all of them
+    queued while the pool's one worker is busy."""
     pool, release = busy_pool()
     transfers = _RecordingTransfers()
     source = UpstreamSource(
@@ -133,14 +134,33 @@ def test_a_chosen_file_a_resolution_asks_for_ahead_goes_before_other_chosen_file
         FetchOptions(index_path=tmp_path, package_type_regex="(whl|tar\\.gz)"),
         transfers=transfers,  # type: ignore[arg-type]
     )
-    demo = NormalizedName("demo")
-    chosen = [release_file(f"demo-{n}.0.tar.gz", 100, False) for n in (1, 2, 3)]
-    fetches = [source.fetch(demo, file, background=True) for file in chosen]
-    source.fetch(demo, chosen[2], ahead=True)
+    fetches = queue(source)
     release.set()
     wait(fetches, timeout=10)
     pool.shutdown(wait=True)
-    assert transfers.asked == ["demo-3.0.tar.gz", "demo-1.0.tar.gz", "demo-2.0.tar.gz"]
+    return transfers.asked
+
+
+DEMO = NormalizedName("demo")
+
+
+def test_a_chosen_file_a_resolution_asks_for_ahead_goes_before_other_chosen_files(
+    tmp_path: Path,
+) -> None:
+    # Files chosen go to the background lane; a build resolution about to read an sdist
+    # among them asks for it ahead, and it must not wait for the hundreds queued before.
+    chosen = [release_file(f"demo-{n}.0.tar.gz", 100, False) for n in (1, 2, 3)]
+
+    def queue(source: UpstreamSource) -> list[Future[Fetched]]:
+        fetches = [source.fetch(DEMO, file, background=True) for file in chosen]
+        source.fetch(DEMO, chosen[2], ahead=True)
+        return fetches
+
+    assert transfer_order(tmp_path, queue) == [
+        "demo-3.0.tar.gz",
+        "demo-1.0.tar.gz",
+        "demo-2.0.tar.gz",
+    ]
 
 
 def test_a_large_chosen_file_goes_before_the_small_ones_chosen_before_it(
@@ -148,25 +168,17 @@ def test_a_large_chosen_file_goes_before_the_small_ones_chosen_before_it(
 ) -> None:
     # Queued behind hundreds of small files, a large wheel would start last and end the
     # run alone; it still waits for what a resolution asks for ahead.
-    pool, release = busy_pool()
-    transfers = _RecordingTransfers()
-    source = UpstreamSource(
-        IndexClient("https://index.example/simple/"),
-        pool,
-        FetchOptions(index_path=tmp_path, package_type_regex="(whl|tar\\.gz)"),
-        transfers=transfers,  # type: ignore[arg-type]
-    )
-    demo = NormalizedName("demo")
     small = [release_file(f"demo-{n}.0.tar.gz", 100, False) for n in (1, 2)]
     large = release_file("demo-3.0.tar.gz", LONG_DOWNLOAD_SIZE, False)
     unknown = release_file("demo-4.0.tar.gz", None, False)  # no size given: not known large
     needed = release_file("demo-5.0.tar.gz", 100, False)
-    fetches = [source.fetch(demo, file, background=True) for file in (*small, large, unknown)]
-    fetches.append(source.fetch(demo, needed, ahead=True))
-    release.set()
-    wait(fetches, timeout=10)
-    pool.shutdown(wait=True)
-    assert transfers.asked == [
+
+    def queue(source: UpstreamSource) -> list[Future[Fetched]]:
+        chosen = (*small, large, unknown)
+        fetches = [source.fetch(DEMO, file, background=True) for file in chosen]
+        return [*fetches, source.fetch(DEMO, needed, ahead=True)]
+
+    assert transfer_order(tmp_path, queue) == [
         "demo-5.0.tar.gz",
         "demo-3.0.tar.gz",
         "demo-1.0.tar.gz",
