@@ -17,6 +17,7 @@ from support import ENVIRONMENTS, GRAPH_REQUIREMENTS, populate_graph, write_conf
 from upstream import FixtureIndex
 
 from morgan.cli import main
+from morgan.mirror import PAGE_WRITERS, Mirrorer
 from morgan.sources import METADATA_FIRST_SIZE
 
 
@@ -656,3 +657,31 @@ def test_pages_of_projects_whose_files_are_in_are_written_while_others_download(
     assert outcome == [0]
     page = json.loads((index / "slow" / "index.json").read_text())
     assert [f["filename"] for f in page["files"]] == [slow.name]
+
+
+def test_pages_are_written_by_a_few_threads_of_their_own(
+    upstream: FixtureIndex, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each page write is a handful of small system calls, each a turn of the interpreter
+    # lock: on the network pool's thirty-odd threads they took a third longer.
+    dists = tmp_path / "dists"
+    names = [f"project-{n}" for n in range(12)]
+    for name in names:
+        upstream.add(build_wheel(dists, name, "1.0"))
+    writers: list[str] = []
+    write_project = Mirrorer._write_project
+
+    def recording(self: Mirrorer, source: object, name: str) -> None:
+        writers.append(threading.current_thread().name)
+        write_project(self, source, name)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Mirrorer, "_write_project", recording)
+    index = tmp_path / "index"
+    config = write_config(tmp_path / "morgan.ini", ENVIRONMENTS, "".join(f"{n} =\n" for n in names))
+    args = ["-i", str(index), "-c", str(config), "-I", upstream.url, "mirror", "--skip-server-copy"]
+    assert main(args) == 0
+    assert len(writers) == len(names)
+    assert all(name.startswith("morgan-pages") for name in writers)
+    assert len(set(writers)) <= PAGE_WRITERS
+    for name in names:
+        assert (index / name / "index.json").is_file()
