@@ -249,9 +249,11 @@ class Mirrorer:
             transfers.cancel()
             raise
         finally:
+            # the writers first: the downloads cancelled next must not have their folders
+            # written and tidied (their parts are kept for the next run)
+            writers.shutdown(wait=True, cancel_futures=True)
             pool.shutdown(wait=True, cancel_futures=True)
             planners.shutdown(wait=True, cancel_futures=True)
-            writers.shutdown(wait=True, cancel_futures=True)
             transfers.close()
         return self._sorted_report()
 
@@ -564,7 +566,7 @@ class Mirrorer:
                     return
             try:
                 writers.submit(write, name)
-            except RuntimeError as error:  # shut down: the run is being interrupted
+            except RuntimeError as error:  # the writers are shut down: the run is interrupted
                 writes[name].set_exception(error)
 
         for (name, _), future in zip(chosen, fetches):

@@ -27,6 +27,8 @@ from server_support import ServerProcess
 from support import ENVIRONMENTS, populate_many, skip_unless_ci, tree_snapshot, write_config
 from upstream import FixtureIndex
 
+from morgan.sources import METADATA_FIRST_SIZE
+
 JSON = "application/vnd.pypi.simple.v1+json"
 
 
@@ -233,3 +235,55 @@ def test_a_full_disk_is_a_clear_error_and_leaves_the_tree_intact(
         {"name": "alpha"},
         {"name": "beta"},
     ]
+
+
+def test_ctrl_c_keeps_the_parts_of_downloads_still_queued(tmp_path: Path) -> None:
+    # An interrupted run cancels the downloads still queued; their folders must not be
+    # written and tidied on the way out, or the parts an earlier run left to resume go.
+    dists = tmp_path / "dists"
+    index = tmp_path / "index"
+    with FixtureIndex("json") as upstream:
+        wheels = []
+        for name in ("first", "second"):
+            # large enough that their dependencies come from PEP 658 metadata: the files
+            # themselves are only downloaded once chosen, one at a time (-j 1)
+            bulk = {f"{name}/data.bin": random.Random(name).randbytes(METADATA_FIRST_SIZE + 1)}
+            wheel = build_wheel(dists, name, "1.0", extra_members=bulk)
+            upstream.add(wheel)
+            upstream.held[f"/files/{wheel.name}"] = threading.Event()
+            wheels.append(wheel)
+        parts = []
+        for wheel in wheels:  # downloads an earlier, interrupted run began
+            folder = index / wheel.name.split("-", 1)[0]
+            folder.mkdir(parents=True)
+            parts.append(folder / f".{wheel.name}.part")
+            parts[-1].write_bytes(wheel.read_bytes()[:4096])
+        config = write_config(
+            tmp_path / "morgan.ini", {"linux312": ENVIRONMENTS["linux312"]}, "first =\nsecond =\n"
+        )
+        command = [sys.executable, "-m", "morgan", "-j", "1", "-i", str(index), "-c", str(config)]
+        process = subprocess.Popen(
+            [*command, "-I", upstream.url, "mirror", "--skip-server-copy"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            asked = {f"/files/{wheel.name}" for wheel in wheels}
+            while not asked & {path.split("?", 1)[0] for path in upstream.requests}:
+                assert time.monotonic() < deadline, "no chosen file was asked for"
+                assert process.poll() is None, process.communicate()
+                time.sleep(0.02)
+            time.sleep(0.3)  # the other chosen file waits behind it
+            process.send_signal(signal.SIGINT)
+            time.sleep(0.5)
+            for held in upstream.held.values():  # the stalled download ends: the run exits
+                held.set()
+            out, err = process.communicate(timeout=60)
+        finally:
+            for held in upstream.held.values():
+                held.set()
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 130, (out, err)
+    assert [part.exists() for part in parts] == [True, True]
