@@ -101,6 +101,10 @@ class LanePool(Executor):
         self._lock = threading.Lock()  # starting threads, and shutting down
         self._closed = threading.Event()
 
+    @property
+    def max_workers(self) -> int:
+        return self._max_workers
+
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         return self._put(URGENT, fn, args, kwargs)
 

@@ -68,7 +68,9 @@ NOT_FOUND = "not found"
 METADATA_FIRST_SIZE = 1024 * 1024
 #: Chosen files at least this large are downloaded before the smaller ones chosen: a
 #: large wheel queued behind hundreds of small files started last and ended the run
-#: alone (on the benchmark, 3 % of a cold run).
+#: alone (on the benchmark, 3 % of a cold run). At most half the pool's workers are
+#: given to them at once (queued or running): each holds its worker for the whole
+#: download, and resolution's urgent work must still find free ones.
 LONG_DOWNLOAD_SIZE = 8 * 1024 * 1024
 
 
@@ -229,6 +231,9 @@ class UpstreamSource:
         self._mismatched_metadata: set[str] = set()
         #: Downloads queued ahead or in the background and not yet hurried, by filename.
         self._queued_jobs: dict[str, Future[Fetched]] = {}
+        #: Downloads in the pool's long lane, queued or running, and how many may be.
+        self._long_downloads = 0
+        self._long_limit = max(1, pool.max_workers // 2) if isinstance(pool, LanePool) else 0
         #: Wheels' dependencies read as soon as their bytes were verified, before the
         #: download is synced and renamed into place; and their METADATA, for the sidecar
         #: (with what it says: it is parsed once).
@@ -650,8 +655,8 @@ class UpstreamSource:
 
         A fetch ``ahead`` of need (to read its dependencies soon) or in the
         ``background`` (a file chosen, that nobody waits for yet; the large ones
-        before the others) lets the pool's urgent work go first, until someone
-        fetches it without either flag.
+        before the others, on up to half the pool's workers) lets the pool's urgent
+        work go first, until someone fetches it without either flag.
         """
         made: list[Future[Fetched]] = []
 
@@ -660,11 +665,12 @@ class UpstreamSource:
             return made[0]
 
         lane = BACKGROUND if background else AHEAD if ahead else URGENT
-        if lane == BACKGROUND and (file.file.size or 0) >= LONG_DOWNLOAD_SIZE:
-            lane = LONG
         future = self._downloads.get(file.file.filename, start)
         if made:  # this call made it: do the work, outside the memo's lock
             self._fetched_of.setdefault(name, []).append(file.file.filename)
+            if lane == BACKGROUND and self._takes_long_lane(file):
+                lane = LONG
+                future.add_done_callback(lambda _: self._leave_long_lane())
             try:
                 self._start_fetch(name, file, future, lane)
             except BaseException:  # interrupted (Ctrl-C) before the outcome was wired up
@@ -679,6 +685,21 @@ class UpstreamSource:
             if job is not None:
                 self._hurry(job, AHEAD)
         return future
+
+    def _takes_long_lane(self, file: ReleaseFile) -> bool:
+        """Whether a chosen file goes before the small ones: it is large, and the long
+        lane has room (else it waits in turn with the others, as any file did before)."""
+        if (file.file.size or 0) < LONG_DOWNLOAD_SIZE:
+            return False
+        with self._lock:
+            if self._long_downloads >= self._long_limit:
+                return False
+            self._long_downloads += 1
+            return True
+
+    def _leave_long_lane(self) -> None:
+        with self._lock:
+            self._long_downloads -= 1
 
     def sdist_dependencies(self) -> dict[str, Dependencies]:
         """The dependencies read this run from each sdist in the tree, by its sha256."""

@@ -187,6 +187,26 @@ def test_a_large_chosen_file_goes_before_the_small_ones_chosen_before_it(
     ]
 
 
+def test_large_chosen_files_take_at_most_half_the_workers_before_the_small_ones(
+    tmp_path: Path,
+) -> None:
+    # Each holds its worker for the whole download: beyond half the pool's workers (here
+    # the one worker's half, rounded up to one), a large file waits in turn with the rest.
+    small = [release_file(f"demo-{n}.0.tar.gz", 100, False) for n in (1, 2)]
+    large = [release_file(f"demo-{n}.0.tar.gz", LONG_DOWNLOAD_SIZE, False) for n in (3, 4)]
+
+    def queue(source: UpstreamSource) -> list[Future[Fetched]]:
+        chosen = (small[0], large[0], small[1], large[1])
+        return [source.fetch(DEMO, file, background=True) for file in chosen]
+
+    assert transfer_order(tmp_path, queue) == [
+        "demo-3.0.tar.gz",
+        "demo-1.0.tar.gz",
+        "demo-2.0.tar.gz",
+        "demo-4.0.tar.gz",
+    ]
+
+
 @contextlib.contextmanager
 def source_of(
     wheel: Path, index_path: Path, *, workers: int
