@@ -172,8 +172,9 @@ def plan_environment(
 ) -> EnvironmentPlan:
     """Resolve everything the mirror must hold for one environment.
 
-    ``on_resolution`` is called with each resolution as soon as it is found: the
-    mirror holds all of them, so their files may be fetched at once.
+    ``on_resolution`` is called with each resolution as soon as it is found (the
+    wheels-only ones once all of the environment's are): the mirror holds all of
+    them, so their files may be fetched at once.
     """
     plan = EnvironmentPlan(environment=view.environment, on_resolution=on_resolution)
     env = view.environment.name
@@ -269,8 +270,11 @@ def _search_wheels_only(
     if len(variants) < 2:
         return [search(variant) for variant in variants]
     workers = min(len(variants), WHEELS_ONLY_SEARCHES)
-    with ThreadPoolExecutor(workers, thread_name_prefix="morgan-wheels-only") as searches:
+    searches = ThreadPoolExecutor(workers, thread_name_prefix="morgan-wheels-only")
+    try:
         return list(searches.map(search, variants))
+    finally:  # after an error (an interrupted run), the searches not yet begun never are
+        searches.shutdown(wait=True, cancel_futures=True)
 
 
 def _plan_builds(view: EnvironmentView, plan: EnvironmentPlan) -> None:

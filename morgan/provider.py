@@ -239,8 +239,8 @@ class EnvironmentView:
         if key not in self._exactly:
             exact = SpecifierSet(f"=={version}")
             found = self.allowed(name, exact, wheels_only=wheels_only)
-            self._exactly[key] = (
-                self.candidate(name, found[0], exact, frozenset()) if found else None
+            self._exactly.setdefault(
+                key, self.candidate(name, found[0], exact, frozenset()) if found else None
             )
         return self._exactly[key]
 
