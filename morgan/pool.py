@@ -120,7 +120,7 @@ class LanePool(Executor):
 
     def hurry(self, future: Future[Any], lane: int = URGENT) -> None:
         """Move queued work into a more urgent lane: someone now waits for it (``URGENT``),
-        or will soon (``AHEAD``, for work queued in the background).
+        or will soon (``AHEAD``, for work queued in the long or the background lane).
 
         The job also stays queued where it was, and runs once, from whichever entry
         a worker takes first (or is cancelled there by ``shutdown``).
